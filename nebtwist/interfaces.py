@@ -1,0 +1,104 @@
+"""The driver interfaces: one per driver family.
+
+Every method returns a Deferred. A driver's ``FAILURE`` reply errbacks with
+:class:`nebtwist.errors.DriverError` (its message is the driver's text); no
+reply in time errbacks with :class:`~nebtwist.errors.DriverTimeout`; a driver
+process that dies with the request in flight errbacks with
+:class:`~nebtwist.errors.DriverCrashed`.
+
+The main implementations are the MAD adapters in :mod:`nebtwist.mad`, which
+speak OpenNebula 3.4's line protocol (``src/mad/Mad.cc``) to a driver
+subprocess. Fakes for tests live in :mod:`nebtwist.testing`.
+"""
+
+from dataclasses import dataclass
+
+from zope.interface import Attribute, Interface
+
+
+class IDriver(Interface):
+    """What every driver has."""
+
+    name = Attribute("The driver's name in oned.conf, e.g. 'vmm_dummy'.")
+
+
+class IInformationDriver(IDriver):
+    """Monitors hosts (OpenNebula's IM_MAD; ``src/im/InformationManagerDriver.cc``)."""
+
+    def monitor(host_id, hostname, update_remotes=False):
+        """Monitor one host.
+
+        Sends ``MONITOR <host_id> <hostname> <0|1>``.
+
+        :param host_id: the host's oid (int).
+        :param hostname: the host's NAME (str).
+        :param update_remotes: True to ask the driver to copy its remote
+            scripts to the host first.
+        :return: Deferred firing with the raw info string of
+            ``MONITOR SUCCESS <hid> <info>``: ``KEY=VALUE`` pairs separated by
+            blanks, commas or newlines (plain text as in 3.4, or base64 as in
+            4.0+; the core accepts both).
+        """
+
+
+@dataclass
+class VMMAction:
+    """The data of one virtualization request (3.4 ``VMM_DRIVER_ACTION_DATA``).
+
+    Empty strings stand for elements OpenNebula sends empty. ``vm_xml`` is the
+    full ``<VM>`` document as a str (``src/vmm/VirtualMachineManager.cc``
+    ``format_message``).
+    """
+
+    host: str = ""
+    net_drv: str = ""
+    migr_host: str = ""
+    migr_net_drv: str = ""
+    deploy_id: str = ""
+    local_deployment_file: str = ""
+    remote_deployment_file: str = ""
+    checkpoint_file: str = ""
+    vm_xml: str = ""
+
+
+class IVirtualMachineDriver(IDriver):
+    """Controls VMs on hosts (OpenNebula's VM_MAD).
+
+    Each method sends ``<ACTION> <vm_id> <base64 drv_msg>`` (3.4 format) and
+    takes a :class:`VMMAction`.
+    """
+
+    def deploy(vm_id, action):
+        """Boot a VM; fires with the hypervisor's deploy id (str)."""
+
+    def shutdown(vm_id, action):
+        """Graceful shutdown; fires with the reply info (str)."""
+
+    def cancel(vm_id, action):
+        """Destroy at once; fires with the reply info (str)."""
+
+    def save(vm_id, action):
+        """Checkpoint to ``action.checkpoint_file`` and stop the VM."""
+
+    def restore(vm_id, action):
+        """Restore from ``action.checkpoint_file``; fires with the deploy id."""
+
+    def migrate(vm_id, action):
+        """Live-migrate from ``action.host`` to ``action.migr_host``."""
+
+    def reboot(vm_id, action):
+        """Reboot the guest; no state change."""
+
+    def poll(vm_id, action):
+        """Poll a VM; fires with the reply's info string
+        (``STATE=a USEDCPU=.. USEDMEMORY=.. NETRX=.. NETTX=..``)."""
+
+
+class ITransferDriver(IDriver):
+    """Runs transfer scripts (OpenNebula's TM_MAD; ``src/tm/TransferManagerDriver.cc``)."""
+
+    def transfer(vm_id, script_path):
+        """Run the transfer script at ``script_path`` for VM ``vm_id``.
+
+        Sends ``TRANSFER <vm_id> <script_path>``; fires with None on success.
+        """
