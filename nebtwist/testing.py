@@ -1,0 +1,264 @@
+"""Public test helpers: a fake reactor that "spawns" processes.
+
+Twisted's ``MemoryReactorClock`` fakes time and sockets but not processes.
+:class:`FakeProcessReactor` adds ``IReactorProcess``: ``spawnProcess``
+records a :class:`SpawnedProcess` and hands the protocol a
+:class:`FakeProcessTransport`, through which a test plays the child: it reads
+what the parent wrote (``transport.written``), makes the child speak
+(``child_says``) and end (``exit`` / ``killed``)::
+
+    reactor = FakeProcessReactor()
+    mad = MadProcess(reactor, "im_dummy", "/bin/im")
+    mad.startService()
+    child = reactor.spawned[-1].transport
+    assert child.written == b"INIT\\n"
+    child.child_says(b"INIT SUCCESS\\n")
+    reactor.advance(5)          # drive time as with task.Clock
+    child.exit(0)
+"""
+
+import signal as _signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.address import _ProcessAddress
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+__all__ = ["FakeProcessReactor", "FakeProcessTransport", "SpawnedProcess"]
+
+
+@dataclass
+class SpawnedProcess:
+    """What one ``spawnProcess`` call was given, and the transport it returned."""
+
+    protocol: Any
+    executable: Any
+    args: Any
+    env: Any
+    path: Any
+    transport: "FakeProcessTransport"
+    uid: Any = None
+    gid: Any = None
+    usePTY: Any = False
+    childFDs: Any = field(default=None)
+
+
+def _signal_number(sig):
+    """``"KILL"`` / ``"SIGKILL"`` / ``9`` -> 9."""
+    if isinstance(sig, int):
+        return sig
+    name = str(sig).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    return int(getattr(_signal, name))
+
+
+@implementer(IProcessTransport)
+class FakeProcessTransport:
+    """The parent's side of a fake child process (``IProcessTransport``).
+
+    Records what the parent does:
+
+    * ``written`` -- all bytes written to the child's stdin (bytes);
+      ``written_lines`` the same decoded and split into lines;
+      ``writes_to`` -- dict fd -> bytes for writes to other fds;
+      ``late_writes`` -- list of stdin writes made after stdin was closed
+      (a real pipe drops them);
+    * ``closed_fds`` -- set of child fds the parent closed (0 = stdin);
+    * ``signals`` -- signals sent, as given (``"KILL"``, ``15``...);
+    * ``lost`` -- True once ``loseConnection`` was called.
+
+    Test controls play the child: :meth:`child_says`, :meth:`exit`,
+    :meth:`killed`. After the child has ended, ``pid`` is None and
+    ``signalProcess`` raises ``ProcessExitedAlready``, as Twisted's does.
+    """
+
+    def __init__(self, protocol, pid, childFDs=None):
+        self.protocol = protocol
+        self.pid = pid
+        self.childFDs = childFDs or {0: "w", 1: "r", 2: "r"}
+        self._stdin = []
+        self.writes_to = {}
+        self.late_writes = []
+        self.closed_fds = set()
+        self.signals = []
+        self.lost = False
+        self.ended = False
+        self.reason = None
+
+    # -- IProcessTransport -------------------------------------------------
+
+    @property
+    def written(self):
+        """Bytes written to the child's stdin so far."""
+        return b"".join(self._stdin)
+
+    @property
+    def written_lines(self):
+        """``written`` decoded as UTF-8 and split at ``\\n`` (complete lines only)."""
+        text = self.written.decode("utf-8", errors="replace")
+        return text.split("\n")[:-1]
+
+    @property
+    def stdin_closed(self):
+        """True once the parent closed the child's stdin."""
+        return 0 in self.closed_fds
+
+    def writeToChild(self, childFD, data):
+        """Record ``data`` written to child fd ``childFD``."""
+        if childFD == 0:
+            if self.stdin_closed or self.ended:
+                self.late_writes.append(data)
+            else:
+                self._stdin.append(bytes(data))
+        else:
+            self.writes_to[childFD] = self.writes_to.get(childFD, b"") + bytes(data)
+
+    def write(self, data):
+        """Write to the child's stdin."""
+        self.writeToChild(0, data)
+
+    def writeSequence(self, data):
+        """Write each chunk of ``data`` to the child's stdin."""
+        for chunk in data:
+            self.write(chunk)
+
+    def closeChildFD(self, descriptor):
+        """Record that the parent closed child fd ``descriptor``."""
+        self.closed_fds.add(descriptor)
+
+    def closeStdin(self):
+        """Close the child's stdin (fd 0)."""
+        self.closeChildFD(0)
+
+    def closeStdout(self):
+        """Close the pipe from the child's stdout (fd 1)."""
+        self.closeChildFD(1)
+
+    def closeStderr(self):
+        """Close the pipe from the child's stderr (fd 2)."""
+        self.closeChildFD(2)
+
+    def loseConnection(self):
+        """Close stdin, stdout and stderr (does not signal the child)."""
+        self.lost = True
+        for fd in (0, 1, 2):
+            self.closeChildFD(fd)
+
+    def signalProcess(self, signalID):
+        """Record a signal (``"KILL"``, ``"TERM"``, ``"INT"`` or a number).
+
+        :raises twisted.internet.error.ProcessExitedAlready: if the child has
+            ended. The signal is not delivered: call :meth:`killed` for that.
+        """
+        if self.ended:
+            raise error.ProcessExitedAlready()
+        self.signals.append(signalID)
+
+    def getPeer(self):
+        """A process address, as for Twisted's process endpoints."""
+        return _ProcessAddress()
+
+    def getHost(self):
+        """A process address, as for Twisted's process endpoints."""
+        return _ProcessAddress()
+
+    # -- test controls -----------------------------------------------------
+
+    def child_says(self, data, fd=1):
+        """Deliver ``data`` (bytes) as output of the child on ``fd`` (1 stdout, 2 stderr).
+
+        :raises RuntimeError: if the child has already ended.
+        """
+        if self.ended:
+            raise RuntimeError("the fake child has already ended")
+        self.protocol.childDataReceived(fd, data)
+
+    def exit(self, code=0):
+        """End the child with exit status ``code``.
+
+        Delivers ``childConnectionLost`` for each fd, then ``processExited``
+        and ``processEnded`` with ``ProcessDone`` (code 0) or
+        ``ProcessTerminated(exitCode=code)``.
+        """
+        if code == 0:
+            reason = Failure(error.ProcessDone(0))
+        else:
+            reason = Failure(error.ProcessTerminated(exitCode=code))
+        self._end(reason)
+
+    def killed(self, signal=_signal.SIGKILL):
+        """End the child as killed by ``signal`` (number or name, default SIGKILL).
+
+        Delivers the same callbacks as :meth:`exit`, with
+        ``ProcessTerminated(signal=N)``.
+        """
+        number = _signal_number(signal)
+        self._end(Failure(error.ProcessTerminated(exitCode=None, signal=number)))
+
+    def _end(self, reason):
+        if self.ended:
+            raise RuntimeError("the fake child has already ended")
+        self.ended = True
+        self.reason = reason
+        self.pid = None
+        for fd in sorted(self.childFDs):
+            self.protocol.childConnectionLost(fd)
+        self.protocol.processExited(reason)
+        self.protocol.processEnded(reason)
+
+
+@implementer(IReactorProcess)
+class FakeProcessReactor(MemoryReactorClock):
+    """A ``MemoryReactorClock`` that also fakes ``IReactorProcess``.
+
+    ``spawnProcess`` appends a :class:`SpawnedProcess` to ``spawned``,
+    connects the protocol to a new :class:`FakeProcessTransport` (pids count
+    up from 1000) and returns the transport. Set ``spawn_error`` to an
+    exception instance to make every following ``spawnProcess`` raise it
+    (as a real spawn of a missing executable can).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.spawned = []
+        self.spawn_error = None
+        self._next_pid = 1000
+
+    def spawnProcess(
+        self,
+        processProtocol,
+        executable,
+        args=(),
+        env=None,
+        path=None,
+        uid=None,
+        gid=None,
+        usePTY=0,
+        childFDs=None,
+    ):
+        """Record the spawn and return a :class:`FakeProcessTransport`."""
+        if self.spawn_error is not None:
+            raise self.spawn_error
+        transport = FakeProcessTransport(processProtocol, self._next_pid, childFDs)
+        self._next_pid += 1
+        self.spawned.append(
+            SpawnedProcess(
+                protocol=processProtocol,
+                executable=executable,
+                args=list(args),
+                env=env,
+                path=path,
+                transport=transport,
+                uid=uid,
+                gid=gid,
+                usePTY=usePTY,
+                childFDs=childFDs,
+            )
+        )
+        processProtocol.makeConnection(transport)
+        return transport
