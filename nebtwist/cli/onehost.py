@@ -1,0 +1,166 @@
+"""``onehost``: manage the cluster nodes (hosts).
+
+Subcommands::
+
+    onehost create <name> <im_mad> <vmm_mad> [<tm_mad>]
+    onehost delete <id|name>
+    onehost list
+    onehost show <id|name>
+    onehost enable <id|name>
+    onehost disable <id|name>
+
+``create`` with four driver arguments uses the OpenNebula 1.4 form
+``one.host.allocate(session, name, im, vmm, tm)``; with three it uses
+``one.host.allocate(session, name, im, vmm, -1)`` (no cluster).
+"""
+
+from nebtwist.cli import common
+from nebtwist.cli.common import Column, integer, text
+
+#: Host STATE values (``include/Host.h``).
+HOST_STATES = ["INIT", "MONITORING", "MONITORED", "ERROR", "DISABLED"]
+
+#: Short state shown by ``onehost list``.
+HOST_SHORT_STATES = {0: "on", 1: "on", 2: "on", 3: "err", 4: "off"}
+
+
+def state_name(state):
+    """Long name of a host STATE number."""
+    if 0 <= state < len(HOST_STATES):
+        return HOST_STATES[state]
+    return str(state)
+
+
+def short_state(state):
+    """Short (``on``/``err``/``off``) name of a host STATE number."""
+    return HOST_SHORT_STATES.get(state, str(state))
+
+
+def _share(host, name):
+    return integer(host, "HOST_SHARE/" + name)
+
+
+#: Columns of ``onehost list``.
+LIST_COLUMNS = [
+    Column("ID", 2, lambda h: integer(h, "ID"), "right"),
+    Column("NAME", 12, lambda h: text(h, "NAME")),
+    Column("RVM", 3, lambda h: _share(h, "RUNNING_VMS"), "right"),
+    Column("TCPU", 6, lambda h: _share(h, "MAX_CPU"), "right"),
+    Column("FCPU", 6, lambda h: _share(h, "FREE_CPU"), "right"),
+    Column("ACPU", 6, lambda h: _share(h, "MAX_CPU") - _share(h, "CPU_USAGE"), "right"),
+    Column("TMEM", 7, lambda h: _share(h, "MAX_MEM"), "right"),
+    Column("FMEM", 7, lambda h: _share(h, "FREE_MEM"), "right"),
+    Column("STAT", 4, lambda h: short_state(integer(h, "STATE", -1))),
+]
+
+
+def do_create(ctx, args):
+    """``onehost create``: allocate a host, print ``ID: n`` with ``-v``."""
+    if args.tm_mad is not None:
+        oid = ctx.call("one.host.allocate", args.name, args.im_mad, args.vmm_mad, args.tm_mad)
+    else:
+        oid = ctx.call("one.host.allocate", args.name, args.im_mad, args.vmm_mad, -1)
+    common.print_created(ctx, oid)
+
+
+def do_delete(ctx, args):
+    """``onehost delete``: remove a host."""
+    ctx.call("one.host.delete", common.resolve_host(ctx, args.host))
+
+
+def do_enable(ctx, args):
+    """``onehost enable``: let the scheduler use a host again."""
+    ctx.call("one.host.enable", common.resolve_host(ctx, args.host), True)
+
+
+def do_disable(ctx, args):
+    """``onehost disable``: stop monitoring and scheduling onto a host."""
+    ctx.call("one.host.enable", common.resolve_host(ctx, args.host), False)
+
+
+def do_list(ctx, args):
+    """``onehost list``: one line per host."""
+    body = ctx.call("one.hostpool.info")
+    if ctx.want_xml():
+        ctx.print_xml(body)
+        return
+    pool = common.parse_xml(body)
+    common.print_table(ctx, LIST_COLUMNS, pool.findall("HOST"))
+
+
+def do_show(ctx, args):
+    """``onehost show``: information, shares and monitoring of one host."""
+    body = ctx.call("one.host.info", common.resolve_host(ctx, args.host))
+    if ctx.want_xml():
+        ctx.print_xml(body)
+        return
+    host = common.parse_xml(body)
+    template = host.find("TEMPLATE")
+    oid = text(host, "ID")
+    info = [
+        ("ID", oid),
+        ("NAME", text(host, "NAME")),
+    ]
+    cluster = text(host, "CLUSTER")
+    if cluster:
+        info.append(("CLUSTER", cluster))
+    info += [
+        ("STATE", state_name(integer(host, "STATE", -1))),
+        ("IM_MAD", text(host, "IM_MAD")),
+        ("VM_MAD", text(host, "VM_MAD")),
+        ("VN_MAD", text(host, "VN_MAD")),
+    ]
+    tm_mad = text(template, "TM_MAD", None)
+    if tm_mad is None:
+        tm_mad = text(host, "TM_MAD", None)  # 1.4 bodies carry it at top level
+    if tm_mad is not None:
+        info.append(("TM_MAD", tm_mad))
+    info.append(("LAST MONITORING TIME", common.format_time(integer(host, "LAST_MON_TIME"))))
+    common.print_section(ctx, "HOST %s INFORMATION" % oid, info)
+    ctx.out()
+    common.print_section(ctx, "HOST SHARES", [
+        ("MAX MEM", _share(host, "MAX_MEM")),
+        ("USED MEM (REAL)", _share(host, "USED_MEM")),
+        ("USED MEM (ALLOCATED)", _share(host, "MEM_USAGE")),
+        ("FREE MEM", _share(host, "FREE_MEM")),
+        ("MAX CPU", _share(host, "MAX_CPU")),
+        ("USED CPU (REAL)", _share(host, "USED_CPU")),
+        ("USED CPU (ALLOCATED)", _share(host, "CPU_USAGE")),
+        ("FREE CPU", _share(host, "FREE_CPU")),
+        ("RUNNING VMS", _share(host, "RUNNING_VMS")),
+    ])
+    ctx.out()
+    ctx.out("MONITORING INFORMATION")
+    for line in common.template_lines(template):
+        ctx.out(line)
+
+
+def configure(subparsers):
+    """Add the ``onehost`` subcommands to ``subparsers``."""
+    sub = common.add_command(subparsers, "create", do_create, "Create a new host")
+    sub.add_argument("name", help="host name")
+    sub.add_argument("im_mad", help="information driver")
+    sub.add_argument("vmm_mad", help="virtualization driver")
+    sub.add_argument("tm_mad", nargs="?", default=None, help="transfer driver (1.4 form)")
+    for name, handler, help_text in (
+        ("delete", do_delete, "Delete a host"),
+        ("enable", do_enable, "Enable a host"),
+        ("disable", do_disable, "Disable a host"),
+    ):
+        sub = common.add_command(subparsers, name, handler, help_text)
+        sub.add_argument("host", help="host id or name")
+    common.add_command(subparsers, "list", do_list, "List the hosts", xml=True)
+    sub = common.add_command(subparsers, "show", do_show, "Show a host", xml=True)
+    sub.add_argument("host", help="host id or name")
+
+
+def main(argv=None, stdout=None, stderr=None, environ=None):
+    """Entry point of ``onehost``; returns the exit status."""
+    return common.run_main(
+        "onehost", "Manage OpenNebula hosts", configure,
+        argv=argv, stdout=stdout, stderr=stderr, environ=environ,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
