@@ -34,6 +34,8 @@ class RecordingProtocol(ProcessProtocol):
 
 
 class FakeProcessReactorTests(SynchronousTestCase):
+    """FakeProcessReactor."""
+
     def test_interface(self):
         """FakeProcessReactor provides IReactorProcess and IReactorTime."""
         reactor = FakeProcessReactor()
@@ -86,6 +88,8 @@ class FakeProcessReactorTests(SynchronousTestCase):
 
 
 class FakeProcessTransportTests(SynchronousTestCase):
+    """FakeProcessTransport and its test controls."""
+
     def setUp(self):
         self.reactor = FakeProcessReactor()
         self.proto = RecordingProtocol()
