@@ -1,0 +1,192 @@
+"""The XML-RPC core API: OpenNebula's ``one.*`` methods on ``/RPC2``.
+
+The RequestManager parses and type-checks each call, authenticates the
+session string (its first parameter), calls :class:`nebtwist.core.requests.Requests`
+and answers in OpenNebula 3.4's shape (``src/rm/Request.cc``)::
+
+    [True, value, 0]                           # success
+    [False, "[MethodName] message", code]      # failure
+
+with the 3.4 codes of :mod:`nebtwist.errors`. Wrong arity or types answer
+``0x1000`` naming the expected signature; a body that is not XML-RPC at all
+gets an XML-RPC fault (Twisted's), and the server keeps serving.
+
+Several generations of clients are accepted where they differ:
+
+* ``one.host.allocate``: 1.4 (name, im, vmm, tm), 3.4 (name, im, vmm, vnm,
+  cluster) and current (name, im, vmm, cluster) forms, told apart by arity
+  and types; the CLI's (name, im, vmm, -1) is the current form.
+* ``one.vm.action``: the 3.4 order (action, id); today's action names
+  (``terminate`` ...) map to 3.4's.
+* pool infos: 1.4's single filter argument, 3.4's (filter, start, end[, state])
+  and current clients' extra arguments.
+* ``one.vm.info``/``one.host.info``: a trailing boolean (current ``decrypt``)
+  is accepted and ignored.
+"""
+
+from twisted.internet import defer
+from twisted.web import xmlrpc
+
+from nebtwist.errors import APIError, INTERNAL, NebulaError
+from nebtwist.log import OneLogger
+
+log = OneLogger("ReM")
+
+
+class Signature:
+    """One accepted parameter list: types after the session, and a binder.
+
+    :param types: string of ``i`` (int, not bool), ``s`` (str), ``b`` (bool
+        or 0/1); optional trailing parameters are listed after ``|``.
+    :param bind: ``(user, *args) -> awaitable or value`` calling the core.
+    """
+
+    def __init__(self, types, bind):
+        required, _, optional = types.partition("|")
+        self.required = required
+        self.optional = optional
+        self.bind = bind
+
+    def matches(self, args):
+        n = len(args)
+        if not len(self.required) <= n <= len(self.required) + len(self.optional):
+            return False
+        return all(_is(t, a) for t, a in zip(self.required + self.optional, args))
+
+    def describe(self):
+        opt = f"[, {', '.join(_TYPE_NAMES[t] for t in self.optional)}]" if self.optional else ""
+        return "(session" + "".join(", " + _TYPE_NAMES[t] for t in self.required) + opt + ")"
+
+
+_TYPE_NAMES = {"i": "int", "s": "string", "b": "bool"}
+
+
+def _is(t, value):
+    if t == "i":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t == "s":
+        return isinstance(value, str)
+    if t == "b":
+        return isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))
+    return False
+
+
+class RequestManager(xmlrpc.XMLRPC):
+    """The ``/RPC2`` resource.
+
+    :param nebula: the core (authentication).
+    :param requests: :class:`~nebtwist.core.requests.Requests`.
+    :param max_body: largest request body accepted, in bytes.
+    """
+
+    def __init__(self, nebula, requests, max_body=64 * 1024 * 1024):
+        super().__init__(allowNone=False, useDateTime=False)
+        self.nebula = nebula
+        self.requests = requests
+        self.max_body = max_body
+        self.methods = self._table(requests)
+
+    @staticmethod
+    def _table(r):
+        def S(types, bind):
+            return Signature(types, bind)
+
+        return {
+            # users and groups
+            "one.user.allocate": ("UserAllocate", [
+                S("ss|s", lambda u, n, p, d="core": r.user_allocate(u, n, p, d))]),
+            "one.user.delete": ("UserDelete", [S("i", r.user_delete)]),
+            "one.user.info": ("UserInfo", [S("i|b", lambda u, i, *_: r.user_info(u, i))]),
+            "one.user.passwd": ("UserChangePassword", [S("is", r.user_passwd)]),
+            "one.userpool.info": ("UserPoolInfo", [S("", r.userpool_info)]),
+            "one.group.info": ("GroupInfo", [S("i|b", lambda u, i, *_: r.group_info(u, i))]),
+            "one.grouppool.info": ("GroupPoolInfo", [S("", r.grouppool_info)]),
+            # hosts
+            "one.host.allocate": ("HostAllocate", [
+                S("ssss", lambda u, n, im, vmm, tm: r.host_allocate(u, n, im, vmm, "dummy", tm)),
+                S("sssi", lambda u, n, im, vmm, c: r.host_allocate(u, n, im, vmm, "dummy",
+                                                                    None, c)),
+                S("ssssi", lambda u, n, im, vmm, vnm, c: r.host_allocate(
+                    u, n, im, vmm, vnm, None, c)),
+            ]),
+            "one.host.delete": ("HostDelete", [S("i", r.host_delete)]),
+            "one.host.info": ("HostInfo", [S("i|b", lambda u, i, *_: r.host_info(u, i))]),
+            "one.host.enable": ("HostEnable", [S("ib", lambda u, i, e: r.host_enable(
+                u, i, bool(e)))]),
+            "one.hostpool.info": ("HostPoolInfo", [S("", r.hostpool_info)]),
+            # virtual networks
+            "one.vn.allocate": ("VirtualNetworkAllocate", [S("s|i", r.vn_allocate)]),
+            "one.vn.delete": ("VirtualNetworkDelete", [S("i", r.vn_delete)]),
+            "one.vn.info": ("VirtualNetworkInfo", [S("i|b", lambda u, i, *_: r.vn_info(u, i))]),
+            "one.vnpool.info": ("VirtualNetworkPoolInfo", [S("|iii", r.vnpool_info)]),
+            # virtual machines
+            "one.vm.allocate": ("VirtualMachineAllocate", [
+                S("s|b", lambda u, t, *_: r.vm_allocate(u, t))]),
+            "one.vm.deploy": ("VirtualMachineDeploy", [
+                S("ii|bis", lambda u, v, h, *_: r.vm_deploy(u, v, h))]),
+            "one.vm.action": ("VirtualMachineAction", [S("si", r.vm_action)]),
+            "one.vm.migrate": ("VirtualMachineMigrate", [
+                S("iib|bii", lambda u, v, h, live, *_: r.vm_migrate(u, v, h, live))]),
+            "one.vm.info": ("VirtualMachineInfo", [S("i|b", lambda u, i, *_: r.vm_info(u, i))]),
+            "one.vmpool.info": ("VirtualMachinePoolInfo", [
+                S("|iiiis", lambda u, f=-2, s=-1, e=-1, st=-1, *_: r.vmpool_info(
+                    u, f, s, e, st))]),
+            # system
+            "one.system.version": ("SystemVersion", [S("", r.system_version)]),
+            "one.system.config": ("SystemConfig", [S("", r.system_config)]),
+        }
+
+    def listProcedures(self):
+        """Every method name served."""
+        return sorted(self.methods)
+
+    def render_POST(self, request):
+        """Refuse oversize bodies before parsing (``[false, ..., 0x1000]`` is
+        not possible without a method name, so an XML-RPC fault answers)."""
+        request.content.seek(0, 2)
+        size = request.content.tell()
+        request.content.seek(0, 0)
+        if size > self.max_body:
+            request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+            self._cbRender(xmlrpc.Fault(self.FAILURE, f"Request body of {size} bytes is over "
+                                        f"the limit of {self.max_body}"), request)
+            return xmlrpc.server.NOT_DONE_YET
+        return super().render_POST(request)
+
+    def lookupProcedure(self, procedurePath):
+        """The handler for ``procedurePath``; unknown methods get a fault."""
+        entry = self.methods.get(procedurePath)
+        if entry is None:
+            raise xmlrpc.NoSuchFunction(self.NOT_FOUND,
+                                        f"method {procedurePath!r} is not supported")
+        name, signatures = entry
+
+        def handler(*args):
+            return defer.ensureDeferred(self._call(name, signatures, args))
+
+        return handler
+
+    async def _call(self, name, signatures, args):
+        try:
+            if not args or not isinstance(args[0], str):
+                raise APIError("The first parameter must be the session string "
+                               "(user:password).")
+            session, params = args[0], args[1:]
+            user = self.nebula.authenticate(session)
+            for sig in signatures:
+                if sig.matches(params):
+                    break
+            else:
+                expected = " or ".join(s.describe() for s in signatures)
+                got = "(session" + "".join(", " + type(a).__name__ for a in params) + ")"
+                raise APIError(f"Wrong parameters: expected {expected}, got {got}.")
+            result = sig.bind(user, *params)
+            if hasattr(result, "__await__"):
+                result = await result
+            return [True, result, 0]
+        except NebulaError as e:
+            log.debug("{name}: {m}", name=name, m=e.message)
+            return [False, f"[{name}] {e.message}", e.code]
+        except Exception as e:  # noqa: BLE001 - never a traceback to the client
+            log.failure("{name} failed", name=name)
+            return [False, f"[{name}] Internal error: {type(e).__name__}: {e}", INTERNAL]

@@ -1,0 +1,177 @@
+"""The DispatchManager: VM creation and the user-facing VM actions.
+
+Follows OpenNebula 3.4 ``src/dm/DispatchManagerActions.cc`` and
+``src/vm/VirtualMachinePool.cc`` (allocation): a new VM gets its oid, a
+default NAME ``one-<oid>``, ``VMID`` in its template, its NICs' leases, and
+goes to PENDING; everything is committed in one transaction, and a failure at
+any step (a malformed template, a REQUIREMENTS expression that does not parse,
+a full network) creates nothing.
+"""
+
+from nebtwist.core.lcm import state_name
+from nebtwist.core.objects import PENDING, VirtualMachine, int_to_ip
+from nebtwist.core.vnet import acquire_lease, release_lease
+from nebtwist.errors import ActionError, APIError
+from nebtwist.expr import ExpressionSyntaxError, compile_rank, compile_requirements
+from nebtwist.template import Template, TemplateSyntaxError
+
+#: ``one.vm.action`` names (3.4 and today's) -> state-machine events.
+ACTIONS = {
+    "shutdown": "shutdown", "terminate": "shutdown",
+    "cancel": "cancel", "terminate-hard": "cancel",
+    "hold": "hold", "release": "release",
+    "finalize": "finalize", "delete": "finalize",
+}
+
+
+def parse_template(text, what="template"):
+    """Parse user template text (template syntax or ``<TEMPLATE>`` XML).
+
+    :raises APIError: naming the line and column of a syntax error.
+    """
+    if not isinstance(text, str):
+        raise APIError(f"The {what} must be a string.")
+    try:
+        return Template.parse_any(text)
+    except TemplateSyntaxError as e:
+        raise APIError(f"Parse error in {what}: {e}") from None
+
+
+def compile_expressions(vm, template):
+    """Compile ``REQUIREMENTS`` and ``RANK`` of ``template`` onto ``vm``.
+
+    :raises APIError: an expression that does not parse.
+    """
+    try:
+        req = template.get_str("REQUIREMENTS")
+        vm.requirements = compile_requirements(req) if req else None
+        rank = template.get_str("RANK")
+        vm.rank = compile_rank(rank) if rank else None
+    except ExpressionSyntaxError as e:
+        raise APIError(f"Wrong expression in template: {e}") from None
+
+
+def _check_number(template, key, integer=False):
+    value = template.get(key)
+    if value is None:
+        return
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        n = int(value) if integer else float(value)
+        if n < 0:
+            raise ValueError
+    except ValueError:
+        raise APIError(f"{key} must be a non-negative {'integer' if integer else 'number'}, "
+                       f"not {value!r}.") from None
+
+
+class DispatchManager:
+    """VM allocation and actions.
+
+    :param nebula: the core (pools, authorization helpers, clock).
+    :param lcm: the :class:`~nebtwist.core.lcm.LifeCycleManager`.
+    """
+
+    def __init__(self, nebula, lcm):
+        self.nebula = nebula
+        self.lcm = lcm
+
+    def _find_network(self, user, nic):
+        pool = self.nebula.vnpool
+        if "NETWORK_ID" in nic:
+            try:
+                vnet = pool.get(int(nic["NETWORK_ID"]))
+            except ValueError:
+                raise APIError(f"Wrong NETWORK_ID {nic['NETWORK_ID']!r} in NIC.") from None
+        else:
+            name = nic["NETWORK"]
+            owner = nic.get("NETWORK_UNAME")
+            candidates = [v for v in pool if v.name == name
+                          and (owner is None or v.uname == owner)]
+            candidates.sort(key=lambda v: (v.uid != user.oid, v.uid != 0, v.oid))
+            candidates = [v for v in candidates if self.nebula.can_use(user, v)] or candidates
+            if not candidates:
+                raise ActionError(f"Virtual network {name!r} does not exist.")
+            vnet = candidates[0]
+        if not self.nebula.can_use(user, vnet):
+            raise ActionError(f"Not authorized to use virtual network {vnet.oid} ({vnet.name}).")
+        return vnet
+
+    async def allocate(self, user, text):
+        """Create a VM from template ``text`` for ``user``; returns the VM.
+
+        :raises APIError: a malformed template or value.
+        :raises ActionError: a NIC whose network is unknown, not usable or full.
+        """
+        template = parse_template(text, "VM template")
+        for key in ("CPU", "MEMORY"):
+            _check_number(template, key)
+        _check_number(template, "VCPU", integer=True)
+        pool = self.nebula.vmpool
+        now = int(self.nebula.clock.seconds())
+        oid = pool.reserve_oid()
+        taken = []
+        try:
+            name = template.get_str("NAME") or f"one-{oid}"
+            template.set("NAME", name)
+            template.set("VMID", str(oid))
+            group = self.nebula.grouppool.objects.get(user.gid)
+            vm = VirtualMachine(oid, name, user.oid, user.gid, user.name,
+                                group.name if group else "", None, template,
+                                state=PENDING, stime=now)
+            compile_expressions(vm, template)
+            ops = []
+            prefix = self.nebula.config.get("MAC_PREFIX")
+            for nic in template.get_all("NIC"):
+                if not isinstance(nic, dict):
+                    raise APIError("NIC must be a vector attribute: NIC = [ NETWORK = ... ].")
+                if "NETWORK" not in nic and "NETWORK_ID" not in nic:
+                    continue
+                vnet = self._find_network(user, nic)
+                lease = acquire_lease(vnet, oid, prefix, nic.get("IP"))
+                taken.append((vnet, lease))
+                nic.update(NETWORK=vnet.name, NETWORK_ID=str(vnet.oid), BRIDGE=vnet.bridge,
+                           MAC=lease.mac, IP=int_to_ip(lease.ip), VLAN="YES" if vnet.vlan else "NO")
+                if vnet.phydev:
+                    nic["PHYDEV"] = vnet.phydev
+                if vnet.vlan_id:
+                    nic["VLAN_ID"] = vnet.vlan_id
+            for vnet in {v.oid: v for v, _ in taken}.values():
+                ops += pool_lease_ops(self.nebula, vnet, [ls for v, ls in taken if v is vnet])
+            await pool.insert(vm, ops)
+        except BaseException:
+            for vnet, lease in taken:
+                release_lease(vnet, lease.ip, oid)
+            pool.release_oid(oid)
+            raise
+        self.nebula.vm_log(vm, "DiM", "I", "New VM state is PENDING")
+        return vm
+
+    async def deploy(self, vm, host):
+        """Deploy a PENDING ``vm`` on ``host``.
+
+        :raises ActionError: the VM is not PENDING.
+        """
+        await self.lcm.trigger(vm, "deploy", host=host)
+
+    async def action(self, vm, name):
+        """Run ``one.vm.action`` ``name`` (3.4 or current name) on ``vm``.
+
+        :raises APIError: an unknown action name.
+        :raises ActionError: not allowed in the VM's state (state unchanged).
+        """
+        event = ACTIONS.get(name)
+        if event is None:
+            raise APIError(f"Unknown action {name!r}; known: {', '.join(sorted(ACTIONS))}.")
+        if not self.lcm.allowed(vm, event):
+            raise ActionError(f"Wrong state to perform action {name!r}: VM {vm.oid} is "
+                              f"{state_name(vm)}.")
+        await self.lcm.trigger(vm, event)
+
+
+def pool_lease_ops(nebula, vnet, leases):
+    """Statements storing ``vnet`` and its changed ``leases``."""
+    vnet.touch()
+    return nebula.vnpool.lease_ops(vnet, leases) + nebula.vnpool.write_ops(vnet)
+

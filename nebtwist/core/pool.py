@@ -1,0 +1,158 @@
+"""In-memory pools written through to the database.
+
+A pool owns its objects on the reactor thread (``oid -> object``); every
+change is written through :class:`nebtwist.core.db.Database` before the API
+answers. Oids are given out in order, as OpenNebula's ``PoolSQL`` does
+(``src/pool/PoolSQL.cc``), and ``pool_control`` records the last one given, so
+a deleted object's oid is never reused.
+"""
+
+from nebtwist.core import db as dbm
+from nebtwist.core.objects import History, Lease, VirtualMachine, parse_xml
+from nebtwist.errors import NoSuchObject
+
+
+class Pool:
+    """Objects of one kind, by oid and by name.
+
+    :param database: the :class:`~nebtwist.core.db.Database`.
+    :param cls: the object class (its ``TABLE`` names the table).
+    :param label: how errors name the kind, e.g. ``"virtual machine"``.
+    """
+
+    def __init__(self, database, cls, label):
+        self.db = database
+        self.cls = cls
+        self.table = cls.TABLE
+        self.label = label
+        self.objects = {}
+        self.last_oid = -1
+
+    def __len__(self):
+        return len(self.objects)
+
+    def __iter__(self):
+        return iter(list(self.objects.values()))
+
+    def get(self, oid):
+        """The object with ``oid``; raises :class:`NoSuchObject`."""
+        try:
+            return self.objects[oid]
+        except KeyError:
+            raise NoSuchObject(f"Error getting {self.label} [{oid}].") from None
+
+    def find(self, name, uid=None):
+        """The first object named ``name`` (owned by ``uid`` if given), or None."""
+        for obj in self.objects.values():
+            if obj.name == name and (uid is None or getattr(obj, "uid", None) == uid):
+                return obj
+        return None
+
+    def reserve_oid(self):
+        """Give out the next oid (rolled back by :meth:`release_oid` on failure)."""
+        self.last_oid += 1
+        return self.last_oid
+
+    def release_oid(self, oid):
+        """Undo :meth:`reserve_oid` when nothing was created with ``oid``."""
+        if self.last_oid == oid:
+            self.last_oid -= 1
+
+    def write_ops(self, obj):
+        """The statements that store ``obj``."""
+        return [dbm.upsert(self.table, {"oid": obj.oid}, dict(obj.db_columns(), body=obj.body()))]
+
+    async def insert(self, obj, extra_ops=()):
+        """Store a new object (with ``extra_ops`` in the same transaction) and add it.
+
+        The object is visible in the pool only once committed; on a database
+        error nothing is added and the error propagates.
+        """
+        ops = self.write_ops(obj) + list(extra_ops)
+        ops.append(dbm.upsert("pool_control", {"tablename": self.table},
+                              {"last_oid": max(self.last_oid, obj.oid)}))
+        await self.db.run(ops)
+        self.objects[obj.oid] = obj
+        return obj
+
+    def update(self, obj, extra_ops=()):
+        """Write ``obj`` (already changed in memory) through; Deferred."""
+        obj.touch()
+        return self.db.run(self.write_ops(obj) + list(extra_ops))
+
+    async def remove(self, obj, extra_ops=()):
+        """Delete ``obj`` from the database and the pool."""
+        await self.db.run([dbm.delete(self.table, oid=obj.oid)] + list(extra_ops))
+        self.objects.pop(obj.oid, None)
+
+    async def load(self):
+        """Read every object and the oid counter from the database."""
+        rows = await self.db.select(f"SELECT oid, body FROM {self.table} ORDER BY oid")
+        for oid, body in rows:
+            self.objects[oid] = self.cls.from_xml(parse_xml(body))
+        ctl = await self.db.select("SELECT last_oid FROM pool_control WHERE tablename = ?",
+                                   (self.table,))
+        last = max([-1] + list(self.objects))
+        if ctl:
+            last = max(last, int(ctl[0][0]))
+        self.last_oid = last
+
+    def dump(self, objects):
+        """``<ROOT_POOL>`` of the given objects' bodies, ordered by oid."""
+        root = self.cls.ROOT + "_POOL"
+        return f"<{root}>" + "".join(o.body() for o in objects) + f"</{root}>"
+
+
+class VirtualMachinePool(Pool):
+    """VMs plus their history records (table ``history``)."""
+
+    def __init__(self, database):
+        super().__init__(database, VirtualMachine, "virtual machine")
+
+    def write_ops(self, vm):
+        ops = super().write_ops(vm)
+        h = vm.last_history
+        if h is not None:
+            ops.append(dbm.upsert("history", {"vid": vm.oid, "seq": h.seq}, {"body": h.body()}))
+        return ops
+
+    def history_ops(self, vm, record):
+        """Statements writing one (earlier) history record."""
+        return [dbm.upsert("history", {"vid": vm.oid, "seq": record.seq},
+                           {"body": record.body()})]
+
+    async def load(self):
+        await super().load()
+        rows = await self.db.select("SELECT vid, seq, body FROM history ORDER BY vid, seq")
+        for vid, _seq, body in rows:
+            vm = self.objects.get(vid)
+            if vm is not None:
+                vm.history.append(History.from_xml(parse_xml(body)))
+
+
+class VirtualNetworkPool(Pool):
+    """Networks plus their leases (table ``leases``)."""
+
+    def lease_ops(self, vnet, leases):
+        """Statements storing ``leases`` of ``vnet``: free RANGED leases are deleted."""
+        from nebtwist.core.objects import RANGED
+
+        ops = []
+        for lease in leases:
+            if vnet.type == RANGED and not lease.used:
+                ops.append(dbm.delete("leases", oid=vnet.oid, ip=lease.ip))
+            else:
+                ops.append(dbm.upsert("leases", {"oid": vnet.oid, "ip": lease.ip},
+                                      {"body": lease.db_body()}))
+        return ops
+
+    async def load(self):
+        await super().load()
+        rows = await self.db.select("SELECT oid, ip, body FROM leases ORDER BY oid, ip")
+        for oid, ip, body in rows:
+            vnet = self.objects.get(oid)
+            if vnet is not None:
+                vnet.leases[int(ip)] = Lease.from_db(body)
+
+    async def remove(self, obj, extra_ops=()):
+        await super().remove(obj, [dbm.delete("leases", oid=obj.oid)] + list(extra_ops))

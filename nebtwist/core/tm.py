@@ -1,0 +1,113 @@
+"""The TransferManager: writes transfer scripts and runs them through TM drivers.
+
+Scripts follow OpenNebula 3.4's line format (``src/tm/TransferManager.cc``,
+reference section 4.4): every line names the TM driver as its second token,
+and disk ``i`` lives at ``<host>:<VM_DIR>/disk.i``::
+
+    CLONE tm_dummy frontend:/srv/images/ttylinux.img host01:/var/.../0/7/disk.0
+    LN    tm_dummy frontend:/srv/images/shared.img   host01:/var/.../0/7/disk.1
+    MKSWAP tm_dummy 1024 host01:/var/.../0/7/disk.2
+    MKIMAGE tm_dummy 512 ext3 host01:/var/.../0/7/disk.3
+    DELETE tm_dummy host01:/var/.../0/7
+
+Scripts are written to the VM's front-end directory as
+``transfer.<seq>.<action>`` beside ``vm.xml`` (the VM as XML at that
+moment, for drivers that want more than the script, such as the dummy TM).
+"""
+
+import os
+import socket
+
+from twisted.internet import defer
+
+from nebtwist.errors import DriverError
+
+
+class TransferManager:
+    """Builds prolog/epilog scripts and hands them to the host's TM driver.
+
+    :param nebula: the core (paths, configuration, pools, logs).
+    :param drivers: ``name -> ITransferDriver``; the first configured one
+        is the default for hosts created without a TM driver.
+    """
+
+    def __init__(self, nebula, drivers, default=None):
+        self.nebula = nebula
+        self.drivers = drivers
+        self.default = default if default is not None else next(iter(drivers), "")
+        self.frontend = socket.gethostname()
+
+    def tm_name_for(self, host):
+        """The TM driver name for ``host``: its ``TM_MAD`` (1.4 form) or the default."""
+        return host.tm_mad or self.default
+
+    def _driver(self, name):
+        drv = self.drivers.get(name)
+        if drv is None:
+            raise DriverError(f"TM driver {name!r} is not loaded")
+        return drv
+
+    def _source(self, path):
+        return path if ":" in path else f"{self.frontend}:{path}"
+
+    def prolog_lines(self, vm):
+        """The PROLOG script's lines for ``vm`` (list of str)."""
+        h = vm.last_history
+        tm = h.tm_mad
+        lines = []
+        for i, disk in enumerate(d for d in vm.template.get_all("DISK") if isinstance(d, dict)):
+            dst = f"{h.hostname}:{h.vm_dir}/disk.{i}"
+            dtype = disk.get("TYPE", "disk").lower()
+            size = disk.get("SIZE", "")
+            if dtype == "swap":
+                lines.append(f"MKSWAP {tm} {size or 0} {dst}")
+            elif dtype == "fs":
+                lines.append(f"MKIMAGE {tm} {size or 0} {disk.get('FORMAT', 'raw')} {dst}")
+            elif disk.get("SOURCE"):
+                op = "LN" if disk.get("CLONE", "yes").lower() == "no" else "CLONE"
+                lines.append(f"{op} {tm} {self._source(disk['SOURCE'])} {dst}")
+        return lines
+
+    def epilog_lines(self, vm):
+        """The EPILOG script's lines: save disks marked ``SAVE=yes``, then delete."""
+        h = vm.last_history
+        tm = h.tm_mad
+        lines = []
+        for i, disk in enumerate(d for d in vm.template.get_all("DISK") if isinstance(d, dict)):
+            if disk.get("SAVE", "no").lower() == "yes" and disk.get("SOURCE"):
+                lines.append(f"MVDS {tm} {h.hostname}:{h.vm_dir}/disk.{i} {disk['SOURCE']}")
+        lines.append(f"DELETE {tm} {h.hostname}:{h.vm_dir}")
+        return lines
+
+    def _run(self, vm, action, lines):
+        h = vm.last_history
+        if h is None:
+            return defer.fail(DriverError("the VM has no host"))
+        try:
+            drv = self._driver(h.tm_mad)
+            vm_dir = self.nebula.vm_dir(vm.oid)
+            os.makedirs(vm_dir, exist_ok=True)
+            path = os.path.join(vm_dir, f"transfer.{h.seq}.{action}")
+            with open(os.path.join(vm_dir, "vm.xml"), "w", encoding="utf-8") as f:
+                f.write(vm.info())
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in lines))
+        except (DriverError, OSError) as e:
+            return defer.fail(e if isinstance(e, DriverError) else DriverError(str(e)))
+        self.nebula.vm_log(vm, "TM", "I", f"{action}: running {path}")
+        return drv.transfer(vm.oid, path)
+
+    def prolog(self, vm):
+        """Copy the VM's disks to its host; Deferred (errback DriverError)."""
+        return self._run(vm, "prolog", self.prolog_lines(vm))
+
+    def epilog(self, vm):
+        """Save and delete the VM's files on its host; Deferred."""
+        return self._run(vm, "epilog", self.epilog_lines(vm))
+
+    def epilog_delete(self, vm):
+        """Delete the VM's files without saving (finalize, resubmit); Deferred."""
+        h = vm.last_history
+        if h is None:
+            return defer.succeed(None)
+        return self._run(vm, "epilog_delete", [f"DELETE {h.tm_mad} {h.hostname}:{h.vm_dir}"])

@@ -1,0 +1,144 @@
+"""The VirtualMachineManager: VM actions and polling through VMM drivers.
+
+For each action it fills a :class:`nebtwist.interfaces.VMMAction` (the 3.4
+``VMM_DRIVER_ACTION_DATA``; ``src/vmm/VirtualMachineManager.cc``) and calls
+the driver named by the VM's current history record (the host's VM_MAD).
+Before a deploy it writes the deployment file ``deployment.<seq>`` into the
+VM's front-end directory (the VM template in OpenNebula's syntax; drivers
+that need a hypervisor format build it from the VM XML they receive).
+"""
+
+import os
+
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+
+from nebtwist.core.objects import ACTIVE, RUNNING, UNKNOWN
+from nebtwist.errors import DriverError
+from nebtwist.interfaces import VMMAction
+from nebtwist.log import OneLogger
+
+log = OneLogger("VMM")
+
+#: POLL ``STATE`` letter -> LifeCycleManager event (3.4 ``VirtualMachineManagerDriver.cc``).
+POLL_EVENTS = {"a": "poll_active", "d": "poll_disappeared", "e": "poll_error"}
+
+
+def parse_poll(info):
+    """``"STATE=a USEDCPU=5 ..."`` -> dict; raises ValueError on a token without ``=``."""
+    values = {}
+    for token in (info or "").split():
+        if "=" not in token:
+            raise ValueError(f"bad monitoring token {token!r}")
+        k, v = token.split("=", 1)
+        values[k.upper()] = v
+    return values
+
+
+class VirtualMachineManager:
+    """VM actions and the VM polling loop.
+
+    :param nebula: the core.
+    :param drivers: ``name -> IVirtualMachineDriver``.
+    """
+
+    def __init__(self, nebula, drivers):
+        self.nebula = nebula
+        self.drivers = drivers
+        self.lcm = None  # set by the core once the LifeCycleManager exists
+        self._loop = None
+
+    def _action(self, vm, **extra):
+        h = vm.last_history
+        if h is None:
+            raise DriverError("the VM has no host")
+        drv = self.drivers.get(h.vmm_mad)
+        if drv is None:
+            raise DriverError(f"VMM driver {h.vmm_mad!r} is not loaded")
+        remote = f"{h.vm_dir}/deployment.{h.seq}"
+        local = os.path.join(self.nebula.vm_dir(vm.oid), f"deployment.{h.seq}")
+        data = VMMAction(host=h.hostname, net_drv=h.vnm_mad, deploy_id=vm.deploy_id,
+                         local_deployment_file=local, remote_deployment_file=remote,
+                         checkpoint_file=f"{h.vm_dir}/checkpoint", vm_xml=vm.info(), **extra)
+        return drv, data
+
+    def _call(self, vm, method, **extra):
+        try:
+            drv, data = self._action(vm, **extra)
+        except DriverError as e:
+            return defer.fail(e)
+        return getattr(drv, method)(vm.oid, data)
+
+    def deploy(self, vm):
+        """Write the deployment file and boot the VM; fires with the deploy id."""
+        h = vm.last_history
+        if h is not None:
+            path = os.path.join(self.nebula.vm_dir(vm.oid), f"deployment.{h.seq}")
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(vm.template.to_text())
+            except OSError as e:
+                return defer.fail(DriverError(f"cannot write {path}: {e.strerror}"))
+        self.nebula.vm_log(vm, "VMM", "I", f"Deploying on {h.hostname if h else '?'}")
+        return self._call(vm, "deploy")
+
+    def shutdown(self, vm):
+        """Graceful shutdown; Deferred."""
+        return self._call(vm, "shutdown")
+
+    def cancel(self, vm):
+        """Destroy at once; Deferred."""
+        return self._call(vm, "cancel")
+
+    def poll(self, vm):
+        """Poll the VM and deliver the result to the LifeCycleManager."""
+        d = self._call(vm, "poll")
+        vid = vm.oid
+
+        def got(info):
+            try:
+                values = parse_poll(info)
+            except ValueError as e:
+                log.error("VM {vid}: bad POLL reply: {e}", vid=vid, e=e)
+                return None
+            event = POLL_EVENTS.get(values.get("STATE", "a")[:1], "poll_active")
+            return self.lcm.on_driver(vid, event, info=values)
+
+        def failed(f):
+            log.warn("VM {vid}: poll failed: {m}", vid=vid,
+                     m=getattr(f.value, "message", f.value))
+
+        return d.addCallbacks(got, failed)
+
+    # -- polling loop -------------------------------------------------------------
+
+    def start(self):
+        """Poll VMs every MANAGER_TIMER: up to VM_PER_INTERVAL VMs (RUNNING or
+        UNKNOWN) whose last poll is older than VM_POLLING_INTERVAL (0 disables)."""
+        interval = self.nebula.config.get_int("VM_POLLING_INTERVAL")
+        if interval <= 0:
+            return
+        timer = min(self.nebula.config.get_float("MANAGER_TIMER"), interval)
+        self._loop = LoopingCall(self.tick)
+        self._loop.clock = self.nebula.clock
+        self._loop.start(timer, now=False).addErrback(
+            lambda f: log.failure("VM polling loop stopped", f))
+
+    def stop(self):
+        """Stop the polling loop."""
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def tick(self):
+        """One polling round (see :meth:`start`)."""
+        interval = self.nebula.config.get_int("VM_POLLING_INTERVAL")
+        per = self.nebula.config.get_int("VM_PER_INTERVAL")
+        now = self.nebula.clock.seconds()
+        due = [vm for vm in self.nebula.vmpool
+               if vm.state == ACTIVE and vm.lcm_state in (RUNNING, UNKNOWN)
+               and now - vm.last_poll >= interval]
+        due.sort(key=lambda v: v.last_poll)
+        for vm in due[:per]:
+            vm.last_poll = int(now)  # not polled again while this poll runs
+            self.poll(vm)

@@ -1,0 +1,207 @@
+"""``twistd nebula``: options, ``makeService`` and ``build_service``.
+
+``makeService(options)`` is a thin shell: it loads oned.conf, imports the
+reactor and calls :func:`build_service`, which builds the whole front-end as
+one :class:`NebulaService` in start order (logging, database and pools,
+drivers, managers, fronts) and is testable with any reactor.
+
+Embedded defaults: with no configuration at all, state lives in SQLite under
+``$ONE_LOCATION/var`` (``./var`` when ONE_LOCATION is unset), the shipped
+``conf/oned.conf`` loads the dummy drivers, and oneadmin is created from
+``$ONE_AUTH`` (or ``~/.one/one_auth``; else a generated password written to
+``<var>/.one/one_auth``).
+"""
+
+import os
+import sys
+
+from twisted.application import service, strports
+from twisted.internet import defer
+from twisted.logger import globalLogPublisher
+from twisted.python import usage
+from twisted.web import server
+
+from nebtwist import __version__
+from nebtwist.api.xmlrpc import RequestManager
+from nebtwist.core import config as configmod
+from nebtwist.core.dm import DispatchManager
+from nebtwist.core.im import InformationManager
+from nebtwist.core.lcm import LifeCycleManager
+from nebtwist.core.nebula import Nebula, oneadmin_credentials
+from nebtwist.core.requests import Requests
+from nebtwist.core.scheduler import Scheduler
+from nebtwist.core.tm import TransferManager
+from nebtwist.core.vmm import VirtualMachineManager
+from nebtwist.log import OnedLogObserver, OneLogger
+from nebtwist.mad import build_driver
+
+log = OneLogger("ONE")
+
+
+class Options(usage.Options):
+    """``twistd nebula`` options."""
+
+    synopsis = "[--config FILE] [--set KEY=VALUE ...]"
+    optParameters = [
+        ["config", "c", None, "oned.conf to read (default: $ONE_LOCATION/etc/oned.conf if "
+                              "present, else the shipped conf/oned.conf)"],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["set"] = []
+
+    def opt_set(self, value):
+        """Override a KEY of oned.conf (repeatable; VALUE in template syntax)."""
+        self["set"].append(value)
+
+    opt_s = opt_set
+
+    def postOptions(self):
+        self["one_location"] = os.environ.get("ONE_LOCATION") or os.getcwd()
+        if self["config"] is None:
+            self["config"] = configmod.default_path(self["one_location"])
+
+
+def var_dir_for(one_location):
+    """``$ONE_LOCATION/var``."""
+    return os.path.join(os.path.abspath(one_location), "var")
+
+
+class NebulaService(service.MultiService):
+    """The whole front-end: starts asynchronously, in order.
+
+    :attr:`ready` fires (with the service) once the API listens; its
+    :attr:`ports` are the listening ports (useful with ``PORT = 0``).
+    A start-up failure is logged, and ``on_failure`` (default: stop the
+    reactor) is called.
+    """
+
+    def __init__(self, config, reactor, var_dir, environ=None, on_failure=None):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.var_dir = var_dir
+        self.environ = dict(os.environ if environ is None else environ)
+        self.on_failure = on_failure
+        self.ready = defer.Deferred()
+        self.ports = []
+        self.nebula = None
+        self.drivers = {"im": {}, "vmm": {}, "tm": {}}
+        self._log_file = None
+        self._observer = None
+        self._loops = []
+        self._starting = None
+
+    def startService(self):
+        service.Service.startService(self)
+        self._starting = defer.ensureDeferred(self._start())
+
+        def failed(f):
+            log.failure("nebtwist could not start", f)
+            if not self.ready.called:
+                self.ready.errback(f)
+            if self.on_failure is not None:
+                self.on_failure(f)
+            elif self.reactor.running:
+                self.reactor.stop()
+
+        self._starting.addErrback(failed)
+
+    async def _start(self):
+        os.makedirs(self.var_dir, exist_ok=True)
+        self._log_file = open(os.path.join(self.var_dir, "oned.log"), "a", encoding="utf-8")
+        self._observer = OnedLogObserver(self._log_file, self.config.get("DEBUG_LEVEL"))
+        globalLogPublisher.addObserver(self._observer)
+        log.info("Init OpenNebula Log system")
+        log.info("Log Level: {n} [0=ERROR,1=WARNING,2=INFO,3=DEBUG]",
+                 n=self.config.get("DEBUG_LEVEL"))
+        log.info("nebtwist {v} starting, configuration {p}", v=__version__, p=self.config.path)
+
+        nebula = self.nebula = Nebula(self.config, self.reactor, self.var_dir)
+        user, password, path = oneadmin_credentials(self.var_dir, self.environ)
+        await nebula.open((user, password))
+        log.info("Database {b} opened; {n} VMs, {h} hosts", b=nebula.db.backend,
+                 n=len(nebula.vmpool), h=len(nebula.hostpool))
+
+        env = dict(self.environ)
+        env["ONE_LOCATION"] = os.path.dirname(self.var_dir)
+        timeout = self.config.get("DRIVER_TIMEOUT")
+        for kind, key in (("im", "IM_MAD"), ("vmm", "VM_MAD"), ("tm", "TM_MAD")):
+            for vector in self.config.vectors(key):
+                vector = dict(vector)
+                vector.setdefault("TIMEOUT", timeout)
+                drv = build_driver(kind, self.reactor, vector, env)
+                log.info("Loading driver: {name}", name=drv.name)
+                drv.setServiceParent(self)
+                self.drivers[kind][drv.name] = drv
+        for kind in self.drivers.values():
+            for drv in kind.values():
+                await drv.started()
+                log.info("Driver {name} loaded.", name=drv.name)
+
+        vmm = VirtualMachineManager(nebula, self.drivers["vmm"])
+        tm = TransferManager(nebula, self.drivers["tm"])
+        lcm = LifeCycleManager(nebula, vmm, tm)
+        vmm.lcm = lcm
+        dm = DispatchManager(nebula, lcm)
+        im = InformationManager(nebula, self.drivers["im"])
+        sched = Scheduler(nebula, dm)
+        self.managers = {"vmm": vmm, "tm": tm, "lcm": lcm, "dm": dm, "im": im,
+                         "scheduler": sched}
+        requests = Requests(nebula, dm, im)
+        for loop in (im, vmm, sched):
+            loop.start()
+            self._loops.append(loop)
+
+        site = server.Site(RequestManager(nebula, requests), logPath=None)
+        site.displayTracebacks = False
+        site.noisy = False
+        endpoints = [f"tcp:{self.config.get_int('PORT')}"] + [
+            v for v in self.config.template.get_all("LISTEN") if isinstance(v, str)]
+        from twisted.internet.endpoints import serverFromString
+
+        for desc in endpoints:
+            port = await serverFromString(self.reactor, desc).listen(site)
+            self.ports.append(port)
+            log.info("XML-RPC API listening on {d} ({a})", d=desc, a=port.getHost())
+        self.ready.callback(self)
+
+    async def _stop(self):
+        if self._starting is not None and not self._starting.called:
+            try:
+                await self._starting
+            except Exception:  # noqa: BLE001 - already logged
+                pass
+        for loop in self._loops:
+            loop.stop()
+        for port in self.ports:
+            await port.stopListening()
+        await defer.maybeDeferred(service.MultiService.stopService, self)
+        if self.nebula is not None:
+            await self.nebula.close()
+        log.info("nebtwist stopped")
+        if self._observer is not None:
+            globalLogPublisher.removeObserver(self._observer)
+            self._log_file.close()
+
+    def stopService(self):
+        return defer.ensureDeferred(self._stop())
+
+
+def build_service(config, reactor, var_dir, environ=None, on_failure=None):
+    """The :class:`NebulaService` for ``config`` on ``reactor``."""
+    return NebulaService(config, reactor, var_dir, environ, on_failure)
+
+
+def makeService(options):
+    """twistd's entry point: load oned.conf and build the service."""
+    try:
+        config = configmod.load(options["config"], options["set"])
+        config.get_int("PORT")
+    except configmod.ConfigError as e:
+        sys.stderr.write(f"nebula: {e}\n")
+        raise SystemExit(1) from None
+    from twisted.internet import reactor
+
+    return build_service(config, reactor, var_dir_for(options["one_location"]))
