@@ -68,6 +68,13 @@ def var_dir_for(one_location):
     return os.path.join(os.path.abspath(one_location), "var")
 
 
+class _Site(server.Site):
+    """A Site that keeps HTTP access lines out of oned.log."""
+
+    def log(self, request):
+        pass
+
+
 class NebulaService(service.MultiService):
     """The whole front-end: starts asynchronously, in order.
 
@@ -132,13 +139,11 @@ class NebulaService(service.MultiService):
                 vector = dict(vector)
                 vector.setdefault("TIMEOUT", timeout)
                 drv = build_driver(kind, self.reactor, vector, env)
-                log.info("Loading driver: {name}", name=drv.name)
                 drv.setServiceParent(self)
                 self.drivers[kind][drv.name] = drv
         for kind in self.drivers.values():
             for drv in kind.values():
                 await drv.started()
-                log.info("Driver {name} loaded.", name=drv.name)
 
         vmm = VirtualMachineManager(nebula, self.drivers["vmm"])
         tm = TransferManager(nebula, self.drivers["tm"])
@@ -154,7 +159,7 @@ class NebulaService(service.MultiService):
             loop.start()
             self._loops.append(loop)
 
-        site = server.Site(RequestManager(nebula, requests), logPath=None)
+        site = _Site(RequestManager(nebula, requests))
         site.displayTracebacks = False
         site.noisy = False
         endpoints = [f"tcp:{self.config.get_int('PORT')}"] + [
