@@ -15,8 +15,9 @@ Embedded defaults: with no configuration at all, state lives in SQLite under
 import os
 import sys
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.web import server
@@ -164,8 +165,6 @@ class NebulaService(service.MultiService):
         site.noisy = False
         endpoints = [f"tcp:{self.config.get_int('PORT')}"] + [
             v for v in self.config.template.get_all("LISTEN") if isinstance(v, str)]
-        from twisted.internet.endpoints import serverFromString
-
         for desc in endpoints:
             port = await serverFromString(self.reactor, desc).listen(site)
             self.ports.append(port)

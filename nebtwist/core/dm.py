@@ -155,6 +155,16 @@ class DispatchManager:
         """
         await self.lcm.trigger(vm, "deploy", host=host)
 
+    async def migrate(self, vm, host, live):
+        """Migrate a RUNNING ``vm`` to ``host`` (``live``: without stopping it).
+
+        :raises ActionError: the VM is not RUNNING, or already on ``host``.
+        """
+        h = vm.last_history
+        if h is not None and h.hid == host.oid and self.lcm.allowed(vm, "migrate"):
+            raise ActionError(f"VM {vm.oid} is already running on host {host.oid}.")
+        await self.lcm.trigger(vm, "livemigrate" if live else "migrate", host=host)
+
     async def action(self, vm, name):
         """Run ``one.vm.action`` ``name`` (3.4 or current name) on ``vm``.
 

@@ -20,10 +20,11 @@ from collections import namedtuple
 
 from twisted.internet import defer
 
-from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, DONE, EPILOG, FAILED, HOLD,
-                                   LCM_INIT, LCM_STATES, PENDING, PROLOG, REASON_ERROR,
-                                   REASON_NONE, REASON_USER, RUNNING, SHUTDOWN, UNKNOWN,
-                                   VM_STATES, History, INIT, STOPPED)
+from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, DONE, EPILOG, FAILED, HOLD, INIT,
+                                   LCM_INIT, LCM_STATES, MIGRATE, PENDING, PROLOG,
+                                   PROLOG_MIGRATE, REASON_ERROR, REASON_NONE, REASON_USER,
+                                   RUNNING, SAVE_MIGRATE, SHUTDOWN, STOPPED, UNKNOWN, VM_STATES,
+                                   History, ip_to_int)
 from nebtwist.core.vnet import release_lease
 from nebtwist.errors import ActionError, DriverError
 from nebtwist.log import OneLogger
@@ -59,6 +60,27 @@ TRANSITIONS = [
     Transition(ACTIVE, CANCEL, "cancel_success", ACTIVE, EPILOG,
                ("running_etime", "epilog_stime", "tm_epilog")),
     Transition(ACTIVE, CANCEL, "cancel_failure", ACTIVE, RUNNING, ()),
+    # Live migration: the new history record (and the new host's capacity)
+    # is added at the request; success closes the previous one, failure goes
+    # back to the previous host in a new record copied from it.
+    Transition(ACTIVE, RUNNING, "livemigrate", ACTIVE, MIGRATE,
+               ("add_history", "add_capacity", "vmm_migrate")),
+    Transition(ACTIVE, MIGRATE, "migrate_success", ACTIVE, RUNNING,
+               ("close_previous_history", "del_previous_capacity", "running_stime")),
+    Transition(ACTIVE, MIGRATE, "migrate_failure", ACTIVE, RUNNING,
+               ("close_history_error", "del_capacity", "back_to_previous_host")),
+    # Cold migration: save on the old host, move the files, restore on the new one.
+    Transition(ACTIVE, RUNNING, "migrate", ACTIVE, SAVE_MIGRATE,
+               ("add_history", "add_capacity", "vmm_save_migrate")),
+    Transition(ACTIVE, SAVE_MIGRATE, "save_success", ACTIVE, PROLOG_MIGRATE,
+               ("close_previous_history", "del_previous_capacity", "prolog_stime",
+                "tm_prolog_migrate")),
+    Transition(ACTIVE, SAVE_MIGRATE, "save_failure", ACTIVE, RUNNING,
+               ("close_history_error", "del_capacity", "back_to_previous_host")),
+    Transition(ACTIVE, PROLOG_MIGRATE, "prolog_success", ACTIVE, BOOT,
+               ("prolog_etime", "vmm_restore")),
+    Transition(ACTIVE, PROLOG_MIGRATE, "prolog_failure", FAILED, LCM_INIT,
+               ("prolog_etime", "close_history_error") + _RELEASE),
     # Epilog.
     Transition(ACTIVE, EPILOG, "epilog_success", DONE, LCM_INIT,
                ("epilog_etime", "close_history") + _RELEASE),
@@ -193,6 +215,41 @@ class LifeCycleManager:
         h = vm.last_history
         return self.nebula.hostpool.objects.get(h.hid) if h is not None else None
 
+    def _a_close_previous_history(self, vm, **_):
+        prev = vm.previous_history
+        if prev is None:
+            return []
+        now = self._now()
+        prev.etime = now
+        if prev.rstime and not prev.retime:
+            prev.retime = now
+        prev.reason = REASON_USER
+        return self.nebula.vmpool.history_ops(vm, prev)
+
+    def _a_del_previous_capacity(self, vm, **_):
+        prev = vm.previous_history
+        host = self.nebula.hostpool.objects.get(prev.hid) if prev is not None else None
+        if host is None:
+            return []
+        host.share.delete(*vm.capacity())
+        host.touch()
+        return self.nebula.hostpool.write_ops(host)
+
+    def _a_back_to_previous_host(self, vm, **_):
+        """After a failed migration: a new record copied from the previous one."""
+        failed = vm.last_history
+        prev = vm.previous_history
+        if prev is None:
+            return []
+        ops = self.nebula.vmpool.history_ops(vm, failed)
+        copy = History(**{f: getattr(prev, f) for f in History.FIELDS})
+        copy.seq = failed.seq + 1
+        copy.stime = copy.rstime = self._now()
+        copy.etime = copy.retime = copy.pstime = copy.petime = copy.estime = copy.eetime = 0
+        copy.reason = REASON_NONE
+        vm.history.append(copy)
+        return ops
+
     def _a_add_capacity(self, vm, **_):
         host = self._host_of(vm)
         if host is None:
@@ -218,8 +275,6 @@ class LifeCycleManager:
             vnet = pool.objects.get(int(nic["NETWORK_ID"]))
             if vnet is None:
                 continue
-            from nebtwist.core.objects import ip_to_int
-
             lease = release_lease(vnet, ip_to_int(nic["IP"]), vm.oid)
             if lease is not None:
                 vnet.touch()
@@ -310,6 +365,22 @@ class LifeCycleManager:
     def _a_vmm_cancel(self, vm, **_):
         self._watch(vm, self.vmm.cancel(vm), "cancel_success", "cancel_failure",
                     "cancelling VM")
+
+    def _a_vmm_migrate(self, vm, **_):
+        self._watch(vm, self.vmm.migrate(vm), "migrate_success", "migrate_failure",
+                    "live-migrating VM")
+
+    def _a_vmm_save_migrate(self, vm, **_):
+        self._watch(vm, self.vmm.save(vm, previous=True), "save_success", "save_failure",
+                    "saving VM")
+
+    def _a_tm_prolog_migrate(self, vm, **_):
+        self._watch(vm, self.tm.prolog_migrate(vm), "prolog_success", "prolog_failure",
+                    "in prolog (migrate)")
+
+    def _a_vmm_restore(self, vm, **_):
+        self._watch(vm, self.vmm.restore(vm), "deploy_success", "deploy_failure",
+                    "restoring VM")
 
     def _a_cleanup(self, vm, **_):
         """Best-effort removal of a finalized VM from its host (3.4 CLEANUP)."""

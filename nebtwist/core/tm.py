@@ -105,6 +105,14 @@ class TransferManager:
         """Save and delete the VM's files on its host; Deferred."""
         return self._run(vm, "epilog", self.epilog_lines(vm))
 
+    def prolog_migrate(self, vm):
+        """Move the VM's directory from its previous host to its new one; Deferred."""
+        h, prev = vm.last_history, vm.previous_history
+        if prev is None:
+            return defer.fail(DriverError("the VM has no previous host"))
+        line = f"MV {h.tm_mad} {prev.hostname}:{prev.vm_dir} {h.hostname}:{h.vm_dir}"
+        return self._run(vm, "prolog_migrate", [line])
+
     def epilog_delete(self, vm):
         """Delete the VM's files without saving (finalize, resubmit); Deferred."""
         h = vm.last_history

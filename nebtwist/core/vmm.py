@@ -48,8 +48,8 @@ class VirtualMachineManager:
         self.lcm = None  # set by the core once the LifeCycleManager exists
         self._loop = None
 
-    def _action(self, vm, **extra):
-        h = vm.last_history
+    def _action(self, vm, previous=False, **extra):
+        h = vm.previous_history if previous else vm.last_history
         if h is None:
             raise DriverError("the VM has no host")
         drv = self.drivers.get(h.vmm_mad)
@@ -62,9 +62,9 @@ class VirtualMachineManager:
                          checkpoint_file=f"{h.vm_dir}/checkpoint", vm_xml=vm.info(), **extra)
         return drv, data
 
-    def _call(self, vm, method, **extra):
+    def _call(self, vm, method, previous=False, **extra):
         try:
-            drv, data = self._action(vm, **extra)
+            drv, data = self._action(vm, previous, **extra)
         except DriverError as e:
             return defer.fail(e)
         return getattr(drv, method)(vm.oid, data)
@@ -90,6 +90,29 @@ class VirtualMachineManager:
     def cancel(self, vm):
         """Destroy at once; Deferred."""
         return self._call(vm, "cancel")
+
+    def save(self, vm, previous=False):
+        """Checkpoint and stop the VM (``previous``: on its previous host, for a
+        cold migration); Deferred."""
+        return self._call(vm, "save", previous)
+
+    def restore(self, vm):
+        """Restore the VM from its checkpoint on its current host; fires with the deploy id."""
+        return self._call(vm, "restore")
+
+    def migrate(self, vm):
+        """Live-migrate from the previous host to the current one; Deferred."""
+        prev = vm.previous_history
+        if prev is None:
+            return defer.fail(DriverError("the VM has no previous host"))
+        h = vm.last_history
+        try:
+            drv = self.drivers[prev.vmm_mad]
+        except KeyError:
+            return defer.fail(DriverError(f"VMM driver {prev.vmm_mad!r} is not loaded"))
+        data = VMMAction(host=prev.hostname, net_drv=prev.vnm_mad, migr_host=h.hostname,
+                         migr_net_drv=h.vnm_mad, deploy_id=vm.deploy_id, vm_xml=vm.info())
+        return drv.migrate(vm.oid, data)
 
     def poll(self, vm):
         """Poll the VM and deliver the result to the LifeCycleManager."""
