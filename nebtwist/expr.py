@@ -35,8 +35,7 @@ so ``A=1 | B=1 & C=1`` means ``(A=1 | B=1) & C=1`` and ``!A=1 & B=1`` means
   like ``istream >> float``.  Missing or non-numeric -> 0.
 * Against a string the attribute's text is matched with shell wildcards
   (``fnmatch.fnmatchcase``: ``*``, ``?``, ``[..]``, ``[!..]``).  A missing or
-  empty attribute makes ``=`` false and ``!=`` true; ``!=`` is always the
-  negation of ``=``.  (3.4 makes both false for an empty attribute.)
+  empty attribute makes both ``=`` and ``!=`` false, as in 3.4.
 * An empty (or blank) expression is always true.
 
 RANK grammar: ``+ - * /`` with the usual precedence (left-assoc), unary
@@ -259,7 +258,12 @@ def _pattern_test(name, op, pattern):
             return bool(value) and match(value) is not None
     if op == "=":
         return matches
-    return lambda lookup: not matches(lookup)
+
+    def differs(lookup):
+        # 3.4 expr_bool.y: a missing or empty attribute fails both = and !=.
+        return bool(lookup(name)) and not matches(lookup)
+
+    return differs
 
 
 class _BoolParser(_Parser):

@@ -134,13 +134,15 @@ class RequirementsOperatorTests(unittest.TestCase):
         self.assertTrue(req('"freecpu" > 1'))
 
     def test_missing_or_empty_attribute_and_patterns(self):
+        # 3.4 expr_bool.y: a missing or empty attribute fails both = and !=
         self.assertFalse(req('MISSING = "*"'))
-        self.assertTrue(req('MISSING != "*"'))
+        self.assertFalse(req('MISSING != "*"'))
         self.assertFalse(req('EMPTY = "*"'))
-        self.assertTrue(req('EMPTY != "x"'))
+        self.assertFalse(req('EMPTY != "x"'))
         self.assertFalse(req('MISSING = ""'))
-        self.assertTrue(req('MISSING != ""'))
+        self.assertFalse(req('MISSING != ""'))
         self.assertFalse(req('HYPERVISOR = ""'))
+        self.assertTrue(req('HYPERVISOR != ""'))
 
     def test_names_are_uppercased_for_lookup(self):
         seen = []
