@@ -25,7 +25,9 @@ from nebtwist.client import OneClient, OneError
 
 #: Where the OpenNebula 3.4 XML schemas live (override with $NEBTWIST_XSD_DIR).
 XSD_DIR = os.environ.get(
-    "NEBTWIST_XSD_DIR", "/work/shared/reference/opennebula-3.4-xsd")
+    "NEBTWIST_XSD_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
+                 "shared", "reference", "opennebula-3.4-xsd"))
 
 #: Namespace of the OpenNebula schemas.
 ONE_NS = "http://opennebula.org/XMLSchema"
