@@ -129,6 +129,8 @@ class NebulaService(service.MultiService):
         nebula = self.nebula = Nebula(self.config, self.reactor, self.var_dir)
         user, password, path = oneadmin_credentials(self.var_dir, self.environ)
         await nebula.open((user, password))
+        if nebula.userpool.get(0).name == user:
+            log.info("{user}'s credentials: {path}", user=user, path=path)
         log.info("Database {b} opened; {n} VMs, {h} hosts", b=nebula.db.backend,
                  n=len(nebula.vmpool), h=len(nebula.hostpool))
 
