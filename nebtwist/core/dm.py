@@ -11,7 +11,7 @@ a full network) creates nothing.
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import PENDING, VirtualMachine, int_to_ip
 from nebtwist.core.vnet import acquire_lease, release_lease
-from nebtwist.errors import ActionError, APIError
+from nebtwist.errors import ActionError, APIError, AuthorizationError
 from nebtwist.expr import ExpressionSyntaxError, compile_rank, compile_requirements
 from nebtwist.template import Template, TemplateSyntaxError
 
@@ -95,14 +95,16 @@ class DispatchManager:
                 raise ActionError(f"Virtual network {name!r} does not exist.")
             vnet = candidates[0]
         if not self.nebula.can_use(user, vnet):
-            raise ActionError(f"Not authorized to use virtual network {vnet.oid} ({vnet.name}).")
+            raise AuthorizationError(
+                f"User [{user.oid}] : Not authorized to perform USE NET [{vnet.oid}].")
         return vnet
 
     async def allocate(self, user, text):
         """Create a VM from template ``text`` for ``user``; returns the VM.
 
         :raises APIError: a malformed template or value.
-        :raises ActionError: a NIC whose network is unknown, not usable or full.
+        :raises AuthorizationError: a NIC on a network the user may not use.
+        :raises ActionError: a NIC whose network is unknown or full.
         """
         template = parse_template(text, "VM template")
         for key in ("CPU", "MEMORY"):
