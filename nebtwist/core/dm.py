@@ -27,14 +27,21 @@ ACTIONS = {
 def parse_template(text, what="template"):
     """Parse user template text (template syntax or ``<TEMPLATE>`` XML).
 
-    :raises APIError: naming the line and column of a syntax error.
+    :raises APIError: naming the line and column of a syntax error; or an
+        attribute name that cannot be an XML element (``1A = x``), which the
+        body of the new object could not hold.
     """
     if not isinstance(text, str):
         raise APIError(f"The {what} must be a string.")
     try:
-        return Template.parse_any(text)
+        template = Template.parse_any(text)
     except TemplateSyntaxError as e:
         raise APIError(f"Parse error in {what}: {e}") from None
+    try:
+        template.to_xml()
+    except ValueError as e:
+        raise APIError(f"Wrong attribute name in {what}: {e}.") from None
+    return template
 
 
 def compile_expressions(vm, template):
