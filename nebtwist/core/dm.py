@@ -11,7 +11,7 @@ a full network) creates nothing.
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import PENDING, VirtualMachine, int_to_ip
 from nebtwist.core.vnet import acquire_lease, release_lease
-from nebtwist.errors import ActionError, APIError, AuthorizationError
+from nebtwist.errors import APIError, ActionError, AuthorizationError, NoSuchObject
 from nebtwist.expr import ExpressionSyntaxError, compile_rank, compile_requirements
 from nebtwist.template import Template, TemplateSyntaxError
 
@@ -99,7 +99,7 @@ class DispatchManager:
             candidates.sort(key=lambda v: (v.uid != user.oid, v.uid != 0, v.oid))
             candidates = [v for v in candidates if self.nebula.can_use(user, v)] or candidates
             if not candidates:
-                raise ActionError(f"Virtual network {name!r} does not exist.")
+                raise NoSuchObject(f"Error getting virtual network [{name}].")
             vnet = candidates[0]
         if not self.nebula.can_use(user, vnet):
             raise AuthorizationError(

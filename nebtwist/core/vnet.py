@@ -15,10 +15,13 @@ Follows OpenNebula 3.4 ``src/vnm/VirtualNetwork.cc``, ``RangedLeases.cc`` and
 
 import ipaddress
 import math
+import re
 
 from nebtwist.core.objects import (FIXED, RANGED, Lease, VirtualNetwork, int_to_ip,
                                    ip_to_int, mac_for)
 from nebtwist.errors import ActionError, APIError
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 def _mask_bits_for_size(size):
@@ -132,6 +135,8 @@ def _fixed(vnet, template, mac_prefix):
         if ip in vnet.leases:
             raise APIError(f"Lease {value['IP']} is repeated.")
         mac = (value.get("MAC") or mac_for(mac_prefix, ip)).lower()
+        if not _MAC.fullmatch(mac):
+            raise APIError(f"Wrong MAC {value['MAC']!r} in LEASES (expected xx:xx:xx:xx:xx:xx).")
         vnet.leases[ip] = Lease(ip, mac)
     if not vnet.leases:
         raise APIError("A FIXED network needs at least one LEASES = [ IP = ... ].")
