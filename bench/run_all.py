@@ -1,0 +1,52 @@
+"""Run every benchmark, one daemon each, and print a summary table.
+
+Usage: ``python bench/run_all.py [--quick]`` (``--quick``: 2 s runs, 2,000 VMs
+for the pool benchmark; for a smoke test, not for figures). Other options go
+to each benchmark as in its own ``--help`` (e.g. ``--spy /tmp/spy``).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_vm_info  # noqa: E402
+import bench_vmpool_info  # noqa: E402
+import common  # noqa: E402
+
+
+def table(rows):
+    """Plain-text table of (figure, value, target) rows."""
+    head = ("figure", "measured", "target")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(3)]
+    line = "  ".join("-" * w for w in widths)
+    out = [line, "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), line]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    out.append(line)
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    args, rest = parser.parse_known_args(argv)
+    rows = []
+    started = time.monotonic()
+    benches = [
+        ("bench_vm_info", bench_vm_info, ["--seconds", "2"] if args.quick else []),
+        ("bench_vmpool_info", bench_vmpool_info,
+         ["--vms", "2000", "--repeat", "3"] if args.quick else []),
+    ]
+    for name, module, extra in benches:
+        print(f"=== {name}")
+        t0 = time.monotonic()
+        rows += module.run(extra + rest)
+        print(f"({name}: {time.monotonic() - t0:.0f} s)\n")
+    print(f"=== summary ({common.machine_note()}; {time.monotonic() - started:.0f} s in all)")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
