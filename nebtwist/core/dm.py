@@ -154,7 +154,9 @@ class DispatchManager:
                 release_lease(vnet, lease.ip, oid)
             pool.release_oid(oid)
             raise
-        self.nebula.vm_log(vm, "DiM", "I", "New VM state is PENDING")
+        # oned.log only: creating <var>/<vid>/vm.log here would put a mkdir and a
+        # file open on every allocation; the VM directory is made on deploy.
+        self.nebula.vm_log(vm, "DiM", "I", "New VM state is PENDING", to_file=False)
         return vm
 
     async def deploy(self, vm, host):
