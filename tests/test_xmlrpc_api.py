@@ -267,6 +267,25 @@ class StartNebulaTests(TestCase):
         (response,), _ = xmlrpc.client.loads(content)
         self.assertIs(response[0], True)
 
+    async def test_large_values_as_cdata(self):
+        """A large string value is sent as CDATA (with ']]>' inside split safely)
+        and reads back exactly; small ones use the standard escaping."""
+        neb = await start_nebula(self)
+        text = 'NAME = big\nNOTE = "' + "x]]>y<&" * 400 + '"\n'
+        ((ok_, vid, _),), _ = xmlrpc.client.loads(
+            (await neb.raw_post(xmlrpc.client.dumps((ADMIN, text), "one.vm.allocate").encode()))[1])
+        self.assertIs(ok_, True)
+        status, content = await neb.raw_post(
+            xmlrpc.client.dumps((ADMIN, vid), methodname="one.vm.info").encode())
+        self.assertIn(b"<string><![CDATA[<VM>", content)
+        (response,), _ = xmlrpc.client.loads(content)
+        self.assertEqual(response, [True, neb.nebula.vmpool.get(vid).info(), 0])
+        self.assertEqual(etree.fromstring(response[1]).findtext("TEMPLATE/NOTE"),
+                         "x]]>y<&" * 400)
+        _, small = await neb.raw_post(
+            xmlrpc.client.dumps(("oneadmin:wrong", vid), methodname="one.vm.info").encode())
+        self.assertNotIn(b"CDATA", small)
+
     async def test_start_failure(self):
         """A daemon that cannot start raises from start_nebula and records the failure
         (its drivers are still stopped by the cleanups)."""
