@@ -948,3 +948,19 @@ class NetworkLeaseTests(TestCase):
         self.assertEqual(leases(await ok(neb, "one.vn.info", fixed))[0][2:], (0, -1))
         # The network can be deleted once no lease is used.
         await ok(neb, "one.vn.delete", fixed)
+
+
+class SystemTests(TestCase):
+    """``one.system.version`` for any user, ``one.system.config`` for oneadmin only."""
+
+    async def test_version_and_config(self):
+        neb = await start_nebula(self)
+        await add_user(neb, HELEN)
+        self.assertEqual(await ok(neb, "one.system.version", session=HELEN), "3.4.1")
+        conf = xml(await ok(neb, "one.system.config"))
+        self.assertEqual(conf.tag, "OPENNEBULA_CONFIGURATION")
+        self.assertEqual(conf.findtext("PORT"), "0")
+        self.assertEqual(conf.findtext("IM_MAD/NAME"), "im_dummy")
+        response = await neb.call("one.system.config", session=HELEN)
+        self.assertEqual(response[0::2], [False, AUTHORIZATION])
+        self.assertTrue(response[1].startswith("[SystemConfig] "), response)
