@@ -37,6 +37,11 @@ log = OneLogger("ReM")
 CDATA_THRESHOLD = 1024
 
 
+#: Further method tables, one per area (images, groups, ...): callables
+#: ``(requests, Signature) -> {method: (MessageName, [Signature, ...])}``.
+EXTRA_TABLES = []
+
+
 class Signature:
     """One accepted parameter list: types after the session, and a binder.
 
@@ -92,6 +97,13 @@ class RequestManager(xmlrpc.XMLRPC):
 
     @staticmethod
     def _table(r):
+        table = RequestManager._core_table(r)
+        for extra in EXTRA_TABLES:
+            table.update(extra(r, Signature))
+        return table
+
+    @staticmethod
+    def _core_table(r):
         def S(types, bind):
             return Signature(types, bind)
 
