@@ -14,10 +14,12 @@ from nebtwist.core.db import Database
 from nebtwist.core.dm import DispatchManager
 from nebtwist.core.lcm import TABLE, TRANSITIONS, LifeCycleManager
 from nebtwist.core.nebula import Nebula
-from nebtwist.core.objects import (ACTIVE, BOOT, DONE, EPILOG, FAILED, LCM_INIT, MIGRATE,
-                                   PENDING, PROLOG, PROLOG_MIGRATE, REASON_ERROR, REASON_NONE,
-                                   REASON_USER, RUNNING, SAVE_MIGRATE, SHUTDOWN, History,
-                                   ip_to_int)
+from nebtwist.core.objects import (ACTIVE, BOOT, CLEANUP, DONE, EPILOG, EPILOG_STOP, FAILED,
+                                   LCM_INIT, MIGRATE, PENDING, PROLOG, PROLOG_MIGRATE,
+                                   PROLOG_RESUME, REASON_ERROR, REASON_NONE,
+                                   REASON_STOP_RESUME, REASON_USER, RUNNING, SAVE_MIGRATE,
+                                   SAVE_STOP, SAVE_SUSPEND, SHUTDOWN, STOPPED, SUSPENDED,
+                                   UNKNOWN, History, ip_to_int)
 from nebtwist.core.requests import Requests
 from nebtwist.core.tm import TransferManager
 from nebtwist.core.vmm import VirtualMachineManager
@@ -124,14 +126,14 @@ class TableTests(unittest.TestCase):
     async def _vm_in(self, core, hosts, state, lcm):
         vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
         vm.state, vm.lcm_state = state, lcm
-        if state in (ACTIVE, FAILED) or lcm != LCM_INIT:
+        if state in (ACTIVE, FAILED, SUSPENDED, STOPPED):
             hosts_needed = 2 if lcm in (MIGRATE, SAVE_MIGRATE, PROLOG_MIGRATE) else 1
             for i in range(hosts_needed):
                 h = hosts[i]
                 vm.history.append(History(seq=i, hostname=h.name, hid=h.oid,
                                           vm_dir=f"/ds/0/{vm.oid}", vmm_mad="vmm_fake",
                                           tm_mad="tm_fake", stime=1, rstime=1))
-                if state == ACTIVE:
+                if state in (ACTIVE, SUSPENDED):
                     h.share.add(*vm.capacity())
             vm.deploy_id = f"dep-{vm.oid}"
         await core.nebula.vmpool.update(vm)
@@ -248,9 +250,13 @@ class PathTests(unittest.TestCase):
         self.assertEqual((vm.state, vm.lcm_state), (FAILED, LCM_INIT))
         self.assertEqual(vm.last_history.reason, REASON_ERROR)
         self.assertEqual(host.share.running_vms, 0)
-        self.assertEqual(core.nebula.vnpool.get(0).used_leases, 0)
+        self.assertEqual(core.nebula.vnpool.get(0).used_leases, 1,
+                         "a FAILED VM keeps its lease until it is finalized (3.4)")
         log = open(os.path.join(core.nebula.vm_dir(vm.oid), "vm.log")).read()
         self.assertIn("no hypervisor", log)
+        await core.dm.action(vm, "delete")
+        self.assertEqual(vm.state, DONE)
+        self.assertEqual(core.nebula.vnpool.get(0).used_leases, 0)
 
     async def test_late_reply_is_ignored(self):
         core = await Core.make(self)
@@ -258,6 +264,9 @@ class PathTests(unittest.TestCase):
         vm = await core.dm.allocate(core.admin, "NAME = a\nCPU = 1\nMEMORY = 1\n")
         await core.dm.deploy(vm, host)
         await core.dm.action(vm, "finalize")
+        self.assertEqual((vm.state, vm.lcm_state), (ACTIVE, CLEANUP))
+        core.tmd.last("transfer").succeed()  # the clean-up's DELETE
+        await core.nebula.db.run([])
         self.assertEqual(vm.state, DONE)
         core.tmd.calls[0].succeed()  # the prolog answers after the VM is gone
         await core.nebula.db.run([])
@@ -331,3 +340,138 @@ class PathTests(unittest.TestCase):
         core.vmmd.last("poll").succeed("STATE=a")
         await core.nebula.db.run([])
         self.assertEqual(vm.lcm_state, RUNNING)
+
+
+class MoreActionTests(unittest.TestCase):
+    """stop/suspend/resume, resubmit, reboot, restart and polling results."""
+
+    _running = PathTests._running
+
+    async def _settle(self, core):
+        await core.nebula.db.run([])
+
+    async def test_stop_and_resume(self):
+        core = await Core.make(self)
+        await core.setup_net()
+        h0, h1 = await core.host("h0"), await core.host("h1")
+        vm = await self._running(core, h0)
+        await core.dm.action(vm, "stop")
+        self.assertEqual(vm.lcm_state, SAVE_STOP)
+        self.assertEqual(core.vmmd.last("save").args[0].checkpoint_file,
+                         f"{core.nebula.remote_vm_dir(vm.oid)}/checkpoint")
+        core.vmmd.last("save").succeed()
+        await self._settle(core)
+        self.assertEqual(vm.lcm_state, EPILOG_STOP)
+        mv = open(core.tmd.last("transfer").args[0]).read().split()
+        self.assertEqual(mv[0], "MV")
+        self.assertTrue(mv[2].startswith("h0:") and mv[3].endswith(f"/{vm.oid}/images"))
+        core.tmd.last("transfer").succeed()
+        await self._settle(core)
+        self.assertEqual((vm.state, h0.share.running_vms), (STOPPED, 0))
+        self.assertEqual(vm.last_history.reason, REASON_STOP_RESUME)
+        self.assertEqual(core.nebula.vnpool.get(0).used_leases, 1, "a stopped VM keeps its IP")
+        await core.dm.action(vm, "resume")
+        self.assertEqual(vm.state, PENDING)
+        await core.dm.deploy(vm, h1)
+        self.assertEqual(vm.lcm_state, PROLOG_RESUME)
+        mv = open(core.tmd.last("transfer").args[0]).read().split()
+        self.assertTrue(mv[2].endswith(f"/{vm.oid}/images") and mv[3].startswith("h1:"))
+        core.tmd.last("transfer").succeed()
+        await self._settle(core)
+        self.assertEqual(vm.lcm_state, BOOT)
+        core.vmmd.last("restore").succeed("dep-r")
+        await self._settle(core)
+        self.assertEqual((vm.state, vm.lcm_state, vm.deploy_id), (ACTIVE, RUNNING, "dep-r"))
+        self.assertEqual([h.hostname for h in vm.history], ["h0", "h1"])
+
+    async def test_suspend_and_resume(self):
+        core = await Core.make(self)
+        await core.setup_net()
+        h0 = await core.host("h0")
+        vm = await self._running(core, h0)
+        await core.dm.action(vm, "suspend")
+        self.assertEqual(vm.lcm_state, SAVE_SUSPEND)
+        core.vmmd.last("save").succeed()
+        await self._settle(core)
+        self.assertEqual((vm.state, h0.share.running_vms), (SUSPENDED, 1),
+                         "a suspended VM keeps its host")
+        await core.dm.action(vm, "resume")
+        self.assertEqual((vm.state, vm.lcm_state), (ACTIVE, BOOT))
+        self.assertEqual(core.vmmd.last("restore").args[0].host, "h0")
+        core.vmmd.last("restore").succeed("dep-s")
+        await self._settle(core)
+        self.assertEqual(vm.lcm_state, RUNNING)
+        await core.dm.action(vm, "suspend")
+        core.vmmd.last("save").fail("disk full")
+        await self._settle(core)
+        self.assertEqual(vm.lcm_state, RUNNING, "a failed save leaves it running")
+
+    async def test_resubmit_active_keeps_lease_and_ignores_stale_replies(self):
+        core = await Core.make(self)
+        await core.setup_net()
+        h0 = await core.host("h0")
+        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
+        ip = vm.template.get_vector("NIC")["IP"]
+        await core.dm.deploy(vm, h0)
+        stale_prolog = core.tmd.last("transfer")
+        await core.dm.action(vm, "resubmit")
+        self.assertEqual((vm.state, vm.lcm_state), (ACTIVE, CLEANUP))
+        self.assertEqual(h0.share.running_vms, 0)
+        core.tmd.last("transfer").succeed()  # the clean-up's DELETE
+        await self._settle(core)
+        self.assertEqual(vm.state, PENDING)
+        await core.dm.deploy(vm, h0)
+        self.assertEqual(vm.lcm_state, PROLOG)
+        stale_prolog.succeed()  # the first placement's prolog answers late
+        await self._settle(core)
+        self.assertEqual(vm.lcm_state, PROLOG, "a reply from an earlier placement is ignored")
+        self.assertEqual(vm.template.get_vector("NIC")["IP"], ip)
+        self.assertEqual(core.nebula.vnpool.get(0).used_leases, 1)
+        self.assertEqual([h.reason for h in vm.history], [REASON_USER, REASON_NONE])
+
+    async def test_resubmit_failed(self):
+        core = await Core.make(self)
+        await core.setup_net()
+        h0 = await core.host("h0")
+        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
+        await core.dm.deploy(vm, h0)
+        core.tmd.last("transfer").fail("no space")
+        await self._settle(core)
+        self.assertEqual(vm.state, FAILED)
+        await core.dm.action(vm, "resubmit")
+        self.assertEqual(vm.state, PENDING)
+        self.assertIn("DELETE", open(core.tmd.last("transfer").args[0]).read())
+        self.assertEqual(core.nebula.vnpool.get(0).used_leases, 1)
+        with self.assertRaises(ActionError):
+            await core.dm.action(vm, "suspend")
+
+    async def test_reboot_restart_and_poll_paused(self):
+        core = await Core.make(self)
+        await core.setup_net()
+        h0 = await core.host("h0")
+        vm = await self._running(core, h0)
+        await core.dm.action(vm, "reboot")
+        self.assertEqual(vm.lcm_state, RUNNING)
+        core.vmmd.last("reboot").succeed()
+        with self.assertRaises(ActionError):
+            await core.dm.action(vm, "restart")  # only from BOOT or UNKNOWN
+        core.nebula.config.template.set("VM_POLLING_INTERVAL", "10")
+        core.clock.advance(20)
+        core.vmm.tick()
+        core.vmmd.last("poll").succeed("STATE=d")
+        await self._settle(core)
+        self.assertEqual(vm.lcm_state, UNKNOWN)
+        deploys = len([c for c in core.vmmd.calls if c.method == "deploy"])
+        await core.dm.action(vm, "restart")
+        self.assertEqual(vm.lcm_state, BOOT)
+        self.assertEqual(len([c for c in core.vmmd.calls if c.method == "deploy"]), deploys + 1)
+        core.vmmd.last("deploy").succeed("dep-again")
+        await self._settle(core)
+        core.clock.advance(20)
+        core.vmm.tick()
+        core.vmmd.last("poll").succeed("STATE=p")
+        await self._settle(core)
+        self.assertEqual((vm.state, h0.share.running_vms), (SUSPENDED, 1))
+        await core.dm.action(vm, "delete")
+        self.assertEqual((vm.state, h0.share.running_vms), (DONE, 0))
+        self.assertEqual(core.nebula.vnpool.get(0).used_leases, 0)

@@ -9,17 +9,24 @@ a full network) creates nothing.
 """
 
 from nebtwist.core.lcm import state_name
-from nebtwist.core.objects import PENDING, VirtualMachine, int_to_ip
+from nebtwist.core.objects import PENDING, REASON_STOP_RESUME, VirtualMachine, int_to_ip
 from nebtwist.core.vnet import acquire_lease, release_lease
 from nebtwist.errors import APIError, ActionError, AuthorizationError, NoSuchObject
 from nebtwist.expr import ExpressionSyntaxError, compile_rank, compile_requirements
 from nebtwist.template import Template, TemplateSyntaxError
 
 #: ``one.vm.action`` names (3.4 and today's) -> state-machine events.
+#: 3.4 names (``src/rm/RequestManagerVirtualMachine.cc``) map to themselves;
+#: today's names (``src/vm/VMActions.cc``) to their nearest 3.4 action.
 ACTIONS = {
     "shutdown": "shutdown", "terminate": "shutdown",
     "cancel": "cancel", "terminate-hard": "cancel",
     "hold": "hold", "release": "release",
+    "stop": "stop", "undeploy": "stop",
+    "suspend": "suspend", "poweroff": "suspend",
+    "resume": "resume",
+    "restart": "restart", "reboot": "reboot", "reboot-hard": "restart",
+    "resubmit": "resubmit",
     "finalize": "finalize", "delete": "finalize",
 }
 
@@ -164,7 +171,9 @@ class DispatchManager:
 
         :raises ActionError: the VM is not PENDING.
         """
-        await self.lcm.trigger(vm, "deploy", host=host)
+        h = vm.last_history
+        event = "deploy_resume" if h is not None and h.reason == REASON_STOP_RESUME else "deploy"
+        await self.lcm.trigger(vm, event, host=host)
 
     async def migrate(self, vm, host, live):
         """Migrate a RUNNING ``vm`` to ``host`` (``live``: without stopping it).

@@ -20,38 +20,59 @@ from collections import namedtuple
 
 from twisted.internet import defer
 
-from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, DONE, EPILOG, FAILED, HOLD, INIT,
-                                   LCM_INIT, LCM_STATES, MIGRATE, PENDING, PROLOG,
-                                   PROLOG_MIGRATE, REASON_ERROR, REASON_NONE, REASON_USER,
-                                   RUNNING, SAVE_MIGRATE, SHUTDOWN, STOPPED, UNKNOWN, VM_STATES,
-                                   History, ip_to_int)
+from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, CLEANUP, DONE, EPILOG,
+                                   EPILOG_STOP, FAILED, HOLD, INIT, LCM_INIT, LCM_STATES,
+                                   MIGRATE, PENDING, PROLOG, PROLOG_MIGRATE, PROLOG_RESUME,
+                                   REASON_ERROR, REASON_NONE, REASON_STOP_RESUME, REASON_USER,
+                                   RUNNING, SAVE_MIGRATE, SAVE_STOP, SAVE_SUSPEND, SHUTDOWN,
+                                   STOPPED, SUSPENDED, UNKNOWN, VM_STATES, History, ip_to_int)
 from nebtwist.core.vnet import release_lease
-from nebtwist.errors import ActionError, DriverError
+from nebtwist.errors import ActionError
 from nebtwist.log import OneLogger
 
 log = OneLogger("LCM")
 
 Transition = namedtuple("Transition", "state lcm event new_state new_lcm actions")
 
-#: Actions every way into DONE or FAILED shares: capacity back, leases back.
-_RELEASE = ("del_capacity", "release_leases", "set_etime")
+#: Leaving a host in failure: the history record closed as ERROR and the
+#: host's capacity back. Leases and images stay with a FAILED VM until it is
+#: finalized (3.4 ``DispatchManager::failed_action`` keeps them; ``done``
+#: releases them), so a resubmitted VM keeps its addresses.
+_FAIL = ("close_history_error", "del_capacity", "set_etime")
+#: Into DONE: leases back, end time.
+_DONE = ("release_leases", "set_etime")
+
+#: The ACTIVE LCM states (every one but LCM_INIT).
+_ACTIVE_LCM = range(1, len(LCM_STATES))
 
 TRANSITIONS = [
-    # DispatchManager: placement and pending-queue actions.
+    # -- DispatchManager: the queues -------------------------------------------
     Transition(PENDING, LCM_INIT, "deploy", ACTIVE, PROLOG,
                ("add_history", "add_capacity", "prolog_stime", "tm_prolog")),
+    # A VM stopped earlier comes back through PROLOG_RESUME (its files are on
+    # the front-end) and RESTORE (3.4 picks this when the last REASON is
+    # STOP_RESUME).
+    Transition(PENDING, LCM_INIT, "deploy_resume", ACTIVE, PROLOG_RESUME,
+               ("add_history", "add_capacity", "prolog_stime", "tm_prolog_resume")),
     Transition(PENDING, LCM_INIT, "hold", HOLD, LCM_INIT, ()),
     Transition(HOLD, LCM_INIT, "release", PENDING, LCM_INIT, ()),
-    # Prolog.
+    # -- Prolog -------------------------------------------------------------------
     Transition(ACTIVE, PROLOG, "prolog_success", ACTIVE, BOOT, ("prolog_etime", "vmm_deploy")),
-    Transition(ACTIVE, PROLOG, "prolog_failure", FAILED, LCM_INIT,
-               ("prolog_etime", "close_history_error") + _RELEASE),
-    # Boot.
+    Transition(ACTIVE, PROLOG, "prolog_failure", FAILED, LCM_INIT, ("prolog_etime",) + _FAIL),
+    Transition(ACTIVE, PROLOG_RESUME, "prolog_success", ACTIVE, BOOT,
+               ("prolog_etime", "vmm_restore")),
+    Transition(ACTIVE, PROLOG_RESUME, "prolog_failure", FAILED, LCM_INIT,
+               ("prolog_etime",) + _FAIL),
+    # -- Boot (DEPLOY, or RESTORE whose success 3.4 maps to DEPLOY_SUCCESS) -------------
     Transition(ACTIVE, BOOT, "deploy_success", ACTIVE, RUNNING,
                ("set_deploy_id", "running_stime")),
-    Transition(ACTIVE, BOOT, "deploy_failure", FAILED, LCM_INIT,
-               ("close_history_error",) + _RELEASE),
-    # Shutdown and cancel.
+    Transition(ACTIVE, BOOT, "deploy_failure", FAILED, LCM_INIT, _FAIL),
+    # restart: boot again a VM stuck in BOOT or lost in UNKNOWN.
+    Transition(ACTIVE, BOOT, "restart", ACTIVE, BOOT, ("vmm_deploy",)),
+    Transition(ACTIVE, UNKNOWN, "restart", ACTIVE, BOOT, ("vmm_deploy",)),
+    # reboot: the guest reboots, the state does not change.
+    Transition(ACTIVE, RUNNING, "reboot", ACTIVE, RUNNING, ("vmm_reboot",)),
+    # -- Shutdown and cancel ------------------------------------------------------------
     Transition(ACTIVE, RUNNING, "shutdown", ACTIVE, SHUTDOWN, ("vmm_shutdown",)),
     Transition(ACTIVE, SHUTDOWN, "shutdown_success", ACTIVE, EPILOG,
                ("running_etime", "epilog_stime", "tm_epilog")),
@@ -60,7 +81,22 @@ TRANSITIONS = [
     Transition(ACTIVE, CANCEL, "cancel_success", ACTIVE, EPILOG,
                ("running_etime", "epilog_stime", "tm_epilog")),
     Transition(ACTIVE, CANCEL, "cancel_failure", ACTIVE, RUNNING, ()),
-    # Live migration: the new history record (and the new host's capacity)
+    # -- Stop: checkpoint, files back to the front-end, host freed ----------------------
+    Transition(ACTIVE, RUNNING, "stop", ACTIVE, SAVE_STOP, ("vmm_save",)),
+    Transition(ACTIVE, SAVE_STOP, "save_success", ACTIVE, EPILOG_STOP,
+               ("running_etime", "epilog_stime", "tm_epilog_stop")),
+    Transition(ACTIVE, SAVE_STOP, "save_failure", ACTIVE, RUNNING, ()),
+    Transition(ACTIVE, EPILOG_STOP, "epilog_success", STOPPED, LCM_INIT,
+               ("epilog_etime", "close_history_stop", "del_capacity")),
+    Transition(ACTIVE, EPILOG_STOP, "epilog_failure", FAILED, LCM_INIT,
+               ("epilog_etime",) + _FAIL),
+    Transition(STOPPED, LCM_INIT, "resume", PENDING, LCM_INIT, ()),
+    # -- Suspend: checkpoint, files and capacity stay on the host ----------------------
+    Transition(ACTIVE, RUNNING, "suspend", ACTIVE, SAVE_SUSPEND, ("vmm_save",)),
+    Transition(ACTIVE, SAVE_SUSPEND, "save_success", SUSPENDED, LCM_INIT, ()),
+    Transition(ACTIVE, SAVE_SUSPEND, "save_failure", ACTIVE, RUNNING, ()),
+    Transition(SUSPENDED, LCM_INIT, "resume", ACTIVE, BOOT, ("vmm_restore",)),
+    # -- Live migration: the new history record (and the new host's capacity) ----------
     # is added at the request; success closes the previous one, failure goes
     # back to the previous host in a new record copied from it.
     Transition(ACTIVE, RUNNING, "livemigrate", ACTIVE, MIGRATE,
@@ -69,7 +105,7 @@ TRANSITIONS = [
                ("close_previous_history", "del_previous_capacity", "running_stime")),
     Transition(ACTIVE, MIGRATE, "migrate_failure", ACTIVE, RUNNING,
                ("close_history_error", "del_capacity", "back_to_previous_host")),
-    # Cold migration: save on the old host, move the files, restore on the new one.
+    # -- Cold migration: save on the old host, move the files, restore on the new one ---
     Transition(ACTIVE, RUNNING, "migrate", ACTIVE, SAVE_MIGRATE,
                ("add_history", "add_capacity", "vmm_save_migrate")),
     Transition(ACTIVE, SAVE_MIGRATE, "save_success", ACTIVE, PROLOG_MIGRATE,
@@ -80,36 +116,51 @@ TRANSITIONS = [
     Transition(ACTIVE, PROLOG_MIGRATE, "prolog_success", ACTIVE, BOOT,
                ("prolog_etime", "vmm_restore")),
     Transition(ACTIVE, PROLOG_MIGRATE, "prolog_failure", FAILED, LCM_INIT,
-               ("prolog_etime", "close_history_error") + _RELEASE),
-    # Epilog.
+               ("prolog_etime",) + _FAIL),
+    # -- Epilog ---------------------------------------------------------------------------
     Transition(ACTIVE, EPILOG, "epilog_success", DONE, LCM_INIT,
-               ("epilog_etime", "close_history") + _RELEASE),
-    Transition(ACTIVE, EPILOG, "epilog_failure", FAILED, LCM_INIT,
-               ("epilog_etime", "close_history_error") + _RELEASE),
-    # Polling (only acted on in RUNNING and UNKNOWN).
+               ("epilog_etime", "close_history", "del_capacity") + _DONE),
+    Transition(ACTIVE, EPILOG, "epilog_failure", FAILED, LCM_INIT, ("epilog_etime",) + _FAIL),
+    # -- Polling (acted on only in RUNNING and UNKNOWN) ------------------------------------
     Transition(ACTIVE, RUNNING, "poll_active", ACTIVE, RUNNING, ("monitor",)),
     Transition(ACTIVE, UNKNOWN, "poll_active", ACTIVE, RUNNING, ("monitor",)),
     Transition(ACTIVE, RUNNING, "poll_disappeared", ACTIVE, UNKNOWN, ("monitor",)),
     Transition(ACTIVE, UNKNOWN, "poll_disappeared", ACTIVE, UNKNOWN, ("monitor",)),
-    Transition(ACTIVE, RUNNING, "poll_error", FAILED, LCM_INIT,
-               ("monitor", "close_history_error") + _RELEASE),
-    Transition(ACTIVE, UNKNOWN, "poll_error", FAILED, LCM_INIT,
-               ("monitor", "close_history_error") + _RELEASE),
+    Transition(ACTIVE, RUNNING, "poll_paused", SUSPENDED, LCM_INIT, ("monitor",)),
+    Transition(ACTIVE, UNKNOWN, "poll_paused", SUSPENDED, LCM_INIT, ("monitor",)),
+    Transition(ACTIVE, RUNNING, "poll_error", FAILED, LCM_INIT, ("monitor",) + _FAIL),
+    Transition(ACTIVE, UNKNOWN, "poll_error", FAILED, LCM_INIT, ("monitor",) + _FAIL),
+    # -- Clean-up of an ACTIVE VM (finalize, resubmit): CLEANUP cancels it on its host
+    # and deletes its files; driver replies still in flight are ignored.
+    Transition(ACTIVE, CLEANUP, "cleanup_finalize", DONE, LCM_INIT, _DONE),
+    Transition(ACTIVE, CLEANUP, "cleanup_resubmit", PENDING, LCM_INIT, ()),
+    # -- resubmit: back to PENDING, keeping leases ----------------------------------------
+    Transition(FAILED, LCM_INIT, "resubmit", PENDING, LCM_INIT, ("tm_epilog_delete_quiet",)),
+    Transition(HOLD, LCM_INIT, "resubmit", PENDING, LCM_INIT, ()),
+    Transition(STOPPED, LCM_INIT, "resubmit", PENDING, LCM_INIT, ("forget_checkpoint",)),
+    Transition(PENDING, LCM_INIT, "resubmit", PENDING, LCM_INIT, ()),
+    Transition(INIT, LCM_INIT, "resubmit", INIT, LCM_INIT, ()),
+    # -- finalize (``onevm delete``), 3.4 DispatchManager::finalize ---------------------------
+    Transition(SUSPENDED, LCM_INIT, "finalize", DONE, LCM_INIT,
+               ("close_history_user", "del_capacity", "tm_epilog_delete_quiet") + _DONE),
+    Transition(FAILED, LCM_INIT, "finalize", DONE, LCM_INIT,
+               ("tm_epilog_delete_quiet",) + _DONE),
 ]
-# finalize (``onevm delete``): straight to DONE from the queues and from FAILED
-# (3.4 DispatchManager::finalize); from ACTIVE the VM is cleaned up on its host.
-for _state in (INIT, PENDING, HOLD, STOPPED, FAILED):
-    TRANSITIONS.append(Transition(_state, LCM_INIT, "finalize", DONE, LCM_INIT,
-                                  ("release_leases", "set_etime")))
-for _lcm in range(1, len(LCM_STATES)):
-    TRANSITIONS.append(Transition(ACTIVE, _lcm, "finalize", DONE, LCM_INIT,
-                                  ("close_history_user",) + _RELEASE + ("cleanup",)))
+for _state in (INIT, PENDING, HOLD, STOPPED):
+    TRANSITIONS.append(Transition(_state, LCM_INIT, "finalize", DONE, LCM_INIT, _DONE))
+for _lcm in _ACTIVE_LCM:
+    if _lcm == CLEANUP:
+        continue
+    TRANSITIONS.append(Transition(ACTIVE, _lcm, "finalize", ACTIVE, CLEANUP,
+                                  ("close_history_user", "del_capacity", "cleanup_finalize")))
+    TRANSITIONS.append(Transition(ACTIVE, _lcm, "resubmit", ACTIVE, CLEANUP,
+                                  ("close_history_user", "del_capacity", "cleanup_resubmit")))
 
 TABLE = {(t.state, t.lcm, t.event): t for t in TRANSITIONS}
 
 #: Actions that call drivers: run after the commit.
 _DRIVER_ACTIONS = frozenset(a for t in TRANSITIONS for a in t.actions
-                            if a.startswith(("vmm_", "tm_")) or a == "cleanup")
+                            if a.startswith(("vmm_", "tm_", "cleanup_")))
 
 
 def state_name(vm):
@@ -184,16 +235,30 @@ class LifeCycleManager:
         return d
 
     def _watch(self, vm, d, success, failure, what):
-        """Turn a driver Deferred into ``success``/``failure`` events."""
+        """Turn a driver Deferred into ``success``/``failure`` events.
+
+        A reply is delivered only while the VM is still in the placement
+        (history record) that made the request: a reply that arrives after a
+        clean-up, or after the VM was resubmitted and placed again, is ignored.
+        """
         vid = vm.oid
+        epoch = (len(vm.history), vm.state, vm.lcm_state)
+
+        def current():
+            now = self.nebula.vmpool.objects.get(vid)
+            return now is not None and (len(now.history), now.state, now.lcm_state) == epoch
 
         def ok(result):
+            if not current():
+                log.debug("VM {vid}: ignored a late {e}", vid=vid, e=success)
+                return None
             return self.on_driver(vid, success, info=result)
 
         def bad(f):
-            f.trap(DriverError, Exception)
             message = getattr(f.value, "message", None) or str(f.value)
             self.nebula.vm_log(vm, "LCM", "E", f"Error {what}: {message}")
+            if not current():
+                return None
             return self.on_driver(vid, failure, message=message)
 
         d.addCallbacks(ok, bad)
@@ -329,6 +394,15 @@ class LifeCycleManager:
     def _a_close_history_user(self, vm, **_):
         self._close(vm, REASON_USER)
 
+    def _a_close_history_stop(self, vm, **_):
+        self._close(vm, REASON_STOP_RESUME)
+
+    def _a_forget_checkpoint(self, vm, **_):
+        """A resubmitted STOPPED VM boots afresh instead of resuming."""
+        h = vm.last_history
+        if h is not None and h.reason == REASON_STOP_RESUME:
+            h.reason = REASON_USER
+
     def _a_set_deploy_id(self, vm, info=None, **_):
         vm.deploy_id = (info or "").strip() or vm.deploy_id
 
@@ -382,11 +456,45 @@ class LifeCycleManager:
         self._watch(vm, self.vmm.restore(vm), "deploy_success", "deploy_failure",
                     "restoring VM")
 
-    def _a_cleanup(self, vm, **_):
-        """Best-effort removal of a finalized VM from its host (3.4 CLEANUP)."""
+    def _a_vmm_save(self, vm, **_):
+        self._watch(vm, self.vmm.save(vm), "save_success", "save_failure", "saving VM")
+
+    def _a_vmm_reboot(self, vm, **_):
+        d = self.vmm.reboot(vm)
+        d.addCallbacks(lambda _: self.nebula.vm_log(vm, "LCM", "I", "VM rebooted"),
+                       lambda f: self.nebula.vm_log(
+                           vm, "LCM", "E", f"Error rebooting VM: {_message(f)}"))
+
+    def _a_tm_epilog_stop(self, vm, **_):
+        self._watch(vm, self.tm.epilog_stop(vm), "epilog_success", "epilog_failure",
+                    "in epilog (stop)")
+
+    def _a_tm_prolog_resume(self, vm, **_):
+        self._watch(vm, self.tm.prolog_resume(vm), "prolog_success", "prolog_failure",
+                    "in prolog (resume)")
+
+    def _a_tm_epilog_delete_quiet(self, vm, **_):
+        """Delete the VM's files on its last host; failures are only logged."""
+        self.tm.epilog_delete(vm).addErrback(
+            lambda f: self.nebula.vm_log(vm, "TM", "W", f"epilog delete: {_message(f)}"))
+
+    def _cleanup(self, vm, done_event):
+        """3.4 CLEANUP: cancel the VM on its host (if it was booted), delete its
+        files, then fire ``done_event`` whatever the drivers said."""
+        vid = vm.oid
         d = self.vmm.cancel(vm) if vm.deploy_id else defer.succeed(None)
-        d.addErrback(lambda f: self.nebula.vm_log(
-            vm, "LCM", "W", f"cleanup cancel: {getattr(f.value, 'message', f.value)}"))
+        d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W", f"cleanup cancel: {_message(f)}"))
         d.addCallback(lambda _: self.tm.epilog_delete(vm))
-        d.addErrback(lambda f: self.nebula.vm_log(
-            vm, "LCM", "W", f"cleanup delete: {getattr(f.value, 'message', f.value)}"))
+        d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W", f"cleanup delete: {_message(f)}"))
+        d.addCallback(lambda _: self.on_driver(vid, done_event))
+        return d
+
+    def _a_cleanup_finalize(self, vm, **_):
+        self._cleanup(vm, "cleanup_finalize")
+
+    def _a_cleanup_resubmit(self, vm, **_):
+        self._cleanup(vm, "cleanup_resubmit")
+
+
+def _message(failure):
+    return getattr(failure.value, "message", None) or str(failure.value)

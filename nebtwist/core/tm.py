@@ -113,6 +113,26 @@ class TransferManager:
         line = f"MV {h.tm_mad} {prev.hostname}:{prev.vm_dir} {h.hostname}:{h.vm_dir}"
         return self._run(vm, "prolog_migrate", [line])
 
+    def stopped_dir(self, vm):
+        """Where a STOPPED VM's files wait on the front-end: ``<var>/<vid>/images``."""
+        return os.path.join(self.nebula.vm_dir(vm.oid), "images")
+
+    def epilog_stop(self, vm):
+        """Move the VM's directory back to the front-end (stop); Deferred."""
+        h = vm.last_history
+        if h is None:
+            return defer.fail(DriverError("the VM has no host"))
+        line = f"MV {h.tm_mad} {h.hostname}:{h.vm_dir} {self.frontend}:{self.stopped_dir(vm)}"
+        return self._run(vm, "epilog_stop", [line])
+
+    def prolog_resume(self, vm):
+        """Move a stopped VM's directory from the front-end to its new host; Deferred."""
+        h = vm.last_history
+        if h is None:
+            return defer.fail(DriverError("the VM has no host"))
+        line = f"MV {h.tm_mad} {self.frontend}:{self.stopped_dir(vm)} {h.hostname}:{h.vm_dir}"
+        return self._run(vm, "prolog_resume", [line])
+
     def epilog_delete(self, vm):
         """Delete the VM's files without saving (finalize, resubmit); Deferred."""
         h = vm.last_history

@@ -21,7 +21,8 @@ from nebtwist.log import OneLogger
 log = OneLogger("VMM")
 
 #: POLL ``STATE`` letter -> LifeCycleManager event (3.4 ``VirtualMachineManagerDriver.cc``).
-POLL_EVENTS = {"a": "poll_active", "d": "poll_disappeared", "e": "poll_error"}
+POLL_EVENTS = {"a": "poll_active", "d": "poll_disappeared", "e": "poll_error",
+               "p": "poll_paused"}
 
 
 def parse_poll(info):
@@ -95,6 +96,10 @@ class VirtualMachineManager:
         """Checkpoint and stop the VM (``previous``: on its previous host, for a
         cold migration); Deferred."""
         return self._call(vm, "save", previous)
+
+    def reboot(self, vm):
+        """Reboot the guest; Deferred."""
+        return self._call(vm, "reboot")
 
     def restore(self, vm):
         """Restore the VM from its checkpoint on its current host; fires with the deploy id."""

@@ -801,7 +801,8 @@ class VirtualMachinesTest(SeedCloudTestCase):
         self.assertEqual(self.vms(), {})
 
     def test_dummy_deploy_failure(self):
-        """``DUMMY = [ FAIL = "deploy" ]``: the VM fails, capacity and lease come back."""
+        """``DUMMY = [ FAIL = "deploy" ]``: the VM fails and its host's capacity comes
+        back; its lease stays with it (3.4) until ``onevm delete``."""
         vid = self.create_vm(ttylinux_with_nics(TTYLINUX_NIC, 'DUMMY = [ FAIL = "deploy" ]'),
                              filename="failer.one")
         row = self.wait_vm_stat(vid, "fail")
@@ -811,8 +812,12 @@ class VirtualMachinesTest(SeedCloudTestCase):
         self.assertEqual([h["RVM"] for h in self.hosts().values()], ["0", "0"])
         for h in self.hosts().values():
             self.assertEqual(h["ACPU"], "800")
-        self.assertEqual(self.vnet_leases("One-TD"), {})
+        _info, nics, _out = self.vm_show(vid)
+        self.assertEqual(list(self.vnet_leases("One-TD")), [nics[0]["IP"]])
         self.assertIn("dummy failure of deploy", self.one.oned_log())
+        self.ok("onevm", "delete", vid)
+        self.wait_vm_state(vid, "DONE")
+        self.assertEqual(self.vnet_leases("One-TD"), {})
 
         # The network still hands out leases.
         again = self.create_vm()
