@@ -9,6 +9,8 @@ Subcommands::
     onevm migrate|livemigrate <vm> <host id|name>
     onevm list [a|all|m|mine|g|group|<uid>|<user name>]
     onevm show <vm>
+    onevm history <vm>
+    onevm top [filter] [-d SECONDS] [-n COUNT]
 
 ``<vm>`` is a VM id (or the name of a VM that is not DONE).  Actions use
 the 3.4 call ``one.vm.action(session, action, id)``.  ``list`` shows every
@@ -187,6 +189,61 @@ def do_show(ctx, args):
         ctx.out(line)
 
 
+#: History REASON short names (3.4 ``VirtualMachine.rb``).
+REASON_SHORT = ["none", "erro", "stop", "user", "canc"]
+
+
+def _history_rows(vm):
+    return vm.findall("HISTORY_RECORDS/HISTORY")
+
+
+def _span(start, end):
+    if start <= 0:
+        return "-"
+    return common.format_elapsed((end if end > 0 else int(common.now())) - start)
+
+
+#: Columns of ``onevm history`` (3.4 ``onevm history``).
+HISTORY_COLUMNS = [
+    Column("SEQ", 3, lambda h: integer(h, "SEQ"), "right"),
+    Column("HOSTNAME", 15, lambda h: text(h, "HOSTNAME")),
+    Column("REASON", 6, lambda h: _name(REASON_SHORT, integer(h, "REASON", -1))),
+    Column("START", 14, lambda h: common.format_time(integer(h, "STIME"))),
+    Column("TIME", 11, lambda h: _span(integer(h, "STIME"), integer(h, "ETIME")), "right"),
+    Column("PTIME", 11, lambda h: _span(integer(h, "PSTIME"), integer(h, "PETIME")), "right"),
+]
+
+
+def do_history(ctx, args):
+    """``onevm history``: one line per placement of the VM."""
+    body = ctx.call("one.vm.info", resolve_vm(ctx, args.vm))
+    if ctx.want_xml():
+        ctx.print_xml(body)
+        return
+    vm = common.parse_xml(body)
+    common.print_table(ctx, HISTORY_COLUMNS, _history_rows(vm))
+
+
+def do_top(ctx, args):
+    """``onevm top``: the list, refreshed every ``-d`` seconds (``-n`` times; Ctrl-C ends)."""
+    import time
+
+    flag = common.pool_filter(ctx, args.filter)
+    count = 0
+    try:
+        while True:
+            pool = common.parse_xml(ctx.call("one.vmpool.info", flag, -1, -1, ANY_BUT_DONE))
+            if count and ctx.stdout.isatty():
+                ctx.stdout.write("\x1b[H\x1b[2J")  # clear the terminal between refreshes
+            common.print_table(ctx, LIST_COLUMNS, pool.findall("VM"))
+            count += 1
+            if args.count and count >= args.count:
+                return
+            time.sleep(args.delay)
+    except KeyboardInterrupt:
+        return
+
+
 def configure(subparsers):
     """Add the ``onevm`` subcommands to ``subparsers``."""
     sub = common.add_command(subparsers, "create", do_create, "Create a VM from a template file")
@@ -209,6 +266,14 @@ def configure(subparsers):
                      help="a|all (default), m|mine, g|group, or a user id or name")
     sub = common.add_command(subparsers, "show", do_show, "Show a VM", xml=True)
     sub.add_argument("vm", help="VM id")
+    sub = common.add_command(subparsers, "history", do_history, "Show a VM's placements",
+                             xml=True)
+    sub.add_argument("vm", help="VM id")
+    sub = common.add_command(subparsers, "top", do_top, "List VMs, refreshed")
+    sub.add_argument("filter", nargs="?", default=None,
+                     help="a|all (default), m|mine, g|group, or a user id or name")
+    sub.add_argument("-d", "--delay", type=float, default=5.0, help="seconds between refreshes")
+    sub.add_argument("-n", "--count", type=int, default=0, help="refreshes (0: until Ctrl-C)")
 
 
 def main(argv=None, stdout=None, stderr=None, environ=None):
