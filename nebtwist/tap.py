@@ -25,6 +25,7 @@ from twisted.web import server
 from nebtwist import __version__
 from nebtwist.api.xmlrpc import RequestManager
 from nebtwist.core import config as configmod
+from nebtwist.core.db import DatabaseError
 from nebtwist.core.dm import DispatchManager
 from nebtwist.core.im import InformationManager
 from nebtwist.core.lcm import LifeCycleManager
@@ -132,7 +133,7 @@ class NebulaService(service.MultiService):
         def failed(f):
             if f.check(defer.CancelledError) and self._stopping:
                 return None  # stopped while starting: not a failure
-            if f.check(StartupError):
+            if f.check(StartupError, DatabaseError):
                 log.error("nebtwist could not start: {m}", m=f.getErrorMessage())
             else:
                 log.failure("nebtwist could not start", f)

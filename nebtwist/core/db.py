@@ -580,7 +580,7 @@ class Database:
         if stored < SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the {self.describe()} has schema version {stored}, older than this "
-                f"nebtwist's ({SCHEMA_VERSION}): stop nebtwist and run 'onedb upgrade' "
+                f"nebtwist's ({SCHEMA_VERSION}): run 'onedb upgrade' with nebtwist stopped "
                 f"(it reads the same oned.conf, and backs the database up first)", stored)
         raise SchemaVersionError(
             f"the {self.describe()} has schema version {stored}, newer than this nebtwist's "
