@@ -1,0 +1,481 @@
+"""The database backends: the same persistence tests on SQLite, PostgreSQL and MySQL.
+
+:class:`PersistenceMixin` runs against each backend, every test in a fresh
+database of its own (a temporary SQLite file, or a uniquely named server
+database dropped in the cleanup). The PostgreSQL and MySQL/MariaDB tests use
+the servers on 127.0.0.1 (see :mod:`nebtwist.dbtesting`) and are skipped,
+with the reason, when a server does not answer.
+"""
+
+import io
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from nebtwist import dbtesting
+from nebtwist.cli import onedb
+from nebtwist.core import db as dbm
+from nebtwist.core.config import Config
+from nebtwist.core.dm import DispatchManager
+from nebtwist.core.lcm import LifeCycleManager
+from nebtwist.core.nebula import Nebula
+from nebtwist.core.objects import Host
+from nebtwist.core.pool import Pool
+from nebtwist.core.requests import Requests
+from nebtwist.core.tm import TransferManager
+from nebtwist.core.vmm import VirtualMachineManager
+from nebtwist.fakes import FakeTransferDriver, FakeVirtualMachineDriver
+from nebtwist.template import Template
+
+VM_TEMPLATE = """NAME = vm
+CPU = 0.5
+MEMORY = 128
+DISK = [ SOURCE = "/img/a.img", TARGET = hda ]
+NIC = [ NETWORK = "net" ]
+"""
+
+NET_TEMPLATE = ('NAME = net\nTYPE = RANGED\nBRIDGE = br0\n'
+                'NETWORK_ADDRESS = 10.0.0.0\nNETWORK_SIZE = C\n')
+
+#: Schema 1 as nebtwist 0.1 created it on SQLite, frozen here: the
+#: "hand-made old database" that ``onedb upgrade`` must bring up to date.
+SCHEMA_1 = [
+    "CREATE TABLE db_versioning (oid INTEGER, version VARCHAR(256), timestamp INTEGER, "
+    "comment VARCHAR(256), PRIMARY KEY (oid))",
+    "CREATE TABLE pool_control (tablename VARCHAR(32), last_oid BIGINT, "
+    "PRIMARY KEY (tablename))",
+    "CREATE TABLE user_pool (oid INTEGER, name VARCHAR(128), body {BODY}, uid INTEGER, "
+    "gid INTEGER, owner_u INTEGER, group_u INTEGER, other_u INTEGER, PRIMARY KEY (oid), "
+    "UNIQUE (name))",
+    "CREATE TABLE group_pool (oid INTEGER, name VARCHAR(128), body {BODY}, uid INTEGER, "
+    "gid INTEGER, owner_u INTEGER, group_u INTEGER, other_u INTEGER, PRIMARY KEY (oid), "
+    "UNIQUE (name))",
+    "CREATE TABLE host_pool (oid INTEGER, name VARCHAR(128), body {BODY}, state INTEGER, "
+    "last_mon_time INTEGER, uid INTEGER, gid INTEGER, owner_u INTEGER, group_u INTEGER, "
+    "other_u INTEGER, PRIMARY KEY (oid), UNIQUE (name))",
+    "CREATE TABLE network_pool (oid INTEGER, name VARCHAR(128), body {BODY}, uid INTEGER, "
+    "gid INTEGER, owner_u INTEGER, group_u INTEGER, other_u INTEGER, PRIMARY KEY (oid), "
+    "UNIQUE (name, uid))",
+    "CREATE TABLE leases (oid INTEGER, ip BIGINT, body {BODY}, PRIMARY KEY (oid, ip))",
+    "CREATE TABLE vm_pool (oid INTEGER, name VARCHAR(128), body {BODY}, uid INTEGER, "
+    "gid INTEGER, last_poll INTEGER, state INTEGER, lcm_state INTEGER, owner_u INTEGER, "
+    "group_u INTEGER, other_u INTEGER, PRIMARY KEY (oid))",
+    "CREATE TABLE history (vid INTEGER, seq INTEGER, body {BODY}, PRIMARY KEY (vid, seq))",
+    "INSERT INTO db_versioning VALUES (0, '3.4.1', 1700000000, 'nebtwist schema 1')",
+    "INSERT INTO pool_control VALUES ('host_pool', 4)",
+]
+
+
+def pools(nebula):
+    """Every pool of ``nebula`` (present and future ones) by attribute name."""
+    return {name: value for name, value in vars(nebula).items() if isinstance(value, Pool)}
+
+
+def snapshot(nebula):
+    """``{pool: ({oid: body}, last_oid)}``, plus every VM's history bodies."""
+    shot = {name: ({o.oid: o.body() for o in pool}, pool.last_oid)
+            for name, pool in pools(nebula).items()}
+    shot["history"] = {vm.oid: [h.body() for h in vm.history] for vm in nebula.vmpool}
+    return shot
+
+
+class Core:
+    """Nebula on a given database, fake drivers, a Clock."""
+
+    @classmethod
+    async def make(cls, testcase, database, var_dir):
+        self = cls()
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.var_dir = var_dir
+        self.config = Config(Template.parse('MAC_PREFIX = "02:00"\nNETWORK_SIZE = 254\n'))
+        self.nebula = Nebula(self.config, self.clock, var_dir, database)
+        await self.nebula.open(("oneadmin", "pw"))
+        testcase.addCleanup(self.nebula.close)
+        self.vmmd = FakeVirtualMachineDriver("vmm_fake")
+        self.tmd = FakeTransferDriver("tm_fake")
+        self.vmm = VirtualMachineManager(self.nebula, {"vmm_fake": self.vmmd})
+        self.tm = TransferManager(self.nebula, {"tm_fake": self.tmd})
+        self.lcm = LifeCycleManager(self.nebula, self.vmm, self.tm)
+        self.vmm.lcm = self.lcm
+        self.dm = DispatchManager(self.nebula, self.lcm)
+        self.requests = Requests(self.nebula, self.dm)
+        self.admin = self.nebula.userpool.get(0)
+        return self
+
+    async def settle(self):
+        """Wait until every write issued so far is committed (one database thread)."""
+        await self.nebula.db.run([])
+
+
+class PersistenceMixin:
+    """The persistence tests, run against :attr:`backend`."""
+
+    backend = None
+
+    def setUp(self):
+        if self.backend == "sqlite":
+            self.dir = os.path.abspath(self.mktemp())
+            os.makedirs(self.dir)
+            self.settings = {"backend": "sqlite", "path": os.path.join(self.dir, "one.db")}
+        else:
+            self.settings = dbtesting.fresh_database(self, self.backend)
+            self.dir = os.path.abspath(self.mktemp())
+            os.makedirs(self.dir)
+
+    def database(self):
+        """A new (unopened) Database on this test's database."""
+        return dbm.Database(reactor, **self.settings)
+
+    async def opened(self):
+        """A new Database, opened (bootstrapping the schema); closed in cleanup."""
+        database = self.database()
+        await database.open()
+        self.addCleanup(database.close)
+        return database
+
+    async def raw(self, database, sql, params=()):
+        """Run ``sql`` in its own transaction; returns the rows of a query."""
+        def work(cursor):
+            cursor.execute(database._sql(sql), tuple(params))
+            try:
+                return [tuple(r) for r in cursor.fetchall()]
+            except Exception:  # noqa: BLE001 - not a query
+                return []
+        return await database._interact(work, "test")
+
+    async def hand_made_schema_1(self):
+        """Create :data:`SCHEMA_1` by hand (with one host row) in this test's database."""
+        if self.backend != "sqlite":
+            dbtesting.create_database(self.backend, self.settings["db_name"])
+        database = self.database()
+        await database.connect(create=False)
+        body = dbm._TYPES[self.backend]["BODY"]
+        host = Host(3, "oldhost", "im_fake", "vmm_fake", "tm_fake")
+        for sql in SCHEMA_1 + [
+                "INSERT INTO host_pool (oid, name, body, state, last_mon_time, uid, gid, "
+                "owner_u, group_u, other_u) VALUES (3, 'oldhost', ?, 0, 0, 0, 0, 1, 0, 0)"]:
+            await self.raw(database, sql.format(BODY=body),
+                           (host.body(),) if "?" in sql else ())
+        await database.close()
+        return host
+
+    # -- the tests ---------------------------------------------------------------------
+
+    async def test_bootstrap_once(self):
+        """The first open creates the schema and records the version; the next does not."""
+        database = self.database()
+        self.assertTrue(await database.open())
+        info = await database.version_info()
+        self.assertEqual((info["stored"], info["code"], info["empty"]),
+                         (dbm.SCHEMA_VERSION, dbm.SCHEMA_VERSION, False))
+        self.assertEqual([r[3] for r in info["history"]],
+                         [f"nebtwist schema {dbm.SCHEMA_VERSION}"])
+        await database.close()
+        again = self.database()
+        self.assertFalse(await again.open())
+        self.addCleanup(again.close)
+        rows = await self.raw(again, "SELECT comment FROM db_versioning")
+        self.assertEqual(len(rows), 1)
+        tables = await again._interact(again._existing_tables, "test")
+        self.assertLessEqual({t[0] for t in dbm.TABLES}, tables)
+
+    async def test_insert_update_remove(self):
+        """Pool writes land in the database and come back on reload."""
+        core = await Core.make(self, await self.opened(), self.dir)
+        hid = await core.requests.host_allocate(core.admin, "h0", "im_fake", "vmm_fake",
+                                                "tm_fake")
+        host = core.nebula.hostpool.get(hid)
+        rows = await core.nebula.db.select("SELECT oid, name, state FROM host_pool")
+        self.assertEqual(rows, [(hid, "h0", host.state)])
+        host.share.max_cpu = 800
+        host.template.set("NOTE", "changed")
+        await core.nebula.hostpool.update(host)
+        body = (await core.nebula.db.select("SELECT body FROM host_pool WHERE oid = ?",
+                                            (hid,)))[0][0]
+        self.assertIn("changed", body)
+        self.assertIn("<MAX_CPU>800</MAX_CPU>", body)
+        second = await core.requests.host_allocate(core.admin, "h1", "im_fake", "vmm_fake",
+                                                   "tm_fake")
+        await core.nebula.hostpool.remove(core.nebula.hostpool.get(second))
+        self.assertEqual(await core.nebula.db.select("SELECT oid FROM host_pool"), [(hid,)])
+
+        reloaded = Nebula(core.config, core.clock, self.dir, await self.opened())
+        await reloaded.open()
+        self.addCleanup(reloaded.close)
+        self.assertEqual(list(reloaded.hostpool.objects), [hid])
+        self.assertEqual(reloaded.hostpool.get(hid).body(), host.body())
+        # The removed host's oid is not given out again (pool_control).
+        self.assertEqual(reloaded.hostpool.reserve_oid(), second + 1)
+
+    async def test_upsert_unchanged_row(self):
+        """Writing a row twice with the same values keeps one row (MySQL: FOUND_ROWS)."""
+        database = await self.opened()
+        op = dbm.upsert("pool_control", {"tablename": "x_pool"}, {"last_oid": 7})
+        await database.run([op])
+        await database.run([op])
+        await database.run([op, op])
+        self.assertEqual(
+            await database.select("SELECT tablename, last_oid FROM pool_control "
+                                  "WHERE tablename = ?", ("x_pool",)), [("x_pool", 7)])
+        await database.run([dbm.upsert("pool_control", {"tablename": "x_pool"},
+                                       {"last_oid": 8})])
+        self.assertEqual(await database.select(
+            "SELECT last_oid FROM pool_control WHERE tablename = 'x_pool'"), [(8,)])
+
+    async def test_pool_control(self):
+        """Oids of deleted objects are not reused after a reload; counters are per table."""
+        core = await Core.make(self, await self.opened(), self.dir)
+        ids = [await core.requests.host_allocate(core.admin, f"h{i}", "im_fake", "vmm_fake",
+                                                 "tm_fake") for i in range(3)]
+        for hid in ids:
+            await core.nebula.hostpool.remove(core.nebula.hostpool.get(hid))
+        rows = dict(await core.nebula.db.select("SELECT tablename, last_oid FROM pool_control"))
+        self.assertEqual(rows["host_pool"], ids[-1])
+        self.assertEqual(rows["user_pool"], 0)
+        reloaded = Nebula(core.config, core.clock, self.dir, await self.opened())
+        await reloaded.open()
+        self.addCleanup(reloaded.close)
+        self.assertEqual(len(reloaded.hostpool), 0)
+        self.assertEqual(reloaded.hostpool.last_oid, ids[-1])
+
+    async def test_history_and_leases_reload(self):
+        """A running VM, its history and its lease; every pool reloads identically."""
+        core = await Core.make(self, await self.opened(), self.dir)
+        await core.requests.vn_allocate(core.admin, NET_TEMPLATE)
+        hid = await core.requests.host_allocate(core.admin, "h0", "im_fake", "vmm_fake",
+                                                "tm_fake")
+        host = core.nebula.hostpool.get(hid)
+        host.share.max_cpu = host.share.free_cpu = 800
+        host.share.max_mem = host.share.free_mem = 8 * 1024 * 1024
+        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
+        await core.dm.deploy(vm, host)
+        core.tmd.last("transfer").succeed()
+        await core.settle()
+        core.vmmd.last("deploy").succeed("dep-1")
+        await core.settle()
+        self.assertEqual(vm.deploy_id, "dep-1")
+        self.assertEqual(len(vm.history), 1)
+        leases = await core.nebula.db.select("SELECT oid, ip FROM leases")
+        self.assertEqual(leases, [(0, 0x0A000001)])
+        history = await core.nebula.db.select("SELECT vid, seq FROM history")
+        self.assertEqual(history, [(vm.oid, 0)])
+
+        before = snapshot(core.nebula)
+        reloaded = Nebula(core.config, core.clock, self.dir, await self.opened())
+        await reloaded.open()
+        self.addCleanup(reloaded.close)
+        self.assertEqual(snapshot(reloaded), before)
+        self.assertTrue(reloaded.vnpool.get(0).leases[0x0A000001].used)
+        self.assertEqual(reloaded.vmpool.get(vm.oid).info(), vm.info())
+
+    async def test_rollback_on_error(self):
+        """A failing statement rolls the whole transaction back; the database goes on."""
+        database = await self.opened()
+        good = dbm.upsert("pool_control", {"tablename": "a_pool"}, {"last_oid": 1})
+        clash = dbm.Op("INSERT INTO pool_control (tablename, last_oid) VALUES (?, ?)",
+                       ("a_pool", 2))
+        with self.assertRaises(dbm.DatabaseError) as caught:
+            await database.run([good, clash])
+        self.assertIsNotNone(caught.exception.__cause__)
+        self.assertIn(f"cannot write to the {self.backend}", str(caught.exception))
+        self.assertEqual(await database.select(
+            "SELECT last_oid FROM pool_control WHERE tablename = 'a_pool'"), [])
+        await database.run([good])
+        self.assertEqual(await database.select(
+            "SELECT last_oid FROM pool_control WHERE tablename = 'a_pool'"), [(1,)])
+        with self.assertRaises(dbm.DatabaseError):
+            await database.select("SELECT nothing FROM no_such_table")
+        self.assertEqual(len(await database.select("SELECT oid FROM db_versioning")), 1)
+
+    async def test_failed_insert_leaves_pool_unchanged(self):
+        """A pool insert whose transaction fails adds nothing, in memory or on disk."""
+        core = await Core.make(self, await self.opened(), self.dir)
+        pool = core.nebula.hostpool
+        oid = pool.reserve_oid()
+        host = Host(oid, "h0", "im_fake", "vmm_fake", "tm_fake")
+        bad = dbm.Op("INSERT INTO no_such_table VALUES (1)")
+        with self.assertRaises(dbm.DatabaseError):
+            await pool.insert(host, [bad])
+        self.assertEqual(len(pool), 0)
+        self.assertEqual(await core.nebula.db.select("SELECT oid FROM host_pool"), [])
+
+    async def test_types(self):
+        """Large bodies, non-ASCII names, 32-bit unsigned IPs and big counters round-trip."""
+        database = await self.opened()
+        big = "<VM>" + "x" * (1024 * 1024) + "</VM>"         # over MySQL TEXT's 64 KB
+        name = "vm-ñandú-\u4e91-\U0001F600"                   # utf8mb4 on MySQL
+        await database.run([
+            dbm.upsert("vm_pool", {"oid": 1}, {"name": name, "body": big, "uid": 0, "gid": 0,
+                                               "last_poll": 0, "state": 0, "lcm_state": 0,
+                                               "owner_u": 1, "group_u": 0, "other_u": 0}),
+            dbm.upsert("leases", {"oid": 1, "ip": 0xFFFFFFFF}, {"body": "<LEASE/>"}),
+            dbm.upsert("pool_control", {"tablename": "vm_pool"}, {"last_oid": 2 ** 40}),
+        ])
+        self.assertEqual(await database.select("SELECT name, body FROM vm_pool"), [(name, big)])
+        self.assertEqual(await database.select("SELECT ip FROM leases"), [(0xFFFFFFFF,)])
+        self.assertEqual(await database.select(
+            "SELECT last_oid FROM pool_control WHERE tablename = 'vm_pool'"), [(2 ** 40,)])
+
+    async def test_version_mismatch_refused(self):
+        """Older, newer and foreign schema versions are refused with what to do."""
+        database = await self.opened()
+        comment = "UPDATE db_versioning SET comment = ? WHERE oid = 0"
+        cases = [
+            (f"nebtwist schema {dbm.SCHEMA_VERSION - 1}" if dbm.SCHEMA_VERSION > 1
+             else "nebtwist schema 0", ["older than this nebtwist's", "'onedb upgrade'"]),
+            (f"nebtwist schema {dbm.SCHEMA_VERSION + 1}", ["newer than this nebtwist's"]),
+            ("Database migrated from 3.2.1 to 3.4.0", ["not a nebtwist schema"]),
+        ]
+        for text, expected in cases:
+            await self.raw(database, comment, (text,))
+            other = self.database()
+            with self.assertRaises(dbm.SchemaVersionError) as caught:
+                await other.open()
+            for fragment in expected:
+                self.assertIn(fragment, str(caught.exception))
+            self.assertIsNone(other.pool, "a refused database is closed")
+
+    async def test_tables_without_versioning_refused(self):
+        """Tables but no db_versioning: not bootstrapped over."""
+        database = await self.opened()
+        await self.raw(database, "DROP TABLE db_versioning")
+        with self.assertRaises(dbm.SchemaVersionError) as caught:
+            await self.database().open()
+        self.assertIn("no db_versioning table", str(caught.exception))
+
+    async def test_onedb_upgrade_from_schema_1(self):
+        """A hand-made schema-1 database: refused at start, upgraded by onedb, then used."""
+        host = await self.hand_made_schema_1()
+        if dbm.SCHEMA_VERSION > 1:
+            with self.assertRaises(dbm.SchemaVersionError) as caught:
+                await self.database().open()
+            self.assertIn("has schema version 1, older", str(caught.exception))
+            self.assertIn("'onedb upgrade'", str(caught.exception))
+
+        argv = self.onedb_flags() + ["upgrade", "-b", os.path.join(self.dir, "backup")]
+        if self.backend != "sqlite" and shutil.which(
+                "pg_dump" if self.backend == "postgresql" else "mysqldump") is None:
+            argv[-2:] = ["--no-backup"]
+        status, out, err = await self.onedb(argv)
+        self.assertEqual((status, err), (0, ""), out)
+        if dbm.SCHEMA_VERSION > 1:
+            self.assertIn(f"Database migrated from schema 1 to {dbm.SCHEMA_VERSION} by onedb.",
+                          out)
+        if argv[-1] != "--no-backup":
+            self.assertTrue(os.path.getsize(os.path.join(self.dir, "backup")) > 0)
+        if self.backend == "sqlite":
+            with sqlite3.connect(os.path.join(self.dir, "backup")) as old:
+                self.assertEqual(old.execute("SELECT comment FROM db_versioning").fetchall(),
+                                 [("nebtwist schema 1",)])
+
+        status, out, err = await self.onedb(self.onedb_flags() + ["version"])
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"Database: {dbm.SCHEMA_VERSION} (", out)
+        self.assertIn("Status:   up to date", out)
+        status, out, _ = await self.onedb(self.onedb_flags() + ["upgrade"])
+        self.assertIn("nothing to do", out)
+
+        core = await Core.make(self, await self.opened(), self.dir)
+        self.assertEqual(core.nebula.hostpool.get(3).body(), host.body())
+        hid = await core.requests.host_allocate(core.admin, "new", "im_fake", "vmm_fake",
+                                                "tm_fake")
+        self.assertEqual(hid, 5, "pool_control's last oid (4) survived the upgrade")
+
+    async def test_migration_steps(self):
+        """Each kind of migration step runs once, in order, and the version is recorded."""
+        database = await self.opened()
+        await database.run([dbm.upsert("pool_control", {"tablename": "z"}, {"last_oid": 1})])
+        calls = []
+
+        def step(cursor, db):
+            calls.append(db.backend)
+            cursor.execute("UPDATE pool_control SET last_oid = last_oid + 10 "
+                           "WHERE tablename = 'z'")
+
+        new = dbm.SCHEMA_VERSION + 1
+        self.patch(dbm, "SCHEMA_VERSION", new)
+        self.patch(dbm, "MIGRATIONS", dbm.MIGRATIONS + [dbm.Migration(new, "test changes", [
+            dbm.add_column("pool_control", "note", "{NAME}"),
+            dbm.add_column("no_such_table", "note", "INTEGER"),
+            "UPDATE pool_control SET note = 'migrated'",
+            {self.backend: ["UPDATE pool_control SET last_oid = last_oid + 1 "
+                            "WHERE tablename = 'z'"],
+             "other": "this is not SQL"},
+            step,
+        ])])
+        with self.assertRaises(dbm.SchemaVersionError):
+            await self.database().open()
+        stored, target, done = await database.upgrade()
+        self.assertEqual((stored, target), (new - 1, new))
+        self.assertEqual([m.description for m in done if isinstance(m, dbm.Migration)],
+                         ["test changes"])
+        self.assertEqual(calls, [self.backend])
+        self.assertEqual(await database.select(
+            "SELECT last_oid, note FROM pool_control WHERE tablename = 'z'"), [(12, "migrated")])
+        self.assertEqual((await database.version_info())["stored"], new)
+        self.assertEqual(await database.upgrade(), (new, new, []))
+        await (await self.opened()).close()  # the new version is accepted
+
+    async def test_failed_migration_rolls_back(self):
+        """A failing step leaves the old version and no new table (transactional DDL)."""
+        if self.backend == "mysql":
+            raise unittest.SkipTest("MySQL commits every DDL statement: onedb upgrade backs "
+                                    "the database up first instead")
+        database = await self.opened()
+        await self.raw(database, "DROP TABLE history")
+        new = dbm.SCHEMA_VERSION + 1
+        self.patch(dbm, "SCHEMA_VERSION", new)
+        self.patch(dbm, "MIGRATIONS", dbm.MIGRATIONS + [dbm.Migration(new, "broken", [
+            "UPDATE db_versioning SET version = 'changed'",
+            "UPDATE no_such_table SET x = 1",
+        ])])
+        with self.assertRaises(dbm.DatabaseError):
+            await database.upgrade()
+        info = await database.version_info()
+        self.assertEqual(info["stored"], new - 1)
+        self.assertEqual([r[1] for r in info["history"]], ["3.4.1"])
+        tables = await database._interact(database._existing_tables, "test")
+        self.assertNotIn("history", tables, "the table created by the upgrade was rolled back")
+
+    # -- onedb helpers -----------------------------------------------------------------
+
+    def onedb_flags(self):
+        """onedb's flags naming this test's database."""
+        s = self.settings
+        if s["backend"] == "sqlite":
+            return ["-s", s["path"]]
+        flags = ["-t", s["backend"], "-S", s["server"], "-P", str(s["port"]), "-u", s["user"],
+                 "-d", s["db_name"], "-p", s.get("passwd") or ""]
+        return flags
+
+    async def onedb(self, argv):
+        """``(status, stdout, stderr)`` of ``onedb argv`` run in-process."""
+        out, err = io.StringIO(), io.StringIO()
+        env = dict(os.environ, ONE_LOCATION=self.dir)
+        status = await onedb.run(reactor, argv, out, err, env)
+        return status, out.getvalue(), err.getvalue()
+
+
+class SQLitePersistenceTests(PersistenceMixin, unittest.TestCase):
+    """The persistence tests on SQLite (the embedded default)."""
+
+    backend = "sqlite"
+
+
+class PostgreSQLPersistenceTests(PersistenceMixin, unittest.TestCase):
+    """The persistence tests on the PostgreSQL server at 127.0.0.1:5432."""
+
+    backend = "postgresql"
+
+
+class MySQLPersistenceTests(PersistenceMixin, unittest.TestCase):
+    """The persistence tests on the MySQL/MariaDB server at 127.0.0.1:3306."""
+
+    backend = "mysql"
