@@ -180,9 +180,7 @@ def db_setting(settings):
     """The oned.conf ``DB=[...]`` override (for ``--set``) of ``settings``."""
     parts = [f'BACKEND="{settings["backend"]}"', f'SERVER="{settings["server"]}"',
              f'PORT={settings["port"]}', f'USER="{settings["user"]}"',
-             f'DB_NAME="{settings["db_name"]}"']
-    if settings.get("passwd"):
-        parts.append(f'PASSWD="{settings["passwd"]}"')
+             f'DB_NAME="{settings["db_name"]}"', f'PASSWD="{settings.get("passwd") or ""}"']
     return "DB=[" + ", ".join(parts) + "]"
 
 

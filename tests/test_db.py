@@ -371,9 +371,10 @@ class PersistenceMixin:
         if argv[-1] != "--no-backup":
             self.assertTrue(os.path.getsize(os.path.join(self.dir, "backup")) > 0)
         if self.backend == "sqlite":
-            with sqlite3.connect(os.path.join(self.dir, "backup")) as old:
-                self.assertEqual(old.execute("SELECT comment FROM db_versioning").fetchall(),
-                                 [("nebtwist schema 1",)])
+            old = sqlite3.connect(os.path.join(self.dir, "backup"))
+            self.addCleanup(old.close)
+            self.assertEqual(old.execute("SELECT comment FROM db_versioning").fetchall(),
+                             [("nebtwist schema 1",)])
 
         status, out, err = await self.onedb(self.onedb_flags() + ["version"])
         self.assertEqual(status, 0, err)
@@ -479,3 +480,298 @@ class MySQLPersistenceTests(PersistenceMixin, unittest.TestCase):
     """The persistence tests on the MySQL/MariaDB server at 127.0.0.1:3306."""
 
     backend = "mysql"
+
+
+class ServerMixin:
+    """What only the server backends do: create the database, survive a lost connection."""
+
+    backend = None
+
+    def setUp(self):
+        self.settings = dbtesting.fresh_database(self, self.backend)
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+
+    async def opened(self):
+        database = dbm.Database(reactor, **self.settings)
+        await database.open()
+        self.addCleanup(database.close)
+        return database
+
+    async def connection_id(self, database):
+        return (await database.select(dbtesting.CONNECTION_ID[self.backend]))[0][0]
+
+    async def test_creates_missing_database(self):
+        """DB_NAME is created on first start (3.4 MySqlDB; PostgreSQL via 'postgres')."""
+        self.assertFalse(dbtesting.database_exists(self.backend, self.settings["db_name"]))
+        await self.opened()
+        self.assertTrue(dbtesting.database_exists(self.backend, self.settings["db_name"]))
+
+    async def test_write_after_connection_killed(self):
+        """The server ends our session: the next write reconnects and commits."""
+        database = await self.opened()
+        first = await self.connection_id(database)
+        dbtesting.kill_connection(self.backend, first)
+        await database.run([dbm.upsert("pool_control", {"tablename": "k"}, {"last_oid": 1})])
+        self.assertEqual(await database.select(
+            "SELECT last_oid FROM pool_control WHERE tablename = 'k'"), [(1,)])
+        self.assertNotEqual(await self.connection_id(database), first)
+        # Reads reconnect the same way.
+        dbtesting.kill_connection(self.backend, await self.connection_id(database))
+        self.assertEqual(len(await database.select("SELECT oid FROM db_versioning")), 1)
+
+    async def test_daemon_keeps_serving(self):
+        """A whole daemon on this backend: its connection killed, the API still writes."""
+        from nebtwist.testing import start_nebula
+
+        one = await start_nebula(self, [dbtesting.db_setting(self.settings)])
+        self.assertEqual(one.nebula.db.backend, self.backend)
+        ok, hid, _ = await one.call("one.host.allocate", "h0", "im_dummy", "vmm_dummy",
+                                    "tm_dummy")
+        self.assertTrue(ok, hid)
+        dbtesting.kill_connection(self.backend, await self.connection_id(one.nebula.db))
+        ok, hid2, _ = await one.call("one.host.allocate", "h1", "im_dummy", "vmm_dummy",
+                                     "tm_dummy")
+        self.assertTrue(ok, hid2)
+        ok, body, _ = await one.call("one.hostpool.info")
+        self.assertTrue(ok)
+        self.assertIn("<NAME>h1</NAME>", body)
+        rows = await one.nebula.db.select("SELECT name FROM host_pool ORDER BY oid")
+        self.assertEqual(rows, [("h0",), ("h1",)])
+        with open(os.path.join(one.var_dir, "oned.log"), encoding="utf-8") as f:
+            self.assertIn("Lost the connection to the", f.read())
+
+    async def test_backup_and_restore(self):
+        """onedb backup dumps with the server's tools; restore brings the rows back."""
+        tool = "pg_dump" if self.backend == "postgresql" else "mysqldump"
+        if shutil.which(tool) is None:
+            raise unittest.SkipTest(f"{tool} is not installed")
+        database = await self.opened()
+        await database.run([dbm.upsert("pool_control", {"tablename": "b"}, {"last_oid": 3})])
+        flags = PersistenceMixin.onedb_flags(self)
+        path = os.path.join(self.dir, "dump.sql")
+        status, out, err = await PersistenceMixin.onedb(self, flags + ["backup", path])
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn(f"backup stored in {path}", out)
+        status, _, err = await PersistenceMixin.onedb(self, flags + ["backup", path])
+        self.assertEqual(status, 1)
+        self.assertIn("exists, backup aborted. Use -f to overwrite.", err)
+
+        await database.run([dbm.upsert("pool_control", {"tablename": "b"}, {"last_oid": 9})])
+        await database.close()
+        status, _, err = await PersistenceMixin.onedb(self, flags + ["restore", path])
+        self.assertEqual(status, 1)
+        self.assertIn("is not empty, use -f to overwrite.", err)
+        status, out, err = await PersistenceMixin.onedb(self, flags + ["restore", "-f", path])
+        self.assertEqual((status, err), (0, ""))
+        again = await self.opened()
+        self.assertEqual(await again.select(
+            "SELECT last_oid FROM pool_control WHERE tablename = 'b'"), [(3,)])
+
+        # Into a database that does not exist yet (a new server): created first.
+        other = dict(self.settings, db_name=dbtesting.unique_name())
+        self.addCleanup(dbtesting.drop_database, self.backend, other["db_name"])
+        saved, self.settings = self.settings, other
+        try:
+            flags = PersistenceMixin.onedb_flags(self)
+        finally:
+            self.settings = saved
+        status, out, err = await PersistenceMixin.onedb(self, flags + ["restore", path])
+        self.assertEqual((status, err), (0, ""))
+        restored = dbm.Database(reactor, **other)
+        await restored.open()
+        self.addCleanup(restored.close)
+        self.assertEqual(await restored.select(
+            "SELECT last_oid FROM pool_control WHERE tablename = 'b'"), [(3,)])
+
+
+class PostgreSQLServerTests(ServerMixin, unittest.TestCase):
+    """PostgreSQL only: database creation, reconnection, dumps."""
+
+    backend = "postgresql"
+
+
+class MySQLServerTests(ServerMixin, unittest.TestCase):
+    """MySQL/MariaDB only: database creation, reconnection, dumps."""
+
+    backend = "mysql"
+
+
+class DatabaseErrorsTests(unittest.TestCase):
+    """Clear errors for unusable settings, whatever servers run here."""
+
+    def test_bad_settings(self):
+        with self.assertRaises(dbm.DatabaseError) as caught:
+            dbm.Database(reactor, "oracle", path="x")
+        self.assertIn("unknown DB backend 'oracle'", str(caught.exception))
+        with self.assertRaises(dbm.DatabaseError) as caught:
+            dbm.Database(reactor, "mysql", db_name="one; DROP TABLE x")
+        self.assertIn("is not a usable database name", str(caught.exception))
+
+    async def test_missing_driver(self):
+        self.patch(dbm, "_DRIVERS", {"postgresql": ("no_such_module_x", "postgres")})
+        database = dbm.Database(reactor, "postgresql", db_name="x")
+        with self.assertRaises(dbm.DatabaseError) as caught:
+            await database.open()
+        self.assertIn("needs the Python module no_such_module_x "
+                      "(pip install 'nebtwist[postgres]')", str(caught.exception))
+
+    async def test_server_not_answering(self):
+        """Nothing listens on the port: one clear DatabaseError, nothing left open."""
+        import socket
+
+        for backend, module in (("postgresql", "psycopg2"), ("mysql", "pymysql")):
+            try:
+                __import__(module)
+            except ImportError:
+                continue
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            database = dbm.Database(reactor, backend, server="127.0.0.1", port=port,
+                                    user="u", passwd="p", db_name="nebtwist_none")
+            with self.assertRaises(dbm.DatabaseError) as caught:
+                await database.open()
+            self.assertIn(f"cannot open the {backend} database nebtwist_none on "
+                          f"127.0.0.1:{port}: OperationalError", str(caught.exception))
+            self.assertIsNone(database.pool)
+
+    def test_migrations_are_consistent(self):
+        """Versions between 2 and SCHEMA_VERSION, each once; table names unique."""
+        versions = [m.version for m in dbm.MIGRATIONS]
+        self.assertEqual(len(versions), len(set(versions)))
+        self.assertTrue(all(2 <= v <= dbm.SCHEMA_VERSION for v in versions), versions)
+        names = [t[0] for t in dbm.TABLES]
+        self.assertEqual(len(names), len(set(names)))
+
+    async def test_start_refused_on_old_schema(self):
+        """twistd's service: an old schema stops start-up with one line naming onedb."""
+        from nebtwist import paths
+        from nebtwist.core import config as configmod
+        from nebtwist.tap import build_service
+
+        var_dir = os.path.abspath(self.mktemp())
+        database = dbm.Database(reactor, "sqlite", path=os.path.join(var_dir, "one.db"))
+        await database.open()
+        await database.run([dbm.Op("UPDATE db_versioning SET comment = 'nebtwist schema 0'")])
+        await database.close()
+        failures = []
+        svc = build_service(configmod.load(paths.shipped("conf", "oned.conf"), ["PORT=0"]),
+                            reactor,
+                            var_dir, environ=dict(os.environ, ONE_AUTH="/nonexistent"),
+                            on_failure=failures.append)
+        svc.startService()
+        with self.assertRaises(dbm.SchemaVersionError):
+            await svc.ready
+        await svc.stopService()
+        with open(os.path.join(var_dir, "oned.log"), encoding="utf-8") as f:
+            log = f.read()
+        self.assertIn("[ONE][E]: nebtwist could not start: the sqlite database", log)
+        self.assertIn("run 'onedb upgrade' with nebtwist stopped", log)
+        self.assertNotIn("Traceback", log)
+
+
+class OnedbCommandTests(unittest.TestCase):
+    """``onedb`` on SQLite: which database, files, messages."""
+
+    def setUp(self):
+        self.location = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.location, "var"))
+        self.path = os.path.join(self.location, "var", "one.db")
+
+    async def onedb(self, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        env = dict(os.environ, ONE_LOCATION=self.location)
+        status = await onedb.run(reactor, list(argv), out, err, env)
+        return status, out.getvalue(), err.getvalue()
+
+    async def make_db(self, path=None):
+        database = dbm.Database(reactor, "sqlite", path=path or self.path)
+        await database.open()
+        await database.run([dbm.upsert("pool_control", {"tablename": "t"}, {"last_oid": 1})])
+        await database.close()
+
+    async def test_missing_database(self):
+        status, out, err = await self.onedb("version")
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err, f"onedb: {self.path}: no such database file\n")
+        self.assertFalse(os.path.exists(self.path), "onedb version creates nothing")
+
+    async def test_version_from_one_location(self):
+        await self.make_db()
+        status, out, err = await self.onedb("-v", "version")
+        self.assertEqual((status, err), (0, ""))
+        lines = out.splitlines()
+        self.assertEqual(lines[0], f"Database: {dbm.SCHEMA_VERSION} (sqlite database "
+                                   f"{self.path})")
+        self.assertEqual(lines[1:3], [f"nebtwist: {dbm.SCHEMA_VERSION}",
+                                      "Status:   up to date"])
+        self.assertEqual(lines[5], f"Comment:   nebtwist schema {dbm.SCHEMA_VERSION}")
+
+    async def test_config_file_and_set(self):
+        """``-c oned.conf`` and ``--set DB=[...]`` choose the database, as for twistd."""
+        other = os.path.join(self.location, "elsewhere.db")
+        await self.make_db(other)
+        conf = os.path.join(self.location, "my.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write('DB = [ BACKEND = "mysql", SERVER = "127.0.0.1", PORT = 1 ]\n')
+        status, out, err = await self.onedb("version", "-c", conf, "-s", other)
+        self.assertEqual(status, 0, err)
+        self.assertIn(other, out)
+        status, out, err = await self.onedb("-c", conf, "version")
+        self.assertEqual(status, 1)
+        self.assertIn("cannot open the mysql database opennebula on 127.0.0.1:1", err)
+        status, out, err = await self.onedb("--set", 'DB=[BACKEND="sqlite"]', "version")
+        self.assertEqual(status, 1)
+        self.assertIn("no such database file", err)
+        status, _out, err = await self.onedb("-c", os.path.join(self.location, "none"),
+                                             "version")
+        self.assertEqual(status, 1)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("cannot read", err)
+
+    async def test_backup_restore(self):
+        await self.make_db()
+        status, out, err = await self.onedb("backup")
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(out.splitlines()[0],
+                         f"Sqlite database backup stored in {self.path}.bck")
+        status, _, err = await self.onedb("backup")
+        self.assertEqual((status, err), (1, f"onedb: File {self.path}.bck exists, backup "
+                                            f"aborted. Use -f to overwrite.\n"))
+        conn = sqlite3.connect(self.path)
+        conn.execute("UPDATE pool_control SET last_oid = 99 WHERE tablename = 't'")
+        conn.commit()
+        conn.close()
+        status, _, err = await self.onedb("restore")
+        self.assertEqual((status, err), (1, f"onedb: File {self.path} exists, use -f to "
+                                            f"overwrite.\n"))
+        status, out, err = await self.onedb("restore", "-f")
+        self.assertEqual((status, err), (0, ""))
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT last_oid FROM pool_control WHERE "
+                                      "tablename = 't'").fetchall(), [(1,)])
+        junk = os.path.join(self.location, "junk")
+        with open(junk, "w") as f:
+            f.write("not a database at all " * 100)
+        status, _, err = await self.onedb("restore", "-f", junk)
+        self.assertEqual(status, 1)
+        self.assertIn(f"cannot restore {junk}", err)
+
+    async def test_upgrade_empty_and_usage(self):
+        open(self.path, "w").close()
+        status, _, err = await self.onedb("upgrade")
+        self.assertEqual(status, 1)
+        self.assertIn("is empty: nebtwist creates the schema on its first start", err)
+        status, _, err = await self.onedb("frobnicate")
+        self.assertEqual(status, 1)
+        self.assertIn("invalid choice", err)
+
+    def test_console_script(self):
+        """The installed ``onedb`` command: exit status and one line on stderr."""
+        command = [sys.executable, "-m", "nebtwist.cli.onedb", "version"]
+        done = subprocess.run(command, env=dict(os.environ, ONE_LOCATION=self.location),
+                              capture_output=True, text=True, timeout=60, check=False)
+        self.assertEqual((done.returncode, done.stdout), (1, ""))
+        self.assertEqual(done.stderr, f"onedb: {self.path}: no such database file\n")

@@ -365,9 +365,6 @@ async def do_restore(ctx, database):
     if database.backend == "sqlite":
         if os.path.exists(database.path) and not ctx.args.force:
             raise OnedbError(f"File {database.path} exists, use -f to overwrite.")
-        for suffix in ("-wal", "-shm"):
-            if os.path.exists(database.path + suffix):
-                os.unlink(database.path + suffix)
     else:
         await database.connect(create=True)
         info = await database.version_info()
