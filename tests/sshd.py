@@ -68,17 +68,19 @@ class SSHServer(NamedTuple):
         """Path of sshd's own log (``sshd -e`` output)."""
         return os.path.join(self.directory, "sshd.log")
 
-    def ssh_options(self):
+    def ssh_options(self, identity=None):
         """ssh/scp ``-o`` options (list of str) reaching this server.
 
-        Port, identity, user, the known_hosts file with strict checking,
-        batch mode (never prompt), and a short connect timeout. The same list
-        works for ``ssh`` and ``scp`` (both take ``-o Port=``).
+        Port, identity (``identity``, a private key path, instead of
+        ``key_path``: to try a key the server does not accept), user, the
+        known_hosts file with strict checking, batch mode (never prompt), and
+        a short connect timeout. The same list works for ``ssh`` and ``scp``
+        (both take ``-o Port=``).
         """
         return [
             "-o", f"Port={self.port}",
             "-o", f"User={self.user}",
-            "-o", f"IdentityFile={self.key_path}",
+            "-o", f"IdentityFile={identity or self.key_path}",
             "-o", "IdentitiesOnly=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "StrictHostKeyChecking=yes",

@@ -28,8 +28,7 @@ class StartSshdTests(unittest.TestCase):
         other = os.path.abspath(self.mktemp())
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other],
                        check=True, capture_output=True)
-        options = [o.replace(server.key_path, other) for o in server.ssh_options()]
-        out = subprocess.run(["ssh", *options, "127.0.0.1", "true"],
+        out = subprocess.run(["ssh", *server.ssh_options(identity=other), "127.0.0.1", "true"],
                              capture_output=True, text=True, timeout=30,
                              stdin=subprocess.DEVNULL)
         self.assertEqual(out.returncode, 255)

@@ -7,7 +7,9 @@ MONITORING nor DISABLED, get a MONITOR request and go to MONITORING; a
 host stuck in MONITORING for 600 s goes back to INIT. A SUCCESS reply makes
 the host MONITORED, updates its TEMPLATE (replace mode) and copies
 TOTALCPU/TOTALMEMORY/FREE*/USED* into HOST_SHARE (``Host::update_info``);
-a FAILURE makes it ERROR. Disabled hosts stay DISABLED.
+a FAILURE makes it ERROR. Disabled hosts stay DISABLED. The MONITOR
+request's update-remotes flag is 1 on a host's first monitoring
+(LAST_MON_TIME 0) and when the host is in ERROR.
 A newly created or enabled host is monitored at once (3.4 waits for the
 next tick).
 """
@@ -93,9 +95,14 @@ class InformationManager:
             log.error("Host {hid}: IM driver {d} is not loaded", hid=host.oid, d=host.im_mad)
             host.last_mon_time = int(self.nebula.clock.seconds())
             return self._set_state(host, HOST_ERROR)
+        # Ask the driver to copy its remotes (probes) first on the host's first
+        # monitoring and after a failed one (3.4 InformationManager::timer_action
+        # also compared the remotes folder's mtime; our ssh driver keeps a
+        # checksum per host for that).
+        update_remotes = host.last_mon_time == 0 or host.state == HOST_ERROR
         host.monitoring_started = self.nebula.clock.seconds()
         self._set_state(host, HOST_MONITORING)
-        d = drv.monitor(host.oid, host.name, False)
+        d = drv.monitor(host.oid, host.name, update_remotes)
         return d.addCallbacks(self._success, self._failure, callbackArgs=(host.oid,),
                               errbackArgs=(host.oid,))
 
