@@ -28,6 +28,7 @@ from nebtwist.core import config as configmod
 from nebtwist.core.db import DatabaseError
 from nebtwist.core.dm import DispatchManager
 from nebtwist.core.im import InformationManager
+from nebtwist.core.image import install as install_images
 from nebtwist.core.lcm import LifeCycleManager
 from nebtwist.core.nebula import Nebula, oneadmin_credentials
 from nebtwist.core.requests import Requests
@@ -166,7 +167,6 @@ class NebulaService(service.MultiService):
 
         env = dict(self.environ)
         env["ONE_LOCATION"] = os.path.dirname(self.var_dir)
-        env["SCRIPTS_REMOTE_DIR"] = self.config.get("SCRIPTS_REMOTE_DIR")  # drivers/im/ssh
         timeout = self.config.get("DRIVER_TIMEOUT")
         for kind, key in (("im", "IM_MAD"), ("vmm", "VM_MAD"), ("tm", "TM_MAD")):
             for vector in self.config.vectors(key):
@@ -201,6 +201,7 @@ class NebulaService(service.MultiService):
         self.managers = {"vmm": vmm, "tm": tm, "lcm": lcm, "dm": dm, "im": im,
                          "scheduler": sched}
         requests = Requests(nebula, dm, im)
+        await install_images(self, nebula, lcm, requests, self.reactor)  # core/image.py
         for loop in (im, vmm, sched):
             loop.start()
             self._loops.append(loop)

@@ -8,6 +8,7 @@ any step (a malformed template, a REQUIREMENTS expression that does not parse,
 a full network) creates nothing.
 """
 
+from nebtwist.core.image import ImageClaim
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import PENDING, REASON_STOP_RESUME, VirtualMachine, int_to_ip
 from nebtwist.core.vnet import acquire_lease, release_lease
@@ -128,6 +129,7 @@ class DispatchManager:
         now = int(self.nebula.clock.seconds())
         oid = pool.reserve_oid()
         taken = []
+        claim = ImageClaim(self.nebula)
         try:
             name = template.get_str("NAME") or f"one-{oid}"
             template.set("NAME", name)
@@ -155,8 +157,10 @@ class DispatchManager:
                     nic["VLAN_ID"] = vnet.vlan_id
             for vnet in {v.oid: v for v, _ in taken}.values():
                 ops += pool_lease_ops(self.nebula, vnet, [ls for v, ls in taken if v is vnet])
+            ops += claim.take(user, vm)  # DISK=[IMAGE=..]/[IMAGE_ID=..] (core/image.py)
             await pool.insert(vm, ops)
         except BaseException:
+            claim.undo()
             for vnet, lease in taken:
                 release_lease(vnet, lease.ip, oid)
             pool.release_oid(oid)

@@ -19,6 +19,7 @@ import secrets
 import time
 
 from nebtwist.core import db as dbm
+from nebtwist.core.image import Image, VMTemplate
 from nebtwist.core.objects import (ONEADMIN_GROUP, USERS_GROUP, Group, Host, User,
                                    VirtualNetwork)
 from nebtwist.core.pool import Pool, VirtualMachinePool, VirtualNetworkPool
@@ -99,6 +100,8 @@ class Nebula:
         self.hostpool = Pool(database, Host, "host")
         self.vnpool = VirtualNetworkPool(database, VirtualNetwork, "virtual network")
         self.vmpool = VirtualMachinePool(database)
+        self.imagepool = Pool(database, Image, "image")
+        self.tplpool = Pool(database, VMTemplate, "virtual machine template")
         self.datastore_location = config.get(
             "DATASTORE_LOCATION", os.path.join(self.var_dir, "datastores"))
         self._user_by_name = {}
@@ -112,7 +115,8 @@ class Nebula:
         :raises nebtwist.errors.InternalError: the database cannot be used.
         """
         await self.db.open()
-        for pool in (self.grouppool, self.userpool, self.hostpool, self.vnpool, self.vmpool):
+        for pool in (self.grouppool, self.userpool, self.hostpool, self.vnpool, self.vmpool,
+                     self.imagepool, self.tplpool):
             await pool.load()
         if not self.grouppool.objects:
             for gid, name in ((ONEADMIN_GROUP, "oneadmin"), (USERS_GROUP, "users")):

@@ -10,6 +10,7 @@ the managers, and return plain values (ids, XML strings). They raise
 from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROUP, RANGED,
                                    USERS_GROUP, Host, User)
 from nebtwist.core.dm import parse_template
+from nebtwist.core.image import ImageRequests
 from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.vnet import build_vnet
 from nebtwist.errors import ActionError, APIError, AuthorizationError
@@ -30,7 +31,7 @@ def _name_ok(name, what):
         raise APIError(f"The {what} name {name!r} cannot contain blanks or ':'.")
 
 
-class Requests:
+class Requests(ImageRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
