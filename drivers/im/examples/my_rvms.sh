@@ -10,11 +10,11 @@
 #     RANK = "- MY_RVMS"
 #
 # Counts the domains libvirt lists as running (virsh list) where virsh can
-# reach the hypervisor, else the QEMU/KVM processes (pgrep).
+# reach the hypervisor, else the QEMU/KVM processes (/proc/<pid>/comm).
 if command -v virsh >/dev/null 2>&1 &&
         list=$(virsh -c qemu:///system list --name 2>/dev/null); then
     n=$(printf '%s\n' "$list" | grep -c .)
 else
-    n=$(ps -e -o comm= | grep -c -E '^(qemu-system-|qemu-kvm$|kvm$)')
+    n=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c -E '^(qemu-system-|qemu-kvm$|kvm$)')
 fi
 echo "MY_RVMS=${n:-0}"
