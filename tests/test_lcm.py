@@ -475,3 +475,44 @@ class MoreActionTests(unittest.TestCase):
         await core.dm.action(vm, "delete")
         self.assertEqual((vm.state, h0.share.running_vms), (DONE, 0))
         self.assertEqual(core.nebula.vnpool.get(0).used_leases, 0)
+
+
+class TransferScriptTests(unittest.TestCase):
+    """The prolog and epilog scripts for every DISK type, in the 3.4 line format."""
+
+    async def test_disk_types(self):
+        core = await Core.make(self)
+        h0 = await core.host("h0")
+        vm = await core.dm.allocate(core.admin, """NAME = disks
+CPU = 0.1
+MEMORY = 16
+DISK = [ SOURCE = "/img/os.img", TARGET = hda, BUS = virtio ]
+DISK = [ SOURCE = "/img/shared.img", CLONE = no, READONLY = yes ]
+DISK = [ TYPE = swap, SIZE = 512 ]
+DISK = [ TYPE = fs, SIZE = 1024, FORMAT = ext3 ]
+DISK = [ TYPE = block, SOURCE = /dev/sdb ]
+DISK = [ TYPE = cdrom, SOURCE = "/img/boot.iso" ]
+DISK = [ SOURCE = "/img/data.img", SAVE = yes ]
+""")
+        await core.dm.deploy(vm, h0)
+        d = f"h0:{core.nebula.remote_vm_dir(vm.oid)}"
+        fe = core.tm.frontend
+        lines = [line for line in open(core.tmd.last("transfer").args[0]).read().splitlines()
+                 if not line.startswith("CONTEXT")]
+        self.assertEqual(lines, [
+            f"CLONE tm_fake {fe}:/img/os.img {d}/disk.0",
+            f"LN tm_fake {fe}:/img/shared.img {d}/disk.1",
+            f"MKSWAP tm_fake 512 {d}/disk.2",
+            f"MKIMAGE tm_fake 1024 ext3 {d}/disk.3",
+            f"LN tm_fake {fe}:/dev/sdb {d}/disk.4",
+            f"CLONE tm_fake {fe}:/img/boot.iso {d}/disk.5",
+            f"CLONE tm_fake {fe}:/img/data.img {d}/disk.6",
+        ])
+        vm_dir = core.nebula.vm_dir(vm.oid)
+        self.assertTrue(os.path.exists(os.path.join(vm_dir, "transfer.0.prolog")))
+        self.assertIn("<TARGET><![CDATA[hda]]></TARGET>",
+                      open(os.path.join(vm_dir, "vm.xml")).read())
+        self.assertEqual(core.tm.epilog_lines(vm), [
+            f"MVDS tm_fake {d}/disk.6 /img/data.img",
+            f"DELETE tm_fake {d}",
+        ])

@@ -64,8 +64,14 @@ class TransferManager:
             elif dtype == "fs":
                 lines.append(f"MKIMAGE {tm} {size or 0} {disk.get('FORMAT', 'raw')} {dst}")
             elif disk.get("SOURCE"):
-                op = "LN" if disk.get("CLONE", "yes").lower() == "no" else "CLONE"
+                # block devices are linked, never copied; others are cloned
+                # unless CLONE = no (3.4 TransferManager::prolog_action).
+                linked = dtype == "block" or disk.get("CLONE", "yes").lower() == "no"
+                op = "LN" if linked else "CLONE"
                 lines.append(f"{op} {tm} {self._source(disk['SOURCE'])} {dst}")
+        context = context_line(self.nebula, vm)  # CONTEXT ... disk.<number of DISKs>
+        if context:
+            lines.append(context)
         return lines
 
     def epilog_lines(self, vm):
