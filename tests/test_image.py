@@ -281,7 +281,7 @@ class RegisterTests(TestCase):
             (f"NAME = a\nPATH = {src}\nTYPE = FLOPPY\n", XML_RPC_API, r"Unknown image TYPE"),
             (f"NAME = a\nPATH = {src}\nPERSISTENT = maybe\n", XML_RPC_API, r"YES or NO"),
             (f"NAME = a\nPATH = {src}\nSOURCE = /x\n", XML_RPC_API, r"mutually exclusive"),
-            (f"NAME = a\nPATH = [ A = b ]\n", XML_RPC_API, r"single value"),
+            ("NAME = a\nPATH = [ A = b ]\n", XML_RPC_API, r"single value"),
             ("NAME = [ A = b ]\n", XML_RPC_API, r"No NAME"),
             ('NAME = "unterminated\n', XML_RPC_API, r"Parse error in image template"),
         ]
@@ -492,8 +492,7 @@ class VMDiskTests(TestCase):
         # Through a host: LN in the prolog, MVDS back to the SOURCE in the epilog.
         hid = await ok(neb, "one.host.allocate", "host01", "im_dummy", "vmm_dummy", -1)
         await wait_host_monitored(neb, hid)
-        vid = await ok(neb, "one.vm.allocate", f"CPU = 0.1\nMEMORY = 64\n"
-                                               f"DISK = [ IMAGE = mine ]\n")
+        vid = await ok(neb, "one.vm.allocate", "CPU = 0.1\nMEMORY = 64\nDISK = [ IMAGE = mine ]\n")
         await wait_vm(neb, vid, ACTIVE, RUNNING)
         await ok(neb, "one.vm.action", "shutdown", vid)
         await wait_vm(neb, vid, DONE)
@@ -583,8 +582,8 @@ class ImageOperationTests(TestCase):
         el = await image(neb, iid)
         self.assertEqual((el.findtext("TEMPLATE/DESCRIPTION"), el.findtext("TEMPLATE/OWNER_NOTE"),
                           el.findtext("SOURCE"), el.findtext("NAME")), ("two", "x", source, "a"))
-        assert_failure(self, await neb.call("one.image.update", iid, 'A = "'), "ImageUpdateTemplate",
-                       XML_RPC_API, r"Parse error")
+        assert_failure(self, await neb.call("one.image.update", iid, 'A = "'),
+                       "ImageUpdateTemplate", XML_RPC_API, r"Parse error")
         self.assertEqual((await image(neb, iid)).findtext("TEMPLATE/DESCRIPTION"), "two")
         # In use: no disable, no type change, no delete.
         await ok(neb, "one.image.chtype", iid, "OS")
@@ -692,7 +691,8 @@ class TemplateTests(TestCase):
         self.assertEqual((vm.findtext("NAME"), vm.findtext("TEMPLATE/NAME"),
                           vm.findtext("TEMPLATE/FOO"), vm.findtext("TEMPLATE/CPU"),
                           vm.findtext("TEMPLATE/TEMPLATE_ID"), vm.findtext("TEMPLATE/VMID"),
-                          vm.findtext("TEMPLATE/DISK/IMAGE_ID"), vm.findtext("TEMPLATE/DISK/TARGET"),
+                          vm.findtext("TEMPLATE/DISK/IMAGE_ID"),
+                          vm.findtext("TEMPLATE/DISK/TARGET"),
                           int(vm.findtext("STATE"))),
                          ("web-1", "web-1", "bar", "0.1", str(tid), str(vid), str(iid), "hda",
                           PENDING))
