@@ -662,7 +662,8 @@ class ImageManager(service.Service):
                 raise CopyInterrupted("nebtwist is stopping")
             out.write(chunk)
             written += len(chunk)
-            watchdog.reset(DOWNLOAD_IDLE_TIMEOUT)
+            if watchdog.active():
+                watchdog.reset(DOWNLOAD_IDLE_TIMEOUT)
             self._progress(image, written, total)
 
         watchdog = self.reactor.callLater(DOWNLOAD_IDLE_TIMEOUT, idle)
@@ -672,9 +673,12 @@ class ImageManager(service.Service):
             self._cancels[image.oid] = request.cancel
             response = await request
             if response.code != 200:
+                await _drain(response, self.reactor)
                 raise ValueError(f"HTTP {response.code} {response.phrase.decode('latin-1')} "
                                  f"for {url}")
             total = response.length if isinstance(response.length, int) else 0
+            if not watchdog.active():
+                raise ValueError(f"no data from {url} for {DOWNLOAD_IDLE_TIMEOUT:g} s")
             watchdog.reset(DOWNLOAD_IDLE_TIMEOUT)
             collecting = treq.collect(response, receive)
             self._cancels[image.oid] = collecting.cancel
@@ -770,6 +774,27 @@ class ImageManager(service.Service):
             cancel()
         jobs = list(self.jobs.values())
         return defer.DeferredList(jobs, consumeErrors=True) if jobs else None
+
+
+async def _drain(response, reactor, limit=64 * 1024, seconds=10.0):
+    """Read and drop an error response's body (at most ``limit`` bytes, for
+    at most ``seconds``), so that its connection closes."""
+    import treq
+
+    seen = 0
+
+    def drop(chunk):
+        nonlocal seen
+        seen += len(chunk)
+        if seen > limit:
+            raise ValueError("error body too long")
+
+    d = treq.collect(response, drop)
+    d.addTimeout(seconds, reactor)
+    try:
+        await d
+    except Exception:  # noqa: BLE001 - the status is the error reported
+        pass
 
 
 def _describe(error, path):
