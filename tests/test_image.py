@@ -344,6 +344,22 @@ class RegisterTests(TestCase):
         await ok(neb, "one.image.delete", iid)
         self.assertTrue(os.path.exists(src))
 
+    async def test_stalled_download(self):
+        """A server that stops sending fails the registration after the idle
+        timeout: ERROR, and no partial file is left."""
+        from nebtwist.core import image as image_module
+
+        self.patch(image_module, "DOWNLOAD_IDLE_TIMEOUT", 0.5)
+        stall = _Stalling()
+        base = serve(self, stall)
+        neb = await start_nebula(self)
+        iid, el = await register(neb, f"NAME = slow\nPATH = {base}/x\n", state=IMG_ERROR)
+        self.assertEqual(el.findtext("TEMPLATE/ERROR"), f"no data from {base}/x for 0.5 s")
+        self.assertEqual(repository(neb), [])
+        for request in stall.requests:
+            if not request._disconnected:
+                request.finish()
+
     async def test_stop_during_download(self):
         """Stopping the daemon abandons a download: the image is ERROR and the
         partial file is gone; after a restart it stays ERROR."""
