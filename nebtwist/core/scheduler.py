@@ -1,20 +1,68 @@
 """The Scheduler: matches PENDING VMs to hosts and deploys them.
 
-Follows OpenNebula 3.4's mm_sched (``src/scheduler/``; reference 5.4), run
-as a timed loop in the same process instead of a separate XML-RPC client:
-every SCHED_INTERVAL seconds it takes up to MAX_VM pending VMs (oldest
-first) and the hosts with STATE < 3 (INIT, MONITORING, MONITORED); for each
-VM it keeps the hosts that satisfy its REQUIREMENTS and have room for it —
-CPU (x100) and MEMORY (x1024 KB) within the host's monitored FREE_CPU /
-FREE_MEM *and* within MAX - USAGE of HOST_SHARE, counting what this cycle
-already placed — ranks them by the VM's RANK (or the DEFAULT_SCHED policy:
-0 packing = RUNNING_VMS, 1 striping = -RUNNING_VMS, 2 load-aware = FREE_CPU,
-3 custom = DEFAULT_SCHED's RANK), and deploys on the best, at most
-MAX_DISPATCH VMs per cycle and MAX_HOST per host.
+Follows OpenNebula 3.4's mm_sched (``src/scheduler/src/sched/Scheduler.cc``;
+reference 5.4), run as a timed loop in the same process instead of a
+separate XML-RPC client. Every SCHED_INTERVAL seconds a cycle:
+
+1. takes the hosts with STATE < 3 (INIT, MONITORING, MONITORED) and up to
+   MAX_VM pending VMs, oldest (lowest id) first, and snapshots each host as
+   3.4's ``HostXML`` does: its attributes for REQUIREMENTS and RANK (TEMPLATE,
+   then HOST_SHARE, then the HOST fields), its monitored FREE_CPU / FREE_MEM
+   and its MAX - USAGE;
+2. *match* (``Scheduler::match``): a host suits a VM when the VM's CPU (x100)
+   and MEMORY (x1024 KB) are within the host's FREE_CPU (rounded up to a
+   whole 100 when >= 90% of MAX_CPU, ``HostXML::get_capacity``) and FREE_MEM,
+   and within MAX - USAGE (``HostXML::test_capacity``), the VM's
+   REQUIREMENTS hold, and — for an owner outside the oneadmin user and group
+   — the ACL rules (``nebula.acl``, when the core has them) give the owner
+   MANAGE on the host; suitable hosts are ordered by RANK, cast to int as 3.4
+   does (the VM's own RANK, else the DEFAULT_SCHED policy: 0 packing =
+   RUNNING_VMS, 1 striping = -RUNNING_VMS, 2 load-aware = FREE_CPU, 3 custom =
+   DEFAULT_SCHED's RANK), best first; equal ranks keep host id order (3.4
+   normalises by the largest |rank| first, which keeps the order);
+3. *dispatch* (``Scheduler::dispatch``): VMs in id order, at most
+   MAX_DISPATCH in the cycle, each to the first host of its list that still
+   has room — MAX - USAGE counted locally with what this cycle already placed
+   (``HostXML::add_capacity``) — and has had fewer than MAX_HOST VMs this
+   cycle; ``DispatchManager.deploy`` then moves the VM to PROLOG.
+
+Everything a cycle decides comes from the snapshot of step 1, as 3.4's
+scheduler works from the pool it read at the start of the cycle: the
+LifeCycleManager adding each deployed VM to its host's HOST_SHARE during the
+cycle does not count twice.
+
+Scale. Pending VMs with the same REQUIREMENTS, RANK, capacity and applicable
+ACL rules form one *group* and share one matched and ranked host list (compiled expressions are
+cached per text, so equal texts are the same closure), so a cycle costs
+O(groups x hosts + VMs) instead of O(VMs x hosts). Each group keeps a cursor
+into its list: a host that reached MAX_HOST, or no longer has room for the
+group's capacity, cannot become usable again within the cycle, so the
+cursor moves past it for good. The placements are exactly those of the plain
+per-VM scan (``tests/test_scheduler.py`` checks this on random cases).
+
+The cycle never holds the reactor for long: after each slice of work
+(``slice`` seconds, default 0.02) it yields with a zero-delay call on the
+clock, so API requests and driver replies run in between. A VM that left
+PENDING, or a host that was deleted or went to ERROR/DISABLED, during a
+yield is skipped. At most ``max_inflight`` (default 16) deploys wait for their
+database commit at a time: the cycle waits for room before the next one, so
+the single database connection never queues thousands of deploys ahead of
+other requests' writes. Each cycle that saw pending VMs writes one line to
+oned.log::
+
+    [SCHED][I]: Cycle 3: 10000 pending VMs (10000 considered), 1000 hosts,
+    1 groups: 10000 dispatched; decisions 0.0410 s, deploy calls 5.210 s,
+    cycle 6.105 s, 412 yields, longest slice 0.031 s
+
+(decisions: the scheduler's own time, matching, ranking, choosing; deploy
+calls: time inside ``DispatchManager.deploy`` up to its first wait; cycle: up
+to the commit of the last deploy), and keeps the figures in
+:attr:`Scheduler.last_cycle`.
 """
 
-from twisted.internet import defer
-from twisted.internet.task import LoopingCall
+import time
+
+from twisted.internet import defer, task
 
 from nebtwist.core.objects import HOST_ERROR, PENDING
 from nebtwist.expr import compile_rank
@@ -24,11 +72,16 @@ log = OneLogger("SCHED")
 
 POLICY_RANKS = {0: "RUNNING_VMS", 1: "- RUNNING_VMS", 2: "FREE_CPU"}
 
+#: Host evaluations between two looks at the clock in the match phase.
+_MATCH_STRIDE = 256
+
 
 def host_lookup(host):
     """A ``name -> str`` lookup over a host: TEMPLATE, then HOST_SHARE, then
     the host's own fields (NAME, ID, STATE, CLUSTER_ID, ...), as 3.4's
-    ``HostXML`` searches ``/HOST/TEMPLATE``, ``/HOST/HOST_SHARE``, ``/HOST``."""
+    ``HostXML`` searches ``/HOST/TEMPLATE``, ``/HOST/HOST_SHARE``, ``/HOST``.
+
+    The values are copied: the lookup is a snapshot of the host now."""
     values = {"ID": str(host.oid), "NAME": host.name, "STATE": str(host.state),
               "IM_MAD": host.im_mad, "VM_MAD": host.vm_mad, "VN_MAD": host.vn_mad,
               "LAST_MON_TIME": str(host.last_mon_time), "CLUSTER_ID": str(host.cluster_id),
@@ -41,17 +94,114 @@ def host_lookup(host):
     return values.get
 
 
+def free_capacity(share):
+    """``(free cpu x100, free memory KB)`` as 3.4's match phase reads them:
+    FREE_CPU rounded up to a whole 100 when it is >= 90% of MAX_CPU
+    (``HostXML::get_capacity``: 96.7% of a core counts as the whole core)."""
+    free_cpu = share.free_cpu
+    if share.max_cpu and free_cpu >= 0.9 * share.max_cpu:
+        free_cpu = -(-free_cpu // 100) * 100
+    return free_cpu, share.free_mem
+
+
+class _Slot:
+    """One host as a cycle sees it (snapshot taken when the cycle starts).
+
+    ``avail_*``: MAX - USAGE minus what this cycle placed; ``placed``: VMs
+    placed this cycle; ``dead``: deleted or disabled since the snapshot.
+    """
+
+    __slots__ = ("host", "lookup", "free_cpu", "free_mem", "avail_cpu", "avail_mem",
+                 "avail_disk", "placed", "dead")
+
+    def __init__(self, host):
+        share = host.share
+        self.host = host
+        self.lookup = host_lookup(host)
+        self.free_cpu, self.free_mem = free_capacity(share)
+        self.avail_cpu = share.max_cpu - share.cpu_usage
+        self.avail_mem = share.max_mem - share.mem_usage
+        self.avail_disk = share.max_disk - share.disk_usage
+        self.placed = 0
+        self.dead = False
+
+    def fits(self, cpu, mem, disk):
+        """``HostXML::test_capacity`` against this cycle's local count."""
+        return (self.avail_cpu >= cpu and self.avail_mem >= mem
+                and (disk == 0 or self.avail_disk >= disk))
+
+    def take(self, cpu, mem, disk):
+        """``HostXML::add_capacity``: a VM placed here this cycle."""
+        self.avail_cpu -= cpu
+        self.avail_mem -= mem
+        self.avail_disk -= disk
+        self.placed += 1
+
+
+class _Group:
+    """Pending VMs that match and rank hosts alike: same REQUIREMENTS and RANK
+    closures and same (cpu, mem, disk). ``hosts``: the matched slots, best
+    rank first; ``cursor``: every slot before it is full for this group."""
+
+    __slots__ = ("cpu", "mem", "disk", "hosts", "cursor")
+
+    def __init__(self, cpu, mem, disk):
+        self.cpu, self.mem, self.disk = cpu, mem, disk
+        self.hosts = []
+        self.cursor = 0
+
+    def choose(self, max_host):
+        """The best slot with room for one more VM of the group, or None."""
+        hosts, cpu, mem, disk = self.hosts, self.cpu, self.mem, self.disk
+        i, n = self.cursor, len(self.hosts)
+        while i < n:
+            s = hosts[i]
+            if s.placed < max_host and not s.dead and s.fits(cpu, mem, disk):
+                break
+            i += 1  # full, at MAX_HOST or gone: it stays so for the rest of the cycle
+        self.cursor = i
+        return hosts[i] if i < n else None
+
+
+class _Flight:
+    """Deploys of a cycle still waiting for their commit, and the cycle
+    waiting for room (``waiter``)."""
+
+    __slots__ = ("count", "waiter")
+
+    def __init__(self):
+        self.count = 0
+        self.waiter = None
+
+    def landed(self, result, limit):
+        self.count -= 1
+        if self.waiter is not None and self.count < limit:
+            waiter, self.waiter = self.waiter, None
+            waiter.callback(None)
+        return result
+
+
 class Scheduler:
     """The placement loop.
 
     :param nebula: the core (pools, configuration, clock).
     :param dispatch: the DispatchManager (``deploy(vm, host)`` coroutine).
+    :param slice: seconds of work after which a cycle yields to the reactor.
+    :param timer: a monotonic ``() -> float`` seconds, used only to size
+        slices and for the per-cycle figures (``time.perf_counter``).
+    :param max_inflight: deploys of a cycle that may await their commit at
+        once (0: no bound).
     """
 
-    def __init__(self, nebula, dispatch):
+    def __init__(self, nebula, dispatch, slice=0.02, timer=time.perf_counter,
+                 max_inflight=16):
         self.nebula = nebula
         self.dispatch = dispatch
+        self.slice = slice
+        self.max_inflight = max_inflight
+        self.timer = timer
         self._loop = None
+        self._stopped = False
         config = nebula.config
         policy = config.vector("DEFAULT_SCHED")
         try:
@@ -62,74 +212,157 @@ class Scheduler:
         self.default_rank = compile_rank(rank)
         self.cycles = 0
         self.dispatched = 0
+        #: Figures of the last cycle that saw pending VMs (dict; see the module docstring).
+        self.last_cycle = None
 
     def start(self):
         """Run a cycle every SCHED_INTERVAL seconds."""
-        self._loop = LoopingCall(self.cycle)
+        self._stopped = False
+        self._loop = task.LoopingCall(self.cycle)
         self._loop.clock = self.nebula.clock
         self._loop.start(self.nebula.config.get_float("SCHED_INTERVAL"), now=False).addErrback(
             lambda f: log.failure("scheduler loop stopped", f))
 
     def stop(self):
-        """Stop the loop."""
+        """Stop the loop; a running cycle dispatches nothing more."""
+        self._stopped = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
 
     def cycle(self):
-        """One scheduling cycle; returns a Deferred firing when its deploys are committed."""
+        """One scheduling cycle.
+
+        :return: Deferred firing with the number of deploys started, once
+            each is committed (a failed deploy is logged, not raised).
+        """
+        return defer.ensureDeferred(self._cycle())
+
+    async def _pause(self, stats):
+        """Let the reactor run (a zero-delay call on the clock)."""
+        now = self.timer()
+        stats["slice"] = max(stats["slice"], now - stats["_since"])
+        stats["_active"] += now - stats["_since"]
+        stats["yields"] += 1
+        await task.deferLater(self.nebula.clock, 0, lambda: None)
+        stats["_since"] = self.timer()
+
+    async def _drain(self, flight, stats):
+        """Wait until fewer than ``max_inflight`` deploys await their commit."""
+        now = self.timer()
+        stats["slice"] = max(stats["slice"], now - stats["_since"])
+        stats["_active"] += now - stats["_since"]
+        stats["yields"] += 1
+        while flight.count >= self.max_inflight:
+            flight.waiter = defer.Deferred()
+            await flight.waiter
+        stats["_since"] = self.timer()
+
+    async def _match(self, group, requirements, rank, slots, stats, owner=None):
+        """Fill ``group.hosts``: the slots that suit it, best rank first.
+
+        ``owner``: ``(uid, gid)`` of VMs whose owner needs MANAGE on the host
+        (ACL, ``nebula.acl.allows``), None for oneadmin's VMs.
+        """
+        cpu, mem, disk = group.cpu, group.mem, group.disk
+        acl = self.nebula.acl if owner is not None else None
+        ranked = []
+        for i, s in enumerate(slots):
+            if i % _MATCH_STRIDE == _MATCH_STRIDE - 1 and \
+                    self.timer() - stats["_since"] >= self.slice:
+                await self._pause(stats)
+            # Capacity first: cheaper than REQUIREMENTS, and both must hold.
+            if cpu > s.free_cpu or mem > s.free_mem or not s.fits(cpu, mem, disk):
+                continue
+            if requirements is not None and not requirements(s.lookup):
+                continue
+            if acl is not None and not acl.allows(owner, "HOST", s.host, "MANAGE"):
+                continue
+            ranked.append((-int(rank(s.lookup)), i, s))
+        ranked.sort(key=lambda t: (t[0], t[1]))
+        group.hosts = [s for _, _, s in ranked]
+
+    async def _cycle(self):
+        timer = self.timer
+        t0 = timer()
         config = self.nebula.config
         max_vm = config.get_int("MAX_VM")
         max_dispatch = config.get_int("MAX_DISPATCH")
         max_host = config.get_int("MAX_HOST")
         self.cycles += 1
-        hosts = [h for h in self.nebula.hostpool if h.state < HOST_ERROR]
-        pending = sorted((vm for vm in self.nebula.vmpool if vm.state == PENDING),
-                         key=lambda v: v.oid)[:max_vm]
-        if not pending or not hosts:
-            return defer.succeed(0)
-        lookups = {h.oid: host_lookup(h) for h in hosts}
-        placed_cpu = dict.fromkeys(lookups, 0)
-        placed_mem = dict.fromkeys(lookups, 0)
-        placed_n = dict.fromkeys(lookups, 0)
+        hostpool = self.nebula.hostpool
+        pending = [vm for vm in self.nebula.vmpool.objects.values() if vm.state == PENDING]
+        if not pending:
+            return 0
+        pending.sort(key=lambda v: v.oid)
+        considered = pending[:max_vm]
+        slots = [_Slot(h) for h in hostpool.objects.values() if h.state < HOST_ERROR]
+        stats = {"n": self.cycles, "pending": len(pending), "considered": len(considered),
+                 "hosts": len(slots), "groups": 0, "dispatched": 0, "deploy": 0.0,
+                 "yields": 0, "slice": 0.0, "_active": 0.0, "_since": t0}
+        groups = {}
         deploys = []
-        for vm in pending:
-            if len(deploys) >= max_dispatch:
+        flight = _Flight()
+        for vm in considered if slots else ():
+            if stats["dispatched"] >= max_dispatch or self._stopped:
                 break
-            cpu, mem, _disk = vm.capacity()
+            if timer() - stats["_since"] >= self.slice:
+                await self._pause(stats)
+                if self._stopped:
+                    break
+            if vm.state != PENDING:
+                continue  # held, deleted or deployed by hand during a yield
+            cpu, mem, disk = vm.capacity()
             rank = vm.rank or self.default_rank
-            best, best_rank = None, None
-            for host in hosts:
-                hid = host.oid
-                if placed_n[hid] >= max_host:
-                    continue
-                lookup = lookups[hid]
-                if vm.requirements is not None and not vm.requirements(lookup):
-                    continue
-                share = host.share
-                c = cpu + placed_cpu[hid]
-                m = mem + placed_mem[hid]
-                free_cpu = share.free_cpu
-                if share.max_cpu and free_cpu >= 0.9 * share.max_cpu:
-                    free_cpu = -(-free_cpu // 100) * 100
-                if c > free_cpu or m > share.free_mem or not share.test(c, m):
-                    continue
-                r = rank(lookup)
-                if best is None or r > best_rank:
-                    best, best_rank = host, r
-            if best is None:
+            # 3.4 Scheduler::match: an owner outside the oneadmin group needs MANAGE
+            # on the host; the ACL rules that apply to the owner decide, so they
+            # are part of the group key.
+            acl = getattr(self.nebula, "acl", None)
+            rules = (None if acl is None or vm.uid == 0 or vm.gid == 0
+                     else acl.rules_for(vm.uid, vm.gid))
+            key = (vm.requirements, rank, cpu, mem, disk, rules)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(cpu, mem, disk)
+                await self._match(group, vm.requirements, rank, slots, stats,
+                                  None if rules is None else (vm.uid, vm.gid))
+            while True:
+                slot = group.choose(max_host)
+                if slot is None:
+                    break
+                host = slot.host
+                if hostpool.objects.get(host.oid) is host and host.state < HOST_ERROR:
+                    break
+                slot.dead = True  # deleted, disabled or in error since the snapshot
+            if slot is None:
                 continue
-            placed_cpu[best.oid] += cpu
-            placed_mem[best.oid] += mem
-            placed_n[best.oid] += 1
-            log.info("VM {vid}: dispatched to host {hid} ({name})", vid=vm.oid, hid=best.oid,
-                     name=best.name)
-            deploys.append(defer.ensureDeferred(self.dispatch.deploy(vm, best)))
+            slot.take(cpu, mem, disk)
+            stats["dispatched"] += 1
+            log.info("VM {vid}: dispatched to host {hid} ({name})", vid=vm.oid, hid=host.oid,
+                     name=host.name)
+            t = timer()
+            d = defer.ensureDeferred(self.dispatch.deploy(vm, host))
+            stats["deploy"] += timer() - t
+            deploys.append(d)
+            if self.max_inflight and not d.called:
+                flight.count += 1
+                d.addBoth(flight.landed, self.max_inflight)
+                if flight.count >= self.max_inflight:
+                    await self._drain(flight, stats)
+        now = timer()
+        stats["slice"] = max(stats["slice"], now - stats["_since"])
+        stats["_active"] += now - stats["_since"]
+        stats["groups"] = len(groups)
         self.dispatched += len(deploys)
-
-        def report(results):
-            for ok, value in results:
-                if not ok:
-                    log.error("deploy failed: {m}", m=value.getErrorMessage())
-            return len(results)
-
-        return defer.DeferredList(deploys, consumeErrors=True).addCallback(report)
+        results = await defer.DeferredList(deploys, consumeErrors=True)
+        for ok, value in results:
+            if not ok:
+                log.error("deploy failed: {m}", m=value.getErrorMessage())
+        stats["wall"] = timer() - t0
+        stats["decide"] = stats.pop("_active") - stats["deploy"]
+        del stats["_since"]
+        self.last_cycle = stats
+        log.info("Cycle {n}: {pending} pending VMs ({considered} considered), {hosts} hosts, "
+                 "{groups} groups: {dispatched} dispatched; decisions {decide:.4f} s, "
+                 "deploy calls {deploy:.3f} s, cycle {wall:.3f} s, {yields} yields, "
+                 "longest slice {slice:.3f} s", **stats)
+        return len(deploys)
