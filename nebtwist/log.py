@@ -39,6 +39,12 @@ class OneLogger(Logger):
 
     def emit(self, level, format=None, **kwargs):
         kwargs.setdefault("one_module", self.one_module)
+        if "message" in kwargs:
+            # Twisted's legacy-log wrapper overwrites an event's "message" key
+            # with () when it is not a tuple; keep the text under another key.
+            kwargs["one_message"] = kwargs.pop("message")
+            if format is not None:
+                format = format.replace("{message}", "{one_message}")
         super().emit(level, format, **kwargs)
 
 

@@ -15,7 +15,7 @@ from nebtwist.core.scheduler import Scheduler
 from nebtwist.core.vnet import acquire_lease, build_vnet, release_lease
 from nebtwist.errors import ActionError, APIError
 from nebtwist.fakes import FakeInformationDriver
-from nebtwist.log import OnedLogObserver, format_oned_line
+from nebtwist.log import OnedLogObserver, OneLogger, format_oned_line
 from nebtwist.template import Template
 
 from tests.test_lcm import Core
@@ -146,6 +146,18 @@ class LogTests(unittest.TestCase):
                                  "log_level": LogLevel.debug, "one_module": "InM"}, when=0)
         self.assertRegex(line, r"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} \[InM\]\[D\]: "
                                r"Host 3 monitored$")
+
+    def test_message_key_survives_legacy_observers(self):
+        """A ``message=`` argument is not replaced by Twisted's legacy wrapper."""
+        from twisted.logger import LogPublisher
+        from twisted.logger._legacy import LegacyLogObserverWrapper
+
+        seen = []
+        publisher = LogPublisher()
+        publisher.addObserver(LegacyLogObserverWrapper(lambda event: None))  # as twistd has
+        publisher.addObserver(lambda e: seen.append(format_oned_line(e)))
+        OneLogger("VM", observer=publisher).info("VM {vid}: {message}", vid=3, message="hello")
+        self.assertTrue(seen[0].endswith("[VM][I]: VM 3: hello"), seen)
 
     def test_level(self):
         out = io.StringIO()

@@ -366,6 +366,8 @@ def release_vm_images(nebula, vm):
     ops = []
     for image in changed.values():
         ops += nebula.imagepool.write_ops(image)
+        log.info("Image {oid} released by VM {vid}: {n} VM(s) use it, {s}", oid=image.oid,
+                 vid=vm.oid, n=image.running_vms, s=image.state_name)
     return ops
 
 
@@ -721,22 +723,6 @@ class ImageManager(service.Service):
         else:
             log.info("Image {oid} deleted", oid=image.oid)
 
-    def vm_state_changed(self, vm, old, new):
-        """``lcm.hooks`` entry: a VM that became DONE gives its images back."""
-        if new[0] != DONE or old[0] == DONE:
-            return
-        ops = release_vm_images(self.nebula, vm)
-        if not ops:
-            return
-        for iid in set(vm_image_ids(vm)):
-            image = self.nebula.imagepool.objects.get(iid)
-            if image is not None:
-                log.info("Image {oid} released by VM {vid}: {n} VM(s) use it, {s}", oid=iid,
-                         vid=vm.oid, n=image.running_vms, s=image.state_name)
-        d = self.nebula.db.run(ops)
-        d.addErrback(lambda f: log.failure("VM {vid}: storing released images failed", f,
-                                           vid=vm.oid))
-
     async def reconcile(self):
         """Start-up: make each image's RUNNING_VMS and USED/READY agree with
         the VMs, and turn registrations a stop interrupted into ERROR."""
@@ -808,15 +794,14 @@ def _describe(error, path):
 async def install(parent, nebula, lcm, requests, reactor):
     """Wire the image repository into a starting daemon.
 
-    Fixes image states left by the last run, adds the lcm hook that gives
-    images back, gives ``requests`` its :class:`ImageManager` and makes the
+    Fixes image states left by the last run (the LifeCycleManager gives a
+    DONE VM's images back, action ``release_images``), gives ``requests`` its :class:`ImageManager` and makes the
     manager a child service of ``parent`` (so a stop waits for its copies).
 
     :return: the :class:`ImageManager`.
     """
     manager = ImageManager(nebula, reactor)
     await manager.reconcile()
-    lcm.hooks.append(manager.vm_state_changed)
     requests.images = manager
     manager.setServiceParent(parent)
     return manager

@@ -39,8 +39,8 @@ Transition = namedtuple("Transition", "state lcm event new_state new_lcm actions
 #: finalized (3.4 ``DispatchManager::failed_action`` keeps them; ``done``
 #: releases them), so a resubmitted VM keeps its addresses.
 _FAIL = ("close_history_error", "del_capacity", "set_etime")
-#: Into DONE: leases back, end time.
-_DONE = ("release_leases", "set_etime")
+#: Into DONE: leases and images back, end time.
+_DONE = ("release_leases", "release_images", "set_etime")
 
 #: The ACTIVE LCM states (every one but LCM_INIT).
 _ACTIVE_LCM = range(1, len(LCM_STATES))
@@ -346,6 +346,13 @@ class LifeCycleManager:
                 ops.extend(pool.lease_ops(vnet, [lease]))
                 ops.extend(pool.write_ops(vnet))
         return ops
+
+    def _a_release_images(self, vm, **_):
+        """The VM's images: RUNNING_VMS down, READY again when unused (3.4
+        ``ImageManager::release_image``), in the VM's own transaction."""
+        from nebtwist.core.image import release_vm_images
+
+        return release_vm_images(self.nebula, vm)
 
     def _a_set_etime(self, vm, **_):
         vm.etime = self._now()
