@@ -25,10 +25,17 @@ from nebtwist.core.nebula import Nebula
 from nebtwist.core.objects import ACTIVE, DONE, PENDING, RUNNING, VirtualMachine
 from nebtwist.errors import ACTION, AUTHORIZATION, NO_EXISTS, XML_RPC_API
 from nebtwist.template import Template
-from nebtwist.testing import start_nebula
+from nebtwist.testing import start_nebula as _start_nebula
 from tests.test_xmlrpc_api import (ADMIN, BOB, HELEN, UNPLACEABLE, XSD_DIR, add_user,
                                    assert_failure, ok, require_xsd, wait_for,
                                    wait_host_monitored, wait_vm, with_namespace, xml)
+
+
+async def start_nebula(testcase, overrides=(), **kwargs):
+    """The daemon fixture, with trial's working folder as ``IMAGE_SAFE_DIRS`` so
+    that users outside oneadmin's group may register the files tests make."""
+    return await _start_nebula(
+        testcase, [f'IMAGE_SAFE_DIRS="{os.getcwd()}"'] + list(overrides), **kwargs)
 
 HOLD = 2
 
@@ -298,6 +305,14 @@ class RegisterTests(TestCase):
                        "ImageAllocate", AUTHORIZATION, r"restricted attribute SOURCE")
         assert_failure(self, await neb.call("one.image.allocate", 5, 1), "ImageAllocate",
                        XML_RPC_API, r"Wrong parameters")
+        # A user outside oneadmin's group reads no file outside IMAGE_SAFE_DIRS,
+        # not even through a symbolic link made inside one.
+        link = os.path.join(os.path.dirname(src), "passwd-link")
+        os.symlink("/etc/passwd", link)
+        for path in ("/etc/passwd", link):
+            assert_failure(self, await neb.call("one.image.allocate",
+                                                f"NAME = p\nPATH = {path}\n", 1, session=HELEN),
+                           "ImageAllocate", AUTHORIZATION, r"IMAGE_SAFE_DIRS")
         self.assertEqual(xml(await ok(neb, "one.imagepool.info", -2, -1, -1)).findall("IMAGE"),
                          [])
         self.assertEqual(repository(neb), [])

@@ -375,6 +375,25 @@ def release_vm_images(nebula, vm):
 # Repository files (these run in a worker thread)
 
 
+def _check_safe_path(path, safe_dirs, actor):
+    """Refuse a local PATH outside oned.conf ``IMAGE_SAFE_DIRS`` (blank-separated
+    folders) for a user outside oneadmin's group: the daemon reads the file
+    with its own rights, so without this any user could copy any file the
+    daemon can read into an image (later OpenNebula: ``SAFE_DIRS``). Symbolic
+    links are resolved first.
+
+    :raises AuthorizationError: the path is not under a safe folder.
+    """
+    real = os.path.realpath(path)
+    for folder in safe_dirs.split():
+        base = os.path.realpath(folder)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return
+    raise AuthorizationError(
+        f"User [{actor.oid}] : Not authorized to register the local file {path}: only "
+        f"oneadmin's group may, or files under IMAGE_SAFE_DIRS; use an http(s) URL.")
+
+
 class CopyInterrupted(Exception):
     """The daemon is stopping; a copy was abandoned."""
 
@@ -533,6 +552,8 @@ class ImageManager(service.Service):
         if path and not (os.path.isabs(path) or _is_url(path)):
             raise APIError(f"PATH must be an absolute file path or an http(s) URL, "
                            f"not {path!r}.")
+        if path and not _is_url(path) and not self.nebula.is_admin(actor):
+            _check_safe_path(path, config.get("IMAGE_SAFE_DIRS") or "", actor)
         if source and not (actor.oid == 0 or actor.gid == ONEADMIN_GROUP):
             raise AuthorizationError(
                 f"User [{actor.oid}] : Not authorized to use the restricted attribute SOURCE.")
