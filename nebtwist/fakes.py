@@ -12,7 +12,8 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from nebtwist.errors import DriverError
-from nebtwist.interfaces import IInformationDriver, ITransferDriver, IVirtualMachineDriver
+from nebtwist.interfaces import (IHookDriver, IInformationDriver, ITransferDriver,
+                                 IVirtualMachineDriver)
 
 
 class Call:
@@ -119,3 +120,12 @@ class FakeInformationDriver(_Recorder):
 
     def monitor(self, host_id, hostname, update_remotes=False):
         return self._record("monitor", host_id, hostname, update_remotes)
+
+
+@implementer(IHookDriver)
+class FakeHookDriver(_Recorder):
+    """An HM driver that records ``execute(oid, hook_name, host, command,
+    arguments)`` calls (``host`` as given: None or ``"LOCAL"`` for local hooks)."""
+
+    def execute(self, oid, hook_name, host, command, arguments=""):
+        return self._record("execute", oid, hook_name, host, command, arguments)

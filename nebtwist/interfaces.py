@@ -102,3 +102,23 @@ class ITransferDriver(IDriver):
 
         Sends ``TRANSFER <vm_id> <script_path>``; fires with None on success.
         """
+
+
+class IHookDriver(IDriver):
+    """Runs hook commands (OpenNebula's HM_MAD; ``src/hm/HookManagerDriver.cc``)."""
+
+    def execute(oid, hook_name, host, command, arguments=""):
+        """Run one hook for object ``oid`` (a VM or host id, int).
+
+        Sends ``EXECUTE <oid> <hook_name> LOCAL <command> <arguments|->``
+        (``host`` None or ``"LOCAL"``: on the front-end) or ``EXECUTE <oid>
+        <hook_name> <host> <command> <arguments|->`` (over ssh on ``host``).
+        ``hook_name``, ``host`` and ``command`` are single words; the driver
+        runs ``<command> <arguments>`` through a shell.
+
+        :return: Deferred firing with the hook's output (str, one line) from
+            ``EXECUTE SUCCESS <oid> <hook_name>: <output>``; errbacks with
+            :class:`~nebtwist.errors.DriverError` (its message the driver's
+            error text without the ``<hook_name>:`` prefix) on ``FAILURE``,
+            and as every driver on timeouts and crashes.
+        """

@@ -15,9 +15,9 @@ talks to over its stdin/stdout, one message per ``\\n``-terminated line
 correlation by ``(ACTION, id)``, per-request timeouts, oned.log logging of
 ``LOG`` lines, and restart with exponential backoff when the driver dies. The
 adapters :class:`InformationMad`, :class:`VirtualMachineMad` and
-:class:`TransferMad` put the driver interfaces of :mod:`nebtwist.interfaces`
-on top of it, and :func:`build_driver` makes one from an oned.conf
-``IM_MAD`` / ``VM_MAD`` / ``TM_MAD`` vector.
+:class:`TransferMad` (and :class:`HookMad`) put the driver interfaces of
+:mod:`nebtwist.interfaces` on top of it, and :func:`build_driver` makes one
+from an oned.conf ``IM_MAD`` / ``VM_MAD`` / ``TM_MAD`` / ``HM_MAD`` vector.
 
 The reactor is always passed in (it must provide ``IReactorProcess`` and
 ``IReactorTime``); tests use :class:`nebtwist.testing.FakeProcessReactor`.
@@ -36,7 +36,8 @@ from zope.interface import implementer
 
 from nebtwist import paths
 from nebtwist.errors import DriverCrashed, DriverError, DriverTimeout
-from nebtwist.interfaces import IInformationDriver, ITransferDriver, IVirtualMachineDriver
+from nebtwist.interfaces import (IHookDriver, IInformationDriver, ITransferDriver,
+                                 IVirtualMachineDriver)
 from nebtwist.log import OneLogger
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "InformationMad",
     "VirtualMachineMad",
     "TransferMad",
+    "HookMad",
     "build_driver",
     "resolve_executable",
     "format_vmm_message",
@@ -767,30 +769,98 @@ class TransferMad(MadProcess):
         return self.request("TRANSFER", vm_id, script_path).addCallback(lambda _: None)
 
 
+@implementer(IHookDriver)
+class HookMad(MadProcess):
+    """An HM_MAD driver (OpenNebula 3.4 ``src/hm/HookManagerDriver.cc``).
+
+    :meth:`execute` sends ``EXECUTE <oid> <hook_name> <LOCAL|host> <command>
+    <arguments|->``. Replies carry the hook name (``EXECUTE SUCCESS <oid>
+    <hook_name>: <output>``), so two hooks of one object running at once get
+    their own replies whatever order the driver answers in.
+    """
+
+    log_subject = "Object"
+
+    def __init__(self, reactor, name, executable, arguments="", **kwargs):
+        kwargs.setdefault("family_tag", "HKM")
+        super().__init__(reactor, name, executable, arguments, **kwargs)
+
+    def execute(self, oid, hook_name, host, command, arguments=""):
+        """Run a hook; see :meth:`nebtwist.interfaces.IHookDriver.execute`.
+
+        :param host: None or ``"LOCAL"`` for the front-end, else a host name.
+        :return: Deferred firing with the output (str); a ``FAILURE`` errbacks
+            with :class:`~nebtwist.errors.DriverError` holding the error text
+            (the ``<hook_name>:`` prefix removed). A ``hook_name``, ``host`` or
+            ``command`` that is empty or not one word errbacks with DriverError
+            without contacting the driver.
+        """
+        host = host or "LOCAL"
+        for what, value in (("hook name", hook_name), ("host", host), ("command", command)):
+            if not value or len(str(value).split()) != 1 or str(value) != str(value).strip():
+                return defer.fail(DriverError(f"invalid {what} {value!r}: must be one word"))
+        arguments = " ".join(str(arguments or "").splitlines()).strip() or "-"
+        prefix = f"{hook_name}:"
+
+        def strip(text):
+            text = text or ""
+            if text.startswith(prefix):
+                text = text[len(prefix):]
+            return text.strip()
+
+        def failed(f):
+            f.trap(DriverError)
+            if type(f.value) is DriverError:
+                raise DriverError(strip(f.value.message) or "-")
+            return f
+
+        d = self.request("EXECUTE", oid, hook_name, host, command, arguments)
+        return d.addCallbacks(strip, failed)
+
+    def _lineReceived(self, proto, line):
+        words = line.split(None, 3)
+        if (len(words) == 4 and words[0].upper() == "EXECUTE"
+                and words[1] in ("SUCCESS", "FAILURE")):
+            # Put the request of the named hook first in its (EXECUTE, oid) queue.
+            name = words[3].split(None, 1)[0]
+            if name.endswith(":"):
+                name = name[:-1]
+            queue = self._pending.get(("EXECUTE", _norm_id(words[2])))
+            if queue and len(queue) > 1:
+                for p in queue:
+                    if p.line.split(None, 3)[2] == name:
+                        queue.remove(p)
+                        queue.appendleft(p)
+                        break
+        super()._lineReceived(proto, line)
+
+
 _KINDS = {
     "im": (InformationMad, "im"),
     "vmm": (VirtualMachineMad, "vmm"),
     "tm": (TransferMad, "tm"),
+    "hm": (HookMad, "hm"),
 }
 
 
 def build_driver(kind, reactor, conf_vector, env=None):
     """Make a MAD adapter from an oned.conf driver vector.
 
-    :param kind: ``"im"`` (IM_MAD), ``"vmm"`` (VM_MAD) or ``"tm"`` (TM_MAD).
+    :param kind: ``"im"`` (IM_MAD), ``"vmm"`` (VM_MAD), ``"tm"`` (TM_MAD) or
+        ``"hm"`` (HM_MAD).
     :param reactor: provides ``IReactorProcess`` and ``IReactorTime``.
     :param conf_vector: dict with keys NAME, EXECUTABLE, and optionally
         ARGUMENTS and TIMEOUT (seconds, str or number); keys are matched
         case-insensitively. Without NAME the executable's base name is used
         (3.4 TM_MAD had no name).
     :param env: the child's environment (default: a copy of ``os.environ``).
-    :return: an :class:`InformationMad`, :class:`VirtualMachineMad` or
-        :class:`TransferMad` (not started).
+    :return: an :class:`InformationMad`, :class:`VirtualMachineMad`,
+        :class:`TransferMad` or :class:`HookMad` (not started).
     :raises ValueError: for an unknown kind, a missing EXECUTABLE or a bad
         TIMEOUT.
     """
     if kind not in _KINDS:
-        raise ValueError(f"unknown driver kind {kind!r} (expected im, vmm or tm)")
+        raise ValueError(f"unknown driver kind {kind!r} (expected im, vmm, tm or hm)")
     cls, family = _KINDS[kind]
     conf = {str(k).upper(): v for k, v in conf_vector.items()}
     executable = str(conf.get("EXECUTABLE") or "").strip()

@@ -27,6 +27,7 @@ from nebtwist.api.xmlrpc import RequestManager
 from nebtwist.core import config as configmod
 from nebtwist.core.db import DatabaseError
 from nebtwist.core.dm import DispatchManager
+from nebtwist.core.hm import HookConfigError, build_hook_manager
 from nebtwist.core.im import InformationManager
 from nebtwist.core.image import install as install_images
 from nebtwist.core.lcm import LifeCycleManager
@@ -120,6 +121,7 @@ class NebulaService(service.MultiService):
         self.ready = defer.Deferred()
         self.ports = []
         self.nebula = None
+        self.hm = None  # the HookManager (nebtwist.core.hm), when HM_MAD is configured
         self.drivers = {"im": {}, "vmm": {}, "tm": {}}
         self._log_file = None
         self._observer = None
@@ -167,6 +169,7 @@ class NebulaService(service.MultiService):
 
         env = dict(self.environ)
         env["ONE_LOCATION"] = os.path.dirname(self.var_dir)
+        env["SCRIPTS_REMOTE_DIR"] = self.config.get("SCRIPTS_REMOTE_DIR")  # drivers/im/ssh
         timeout = self.config.get("DRIVER_TIMEOUT")
         for kind, key in (("im", "IM_MAD"), ("vmm", "VM_MAD"), ("tm", "TM_MAD")):
             for vector in self.config.vectors(key):
@@ -202,6 +205,12 @@ class NebulaService(service.MultiService):
                          "scheduler": sched}
         requests = Requests(nebula, dm, im)
         await install_images(self, nebula, lcm, requests, self.reactor)  # core/image.py
+        try:  # hooks (HM_MAD): subscribed now, driver started once the API listens
+            self.hm = build_hook_manager(nebula, self.reactor, env)
+        except HookConfigError as e:
+            raise StartupError(f"HM_MAD: {e}") from None
+        if self.hm is not None:
+            self.hm.attach(lcm=lcm, im=im, dm=dm, requests=requests)
         for loop in (im, vmm, sched):
             loop.start()
             self._loops.append(loop)
@@ -215,6 +224,11 @@ class NebulaService(service.MultiService):
             port = await serverFromString(self.reactor, desc).listen(site)
             self.ports.append(port)
             log.info("XML-RPC API listening on {d} ({a})", d=desc, a=port.getHost())
+        if self.hm is not None:
+            try:
+                await self.hm.start_driver(self, self.ports[0], DRIVER_START_TIMEOUT)
+            except HookConfigError as e:
+                raise StartupError(f"HM_MAD: {e}") from None
         self.ready.callback(self)
 
     async def _stop(self):

@@ -91,6 +91,7 @@ class DispatchManager:
     def __init__(self, nebula, lcm):
         self.nebula = nebula
         self.lcm = lcm
+        self.hooks = []  # callables (vm) after each allocation (VM CREATE hooks, core/hm.py)
 
     def _find_network(self, user, nic):
         pool = self.nebula.vnpool
@@ -168,6 +169,8 @@ class DispatchManager:
         # oned.log only: creating <var>/<vid>/vm.log here would put a mkdir and a
         # file open on every allocation; the VM directory is made on deploy.
         self.nebula.vm_log(vm, "DiM", "I", "New VM state is PENDING", to_file=False)
+        for hook in self.hooks:
+            hook(vm)
         return vm
 
     async def deploy(self, vm, host):

@@ -45,6 +45,9 @@ class Requests(ImageRequests):
         self.dm = dm
         self.im = im
         self.version = version
+        #: callables (host, old_state, new_state) on host creation (old None) and
+        #: disable (HOST CREATE/DISABLE hooks, core/hm.py).
+        self.host_hooks = []
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class Requests(ImageRequests):
         except BaseException:
             pool.release_oid(oid)
             raise
+        for hook in self.host_hooks:
+            hook(host, None, host.state)
         if self.im is not None:
             self.im.monitor(host)
         return oid
@@ -213,9 +218,12 @@ class Requests(ImageRequests):
                 await self.nebula.hostpool.update(host)
                 if self.im is not None:
                     self.im.monitor(host)
-        else:
+        elif host.state != HOST_DISABLED:
+            old = host.state
             host.state = HOST_DISABLED
             await self.nebula.hostpool.update(host)
+            for hook in self.host_hooks:
+                hook(host, old, HOST_DISABLED)
         return hid
 
     def hostpool_info(self, actor):

@@ -1,0 +1,1 @@
+ft/host_error
