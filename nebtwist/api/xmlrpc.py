@@ -28,6 +28,7 @@ from twisted.internet import defer
 from twisted.web import xmlrpc
 
 from nebtwist.api.images import image_methods
+from nebtwist.core.groups import xmlrpc_table as groups_table
 from nebtwist.errors import APIError, INTERNAL, NebulaError
 from nebtwist.log import OneLogger
 
@@ -42,6 +43,7 @@ CDATA_THRESHOLD = 1024
 #: ``(requests, Signature) -> {method: (MessageName, [Signature, ...])}``.
 EXTRA_TABLES = []
 EXTRA_TABLES.append(image_methods)  # one.image.*, one.template.* (nebtwist.api.images)
+EXTRA_TABLES.append(groups_table)  # one.group.*, one.acl.*, chown/chmod (nebtwist.core.groups)
 
 
 class Signature:

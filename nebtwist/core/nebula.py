@@ -5,12 +5,13 @@ explicitly to every manager. It owns the pools (on the reactor thread) and
 answers the questions every front asks: who is this session, may this user
 use or manage this object.
 
-Authorization follows OpenNebula 3.4 in spirit (``src/authm/AuthManager.cc``,
-``include/PoolObjectSQL.h``): oneadmin (uid 0) and members of the oneadmin
-group (gid 0) may do everything; an object's owner may use and manage it;
-others may use it when its GROUP_U (same group) or OTHER_U bit is set. Hosts
-and users are managed by oneadmin only. Sessions are ``user:password``
-checked against the stored SHA1 hex of the password (3.4 ``core`` driver).
+Authorization follows OpenNebula 3.4 (``include/AuthRequest.h``,
+``src/acl/AclManager.cc``, ``include/PoolObjectAuth.h``; see
+:mod:`nebtwist.core.acl`): oneadmin (uid 0) and members of the oneadmin
+group (gid 0) may do everything; otherwise an object's nine permission bits
+(OWNER/GROUP/OTHER x USE/MANAGE/ADMIN) and the ACL rules decide. Sessions are
+``user:password`` checked against the stored SHA1 hex of the password (3.4
+``core`` driver), and trusted for SESSION_EXPIRATION_TIME seconds.
 """
 
 import hashlib
@@ -18,11 +19,13 @@ import os
 import secrets
 import time
 
+from nebtwist.core import acl as aclm
 from nebtwist.core import db as dbm
 from nebtwist.core.image import Image, VMTemplate
 from nebtwist.core.objects import (ONEADMIN_GROUP, USERS_GROUP, Group, Host, User,
                                    VirtualNetwork)
 from nebtwist.core.pool import Pool, VirtualMachinePool, VirtualNetworkPool
+from nebtwist.core.sessions import SessionCache
 from nebtwist.errors import AuthenticationError
 from nebtwist.log import OneLogger
 
@@ -105,6 +108,10 @@ class Nebula:
         self.datastore_location = config.get(
             "DATASTORE_LOCATION", os.path.join(self.var_dir, "datastores"))
         self._user_by_name = {}
+        #: ACL rules (``one.acl.*``), loaded by :meth:`open`.
+        self.acl = aclm.AclManager(database)
+        #: Sessions trusted for SESSION_EXPIRATION_TIME seconds (0: none).
+        self.sessions = SessionCache(clock, config.get_float("SESSION_EXPIRATION_TIME", 0.0))
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -137,6 +144,7 @@ class Nebula:
                 compile_expressions(vm, vm.template)
             except Exception:  # noqa: BLE001 - a stored VM keeps loading
                 log.warn("VM {vid}: stored REQUIREMENTS/RANK do not parse", vid=vm.oid)
+        await self.acl.load()
         self.reindex_users()
 
     async def close(self):
@@ -153,37 +161,65 @@ class Nebula:
         """The :class:`User` of a ``user:password`` session string.
 
         Split at the first ``:`` (``User::split_secret``); the password is
-        checked against the stored SHA1 hex.
+        checked against the stored SHA1 hex (3.4 ``core`` driver). A session
+        checked successfully is trusted for SESSION_EXPIRATION_TIME seconds
+        (:class:`~nebtwist.core.sessions.SessionCache`) unless its user is
+        deleted, disabled or changes password. ``public`` users cannot log
+        in directly (3.4).
 
-        :raises AuthenticationError: malformed, unknown user, disabled, or
-            wrong password.
+        :raises AuthenticationError: malformed, unknown user, disabled
+            (``ENABLED`` 0), ``public`` driver, or wrong password.
         """
         if not isinstance(session, str) or ":" not in session:
             raise AuthenticationError("User couldn't be authenticated, aborting call.")
+        user = self.sessions.lookup(session, self.userpool.objects)
+        if user is not None:
+            return user
         name, secret = session.split(":", 1)
         user = self._user_by_name.get(name)
-        if user is None or not user.enabled or user.password != sha1_hex(secret):
+        self.sessions.checks += 1
+        if (user is None or not user.enabled or user.auth_driver == "public"
+                or user.password != sha1_hex(secret)):
             raise AuthenticationError("User couldn't be authenticated, aborting call.")
+        self.sessions.remember(session, user)
         return user
 
     @staticmethod
     def is_admin(user):
-        """oneadmin or a member of the oneadmin group."""
-        return user.oid == 0 or user.gid == ONEADMIN_GROUP
+        """oneadmin (uid 0) or a member of the oneadmin group (gid 0)."""
+        return aclm.is_admin(user)
+
+    def authorize(self, user, op, obj):
+        """May ``user`` do ``op`` to ``obj``? (:func:`nebtwist.core.acl.authorize`)
+
+        :param op: ``"USE"``, ``"MANAGE"``, ``"ADMIN"`` or ``"CREATE"``.
+        :param obj: a pool object, or a type name (``"VM"``, ``"NET"``, ...)
+            for CREATE.
+        """
+        return aclm.authorize(self.acl, user, op, obj)
 
     def can_use(self, user, obj):
-        """May ``user`` see and use ``obj`` (owner, admin, GROUP_U, OTHER_U)?"""
-        if self.is_admin(user) or obj.uid == user.oid:
-            return True
-        p = obj.permissions
-        return bool(p[6] or (p[3] and obj.gid == user.gid))
+        """May ``user`` see and use ``obj``? Admins; the owner with OWNER_U;
+        its group's users with GROUP_U; anyone with OTHER_U; or an ACL rule
+        granting USE (3.4 ``AuthRequest``, ``AclManager::authorize``)."""
+        return aclm.authorize(self.acl, user, "USE", obj)
 
     def can_manage(self, user, obj):
-        """May ``user`` manage (act on, delete) ``obj`` (owner, admin, GROUP_M, OTHER_M)?"""
-        if self.is_admin(user) or obj.uid == user.oid:
-            return True
-        p = obj.permissions
-        return bool(p[7] or (p[4] and obj.gid == user.gid))
+        """May ``user`` manage (act on, delete) ``obj``? As :meth:`can_use`
+        with the ``_M`` bits and MANAGE rules."""
+        return aclm.authorize(self.acl, user, "MANAGE", obj)
+
+    def can_admin(self, user, obj):
+        """May ``user`` do administrative operations on ``obj`` (deploy,
+        migrate, change ADMIN bits)? As :meth:`can_use` with the ``_A`` bits
+        and ADMIN rules."""
+        return aclm.authorize(self.acl, user, "ADMIN", obj)
+
+    def can_create(self, user, kind):
+        """May ``user`` create objects of ``kind`` (``"VM"``, ``"NET"``,
+        ``"IMAGE"``, ``"TEMPLATE"``, ...)? Admins, or a CREATE rule (by default
+        ``@1 VM+NET+IMAGE+TEMPLATE/* CREATE``)."""
+        return aclm.authorize(self.acl, user, "CREATE", kind)
 
     # -- paths and logs -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ the managers, and return plain values (ids, XML strings). They raise
 from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROUP, RANGED,
                                    USERS_GROUP, Host, User)
 from nebtwist.core.dm import parse_template
+from nebtwist.core.groups import PermissionRequests
 from nebtwist.core.image import ImageRequests
 from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.vnet import build_vnet
@@ -31,7 +32,7 @@ def _name_ok(name, what):
         raise APIError(f"The {what} name {name!r} cannot contain blanks or ':'.")
 
 
-class Requests(ImageRequests):
+class Requests(ImageRequests, PermissionRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
@@ -117,7 +118,10 @@ class Requests(ImageRequests):
             group.users = [u for u in group.users if u != uid]
             group.touch()
             ops = self.nebula.grouppool.write_ops(group)
-        await self.nebula.userpool.remove(user, ops)
+        acl_ops, acl_done = self._acl_cleanup(uid=uid)
+        await self.nebula.userpool.remove(user, ops + acl_ops)
+        acl_done()
+        self.nebula.sessions.forget_user(uid)
         self.nebula.reindex_users()
         return uid
 
@@ -148,7 +152,9 @@ class Requests(ImageRequests):
         return pool.dump(users)
 
     def group_info(self, actor, gid):
-        """``<GROUP>`` (members of the group or oneadmin)."""
+        """``<GROUP>`` (members of the group or oneadmin; -1: the caller's group)."""
+        if gid == -1:
+            gid = actor.gid
         group = self.nebula.grouppool.get(gid)
         if not self.nebula.is_admin(actor) and actor.gid != gid:
             raise _denied(actor, "INFO", "GROUP", gid)
@@ -234,7 +240,8 @@ class Requests(ImageRequests):
     # -- virtual networks ------------------------------------------------------------------
 
     async def vn_allocate(self, actor, text, cluster_id=-1):
-        """Create a virtual network from a template; returns its id."""
+        """Create a virtual network from a template (CREATE NET); returns its id."""
+        self._check_create(actor, "NET")
         template = parse_template(text, "virtual network template")
         pool = self.nebula.vnpool
         oid = pool.reserve_oid()
@@ -281,7 +288,8 @@ class Requests(ImageRequests):
     # -- virtual machines ------------------------------------------------------------------
 
     async def vm_allocate(self, actor, text):
-        """Create a VM from a template; returns its id."""
+        """Create a VM from a template (CREATE VM); returns its id."""
+        self._check_create(actor, "VM")
         vm = await self.dm.allocate(actor, text)
         return vm.oid
 
@@ -293,10 +301,9 @@ class Requests(ImageRequests):
         return vm
 
     async def vm_deploy(self, actor, vid, hid):
-        """Deploy a PENDING VM on a host (oneadmin only)."""
-        self._admin(actor, "ADMIN", "VM", vid)
-        vm = self.nebula.vmpool.get(vid)
-        host = self.nebula.hostpool.get(hid)
+        """Deploy a PENDING VM on a host (ADMIN on the VM, MANAGE on the host:
+        oneadmin by default)."""
+        vm, host = self._vm_to_host(actor, vid, hid)
         await self.dm.deploy(vm, host)
         return vid
 
@@ -307,10 +314,9 @@ class Requests(ImageRequests):
         return vid
 
     async def vm_migrate(self, actor, vid, hid, live):
-        """Migrate a RUNNING VM to another host (oneadmin only)."""
-        self._admin(actor, "ADMIN", "VM", vid)
-        vm = self.nebula.vmpool.get(vid)
-        host = self.nebula.hostpool.get(hid)
+        """Migrate a RUNNING VM to another host (ADMIN on the VM, MANAGE on
+        the host: oneadmin by default)."""
+        vm, host = self._vm_to_host(actor, vid, hid)
         await self.dm.migrate(vm, host, bool(live))
         return vid
 
