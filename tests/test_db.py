@@ -779,3 +779,20 @@ class OnedbCommandTests(unittest.TestCase):
                               capture_output=True, text=True, timeout=60, check=False)
         self.assertEqual((done.returncode, done.stdout), (1, ""))
         self.assertEqual(done.stderr, f"onedb: {self.path}: no such database file\n")
+
+    async def test_upgrade_stops_when_backup_fails(self):
+        """No backup, no upgrade: the error says so and the schema is untouched."""
+        await self.make_db()
+        self.patch(dbm, "SCHEMA_VERSION", dbm.SCHEMA_VERSION + 1)
+        target = os.path.join(self.location, "no", "such", "dir", "backup")
+        status, _, err = await self.onedb("upgrade", "-b", target)
+        self.assertEqual(status, 1)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("nothing was changed (onedb upgrade --no-backup skips the backup)", err)
+        status, out, _ = await self.onedb("version")
+        self.assertIn(f"Database: {dbm.SCHEMA_VERSION - 1} (", out)
+        self.assertIn("Status:   upgrade needed: stop nebtwist and run 'onedb upgrade'", out)
+        status, out, err = await self.onedb("upgrade", "--no-backup")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn(f"to {dbm.SCHEMA_VERSION} by onedb.", out)
+        self.assertFalse(os.path.exists(self.path + ".bck"))

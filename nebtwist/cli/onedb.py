@@ -330,7 +330,11 @@ async def do_upgrade(ctx, database):
             if args.backup:
                 raise OnedbError(f"File {path} exists, upgrade aborted. Use -f to overwrite.")
             path += "." + datetime.datetime.now().strftime("%Y%m%d%H%M%S")
-        backup(database, path, ctx.environ)
+        try:
+            backup(database, path, ctx.environ)
+        except OnedbError as e:
+            raise OnedbError(f"{e}; nothing was changed (onedb upgrade --no-backup skips "
+                             f"the backup)") from None
         ctx.out(f"{_label(database)} backup stored in {path}")
         ctx.out("Use 'onedb restore' to go back to it.")
         ctx.out("")
