@@ -26,7 +26,7 @@ gives the reason). Columns and short names follow 3.4's
 ``oneimage_helper.rb`` and ``Image.rb``.
 """
 
-from nebtwist.cli import common
+from nebtwist.cli import common, ownership
 from nebtwist.cli.common import Column, integer, text
 
 #: IMAGE STATE values: long names (show) and list names (3.4 Image.rb).
@@ -180,6 +180,7 @@ def configure(subparsers):
                              "Replace the template of an image")
     sub.add_argument("image", help="image id or name")
     sub.add_argument("file", help="template file")
+    ownership.add_commands(subparsers, "image", "image", resolve_image)  # chown, chgrp, chmod
 
 
 def main(argv=None, stdout=None, stderr=None, environ=None):

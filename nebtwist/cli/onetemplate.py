@@ -14,7 +14,7 @@ A stored template is a VM template (NAME, CPU, MEMORY, DISK = [ IMAGE =
 given, and prints ``VM ID: <id>`` as 3.4 does.
 """
 
-from nebtwist.cli import common
+from nebtwist.cli import common, ownership
 from nebtwist.cli.common import Column, integer, text
 from nebtwist.cli.oneimage import print_permissions
 
@@ -115,6 +115,7 @@ def configure(subparsers):
     sub.add_argument("-n", "--name", default=None, help="name of the new VM")
     sub.add_argument("--hold", action="store_true", default=False,
                      help="create the VM on hold (not scheduled until released)")
+    ownership.add_commands(subparsers, "template", "template", resolve_template)
 
 
 def main(argv=None, stdout=None, stderr=None, environ=None):

@@ -7,11 +7,15 @@ Subcommands::
     oneuser list
     oneuser show <id|name>
     oneuser passwd <id|name> <password>
+    oneuser chgrp <id|name> <group id|name>
+    oneuser chauth <id|name> <driver> [<password>]
+    oneuser enable|disable <id|name>
 
 Passwords are sent as typed; the server stores their SHA1.
 """
 
 from nebtwist.cli import common
+from nebtwist.cli.ownership import resolve_group
 from nebtwist.cli.common import Column, integer, text
 
 #: Columns of ``oneuser list`` (the 1.4 layout).
@@ -37,6 +41,27 @@ def do_delete(ctx, args):
 def do_passwd(ctx, args):
     """``oneuser passwd``: change a user's password."""
     ctx.call("one.user.passwd", common.resolve_user(ctx, args.user), args.password)
+
+
+def do_chgrp(ctx, args):
+    """``oneuser chgrp``: move a user to another group (one.user.chgrp)."""
+    ctx.call("one.user.chgrp", common.resolve_user(ctx, args.user),
+             resolve_group(ctx, args.group))
+
+
+def do_chauth(ctx, args):
+    """``oneuser chauth``: set a user's auth driver (and password)."""
+    ctx.call("one.user.chauth", common.resolve_user(ctx, args.user), args.driver,
+             args.password or "")
+
+
+def make_enable(enable):
+    """``oneuser enable|disable``: one.user.enable (a disabled user cannot log in)."""
+
+    def do_enable(ctx, args):
+        ctx.call("one.user.enable", common.resolve_user(ctx, args.user), enable)
+
+    return do_enable
 
 
 def do_list(ctx, args):
@@ -84,6 +109,18 @@ def configure(subparsers):
     common.add_command(subparsers, "list", do_list, "List the users", xml=True)
     sub = common.add_command(subparsers, "show", do_show, "Show a user", xml=True)
     sub.add_argument("user", help="user id or name")
+    sub = common.add_command(subparsers, "chgrp", do_chgrp, "Move a user to another group")
+    sub.add_argument("user", help="user id or name")
+    sub.add_argument("group", help="group id or name")
+    sub = common.add_command(subparsers, "chauth", do_chauth,
+                             "Set a user's authentication driver (and password)")
+    sub.add_argument("user", help="user id or name")
+    sub.add_argument("driver", help="auth driver: core, public, ssh, x509, ...")
+    sub.add_argument("password", nargs="?", default="", help="new password or secret")
+    for name, enable, help_text in (("enable", True, "Enable a user"),
+                                    ("disable", False, "Disable a user (it cannot log in)")):
+        sub = common.add_command(subparsers, name, make_enable(enable), help_text)
+        sub.add_argument("user", help="user id or name")
 
 
 def main(argv=None, stdout=None, stderr=None, environ=None):

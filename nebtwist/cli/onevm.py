@@ -11,13 +11,14 @@ Subcommands::
     onevm show <vm>
     onevm history <vm>
     onevm top [filter] [-d SECONDS] [-n COUNT]
+    onevm chown <vm> <user> [<group>] | chgrp <vm> <group> | chmod <vm> <octet>
 
 ``<vm>`` is a VM id (or the name of a VM that is not DONE).  Actions use
 the 3.4 call ``one.vm.action(session, action, id)``.  ``list`` shows every
 VM the user may see except DONE ones.
 """
 
-from nebtwist.cli import common
+from nebtwist.cli import common, ownership
 from nebtwist.cli.common import Column, integer, text
 
 #: VM STATE names and short names (3.4).
@@ -274,6 +275,7 @@ def configure(subparsers):
                      help="a|all (default), m|mine, g|group, or a user id or name")
     sub.add_argument("-d", "--delay", type=float, default=5.0, help="seconds between refreshes")
     sub.add_argument("-n", "--count", type=int, default=0, help="refreshes (0: until Ctrl-C)")
+    ownership.add_commands(subparsers, "vm", "VM", resolve_vm)  # chown, chgrp, chmod
 
 
 def main(argv=None, stdout=None, stderr=None, environ=None):

@@ -6,11 +6,12 @@ Subcommands::
     onevnet delete <id|name>
     onevnet list [a|all|m|mine|g|group|<uid>|<user name>]
     onevnet show <id|name>
+    onevnet chown <id|name> <user> [<group>] | chgrp <id|name> <group> | chmod <id|name> <octet>
 
 ``list`` defaults to every network the user may see (filter -2).
 """
 
-from nebtwist.cli import common
+from nebtwist.cli import common, ownership
 from nebtwist.cli.common import Column, integer, text
 
 #: VNET TYPE values: long names (show) and list names.
@@ -133,6 +134,7 @@ def configure(subparsers):
                      help="a|all (default), m|mine, g|group, or a user id or name")
     sub = common.add_command(subparsers, "show", do_show, "Show a virtual network", xml=True)
     sub.add_argument("vnet", help="network id or name")
+    ownership.add_commands(subparsers, "vn", "virtual network", resolve_vnet)
 
 
 def main(argv=None, stdout=None, stderr=None, environ=None):

@@ -48,11 +48,14 @@ from collections import namedtuple
 
 from lxml import etree
 
-from nebtwist.core import db as dbm
 from nebtwist.errors import ActionError, APIError, NoSuchObject
-from nebtwist.log import OneLogger
 
-log = OneLogger("ACL")
+
+def _dbm():
+    # Imported on use: the ``oneacl`` command needs the encoding, not the database.
+    from nebtwist.core import db
+
+    return db
 
 INDIVIDUAL_ID = 0x100000000
 GROUP_ID = 0x200000000
@@ -387,10 +390,12 @@ class AclManager:
             return
         for user, resource, rights in DEFAULT_RULES:
             await self.add_rule(user, resource, rights)
-        log.info("Bootstrapped the default ACL rules")
+        from nebtwist.log import OneLogger
+
+        OneLogger("ACL").info("Bootstrapped the default ACL rules")
 
     def _row_ops(self, rule):
-        return [dbm.upsert(self.TABLE, {"oid": rule.oid},
+        return [_dbm().upsert(self.TABLE, {"oid": rule.oid},
                            {"usr": rule.user, "resource": rule.resource, "rights": rule.rights})]
 
     def _add(self, rule):
@@ -430,7 +435,7 @@ class AclManager:
         oid = self.last_oid + 1
         rule = AclRule(oid, user, resource, rights)
         await self.db.run(self._row_ops(rule) + [
-            dbm.upsert("pool_control", {"tablename": self.TABLE}, {"last_oid": oid})])
+            _dbm().upsert("pool_control", {"tablename": self.TABLE}, {"last_oid": oid})])
         self.last_oid = max(self.last_oid, oid)
         self._add(rule)
         return rule
@@ -448,7 +453,7 @@ class AclManager:
         :raises NoSuchObject: no such rule.
         """
         rule = self.get(oid)
-        await self.db.run([dbm.delete(self.TABLE, oid=oid)])
+        await self.db.run([_dbm().delete(self.TABLE, oid=oid)])
         self._forget(rule)
         return rule
 
@@ -469,7 +474,7 @@ class AclManager:
 
     def delete_ops(self, rules):
         """Statements deleting ``rules`` (run them, then call :meth:`forget`)."""
-        return [dbm.delete(self.TABLE, oid=r.oid) for r in rules]
+        return [_dbm().delete(self.TABLE, oid=r.oid) for r in rules]
 
     def forget(self, rules):
         """Drop ``rules`` from memory once their deletion is committed."""
