@@ -399,21 +399,39 @@ class ManagerTests(unittest.TestCase):
         self.assertEqual(host.state, 0)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
-    async def test_hook_waits_for_the_driver_to_start(self):
-        """Hooks fired before the HM driver answered INIT are sent once it has."""
+    async def test_held_hooks_run_once_released(self):
+        """hold=True: hooks fired before the HM driver started are sent after release()."""
         core = await Core.make(self)
         reactor = FakeProcessReactor()
         mad = HookMad(reactor, "hm", "/opt/hm")
         hm = HookManager(core.nebula, mad, [parse_hook("VM", {"ON": "CREATE",
-                                                              "COMMAND": "/c"})])
+                                                              "COMMAND": "/c"})], hold=True)
         hm.attach(dm=core.dm)
         vm = await core.dm.allocate(core.admin, SMALL_VM)
-        self.assertEqual(reactor.spawned, [])
         mad.startService()
         self.addCleanup(stop_fake_mad, mad, reactor)
         child = reactor.spawned[0].transport
         child.child_says(b"INIT SUCCESS\n")
+        self.assertEqual(child.written_lines, ["INIT"])
+        hm.release()
         self.assertEqual(child.written_lines[-1], f"EXECUTE {vm.oid} hook0 LOCAL /c -")
+        child.child_says(f"EXECUTE SUCCESS {vm.oid} hook0: done\n".encode())
+        await hm.idle()
+        vm2 = await core.dm.allocate(core.admin, SMALL_VM)  # now at once
+        self.assertEqual(child.written_lines[-1], f"EXECUTE {vm2.oid} hook0 LOCAL /c -")
+        child.child_says(f"EXECUTE SUCCESS {vm2.oid} hook0: done\n".encode())
+
+    async def test_driver_down_fails_at_once(self):
+        core = await Core.make(self)
+        mad = HookMad(FakeProcessReactor(), "hm", "/opt/hm")  # never started
+        hm = HookManager(core.nebula, mad, [parse_hook("VM", {"ON": "CREATE",
+                                                              "COMMAND": "/c"})])
+        log = CapturedLog(self)
+        hm.attach(dm=core.dm)
+        vm = await core.dm.allocate(core.admin, SMALL_VM)
+        await hm.idle()
+        self.assertEqual(log.texts("error"), [
+            f"VM {vm.oid}: Error executing Hook: hook0: driver hm is not running (stopped)"])
 
 
 class EnvironmentTests(unittest.TestCase):
@@ -518,3 +536,81 @@ class EventTableTests(unittest.TestCase):
         self.assertEqual(HOST_EVENTS, {"CREATE": None, "ERROR": HOST_ERROR,
                                        "DISABLE": HOST_DISABLED})
 
+
+
+def load_host_error():
+    """The shipped hooks/ft/host_error program, loaded as a module."""
+    from importlib.machinery import SourceFileLoader
+    from importlib.util import module_from_spec, spec_from_loader
+
+    path = paths.shipped("hooks", "ft", "host_error")
+    loader = SourceFileLoader("host_error_hook", path)
+    module = module_from_spec(spec_from_loader("host_error_hook", loader))
+    loader.exec_module(module)
+    return module
+
+
+class HostErrorScriptTests(unittest.TestCase):
+    """hooks/ft/host_error: arguments and which VMs it picks (the API calls are
+    tested end to end in tests/test_hooks.py)."""
+
+    POOL = """<VM_POOL>
+      <VM><ID>1</ID><STATE>3</STATE><HISTORY_RECORDS><HISTORY><HOSTNAME>a</HOSTNAME>
+        </HISTORY></HISTORY_RECORDS></VM>
+      <VM><ID>2</ID><STATE>5</STATE><HISTORY_RECORDS><HISTORY><HOSTNAME>a</HOSTNAME>
+        </HISTORY></HISTORY_RECORDS></VM>
+      <VM><ID>3</ID><STATE>3</STATE><HISTORY_RECORDS><HISTORY><HOSTNAME>b</HOSTNAME>
+        </HISTORY></HISTORY_RECORDS></VM>
+      <VM><ID>4</ID><STATE>3</STATE><HISTORY_RECORDS>
+        <HISTORY><HOSTNAME>a</HOSTNAME></HISTORY><HISTORY><HOSTNAME>b</HOSTNAME></HISTORY>
+        </HISTORY_RECORDS></VM>
+      <VM><ID>5</ID><STATE>1</STATE><HISTORY_RECORDS><HISTORY><HOSTNAME>a</HOSTNAME>
+        </HISTORY></HISTORY_RECORDS></VM>
+      <VM><ID>6</ID><STATE>7</STATE><HISTORY_RECORDS><HISTORY><HOSTNAME>a</HOSTNAME>
+        </HISTORY></HISTORY_RECORDS></VM>
+      <VM><ID>7</ID><STATE>1</STATE><HISTORY_RECORDS/></VM>
+      <VM><ID>0</ID><STATE>3</STATE><HISTORY_RECORDS><HISTORY><HOSTNAME>a</HOSTNAME>
+        </HISTORY></HISTORY_RECORDS></VM>
+    </VM_POOL>"""
+
+    def setUp(self):
+        self.hook = load_host_error()
+
+    def test_selection(self):
+        """ACTIVE VMs whose last history names the host; SUSPENDED ones with y."""
+        self.assertEqual(self.hook.vms_on(self.POOL, "a", False), [0, 1])
+        self.assertEqual(self.hook.vms_on(self.POOL, "a", True), [0, 1, 2])
+        self.assertEqual(self.hook.vms_on(self.POOL, "b", False), [3, 4])
+        self.assertEqual(self.hook.vms_on(self.POOL, "c", True), [])
+
+    def test_arguments(self):
+        self.assertEqual(self.hook.parse_args(["3"]), (3, "-r", False))
+        self.assertEqual(self.hook.parse_args(["3", "-d", "y"]), (3, "-d", True))
+        self.assertEqual(self.hook.parse_args(["3", "-r", "N"]), (3, "-r", False))
+        for bad, message in [([], "usage"), (["x"], "host id must be a number"),
+                             (["3", "-x"], "mode must be -r or -d"),
+                             (["3", "-r", "maybe"], "must be y or n"),
+                             (["1", "-r", "n", "extra"], "usage")]:
+            with self.assertRaises(ValueError) as cm:
+                self.hook.parse_args(bad)
+            self.assertIn(message, str(cm.exception))
+
+    def test_bad_arguments_exit_2(self):
+        import io
+
+        err = io.StringIO()
+        self.assertEqual(self.hook.main(["nope"], out=io.StringIO(), err=err), 2)
+        self.assertIn("host id must be a number", err.getvalue())
+
+    def test_unreachable_daemon_exit_2(self):
+        import io
+
+        auth = os.path.abspath(self.mktemp())
+        with open(auth, "w") as f:
+            f.write("oneadmin:pw\n")
+        err = io.StringIO()
+        old = dict(os.environ)
+        self.addCleanup(lambda: (os.environ.clear(), os.environ.update(old)))
+        os.environ.update(ONE_AUTH=auth, ONE_XMLRPC="http://127.0.0.1:1/RPC2")
+        self.assertEqual(self.hook.main(["0", "-r", "n"], out=io.StringIO(), err=err), 2)
+        self.assertIn("host 0: Cannot connect to http://127.0.0.1:1/RPC2", err.getvalue())

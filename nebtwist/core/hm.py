@@ -88,9 +88,6 @@ VM_EVENT_ALIASES = {"FAILURE": "FAILED"}
 #: Host hook ON -> the host state it fires on entering (None: at allocation).
 HOST_EVENTS = {"CREATE": None, "ERROR": HOST_ERROR, "DISABLE": HOST_DISABLED}
 
-#: Seconds a hook waits for the HM driver to be (re)started before failing.
-DRIVER_WAIT = 60.0
-
 
 class HookConfigError(ValueError):
     """A VM_HOOK or HOST_HOOK vector that cannot be used (the message says why)."""
@@ -260,18 +257,21 @@ class HookManager:
         (:class:`~nebtwist.mad.HookMad`, or a fake in tests).
     :param hooks: list of :class:`Hook` (default: :func:`hooks_from_config`
         of ``nebula.config``).
+    :param hold: True to keep the hooks fired until :meth:`release` is
+        called (the daemon's HM driver starts after the API listens).
 
     Subscribe it with :meth:`attach`. Its callbacks never raise: a failing
     hook is only logged.
     """
 
-    def __init__(self, nebula, driver, hooks=None):
+    def __init__(self, nebula, driver, hooks=None, hold=False):
         self.nebula = nebula
         self.driver = driver
         self.hooks = hooks_from_config(nebula.config) if hooks is None else list(hooks)
         # Last settled (not MONITORING) state of each host, for ERROR hooks.
         self._settled = {h.oid: h.state for h in nebula.hostpool if h.state != HOST_MONITORING}
         self._running = set()
+        self._held = [] if hold else None
         for hook in self.hooks:
             log.info("Hook {name} on {kind} {on}: {command} {args}", name=hook.name,
                      kind=hook.kind, on=hook.on, command=hook.command, args=hook.arguments)
@@ -350,9 +350,20 @@ class HookManager:
 
     def _start(self, hook, obj, host, vm):
         args = hook.expand(obj)
+        if self._held is not None:
+            self._held.append((hook, obj.oid, host, args, vm))
+            return
         d = defer.ensureDeferred(self._run(hook, obj.oid, host, args, vm))
         self._running.add(d)
         d.addBoth(lambda _: self._running.discard(d))
+
+    def release(self):
+        """Run the hooks held so far (see ``hold``), and from now on at once."""
+        held, self._held = self._held or [], None
+        for hook, oid, host, args, vm in held:
+            d = defer.ensureDeferred(self._run(hook, oid, host, args, vm))
+            self._running.add(d)
+            d.addBoth(lambda _, d=d: self._running.discard(d))
 
     async def _run(self, hook, oid, host, args, vm):
         what = f"{'VM' if vm is not None else 'Host'} {oid}"
@@ -360,16 +371,9 @@ class HookManager:
         log.debug("{what}: executing hook {name} on {where}", what=what, name=hook.name,
                   where=where)
         try:
-            started = getattr(self.driver, "started", None)
-            if started is not None:
-                d = started()
-                d.addTimeout(DRIVER_WAIT, self.nebula.clock)
-                await d
             output = await self.driver.execute(oid, hook.name, host, hook.command, args)
-        except (DriverError, defer.TimeoutError) as e:
-            message = getattr(e, "message", None) or str(e) or e.__class__.__name__
-            if isinstance(e, defer.TimeoutError):
-                message = f"the hook driver did not start within {DRIVER_WAIT:g} s"
+        except DriverError as e:
+            message = e.message or e.__class__.__name__
             text = f"Error executing Hook: {hook.name}: {message}"
             log.error("{what}: {text}", what=what, text=text)
             if vm is not None:
@@ -405,6 +409,8 @@ class HookManager:
         :param parent: the ``MultiService`` that owns (and stops) the driver.
         :param port: the API's listening TCP port (``IListeningPort``).
         :param timeout: seconds to wait for ``INIT SUCCESS``.
+        Hooks fired before (held) run once it has started.
+
         :raises HookConfigError: the driver did not start in time.
         """
         drv = self.driver
@@ -417,6 +423,7 @@ class HookManager:
         except defer.TimeoutError:
             raise HookConfigError(f"driver {drv.name} ({drv.executable}) did not start "
                                   f"within {timeout:g} s; see the log above") from None
+        self.release()
 
 
 def build_hook_manager(nebula, reactor, env):
@@ -449,4 +456,4 @@ def build_hook_manager(nebula, reactor, env):
         raise HookConfigError(str(e)) from None
     if not os.access(drv.executable, os.X_OK):
         raise HookConfigError(f"executable {drv.executable} not found or not executable")
-    return HookManager(nebula, drv)
+    return HookManager(nebula, drv, hold=True)
