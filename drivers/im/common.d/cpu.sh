@@ -21,9 +21,11 @@ sample() {
     awk '/^cpu / { t = 0; for (i = 2; i <= NF && i <= 9; i++) t += $i;
                    print t, $5 + $6; exit }' /proc/stat
 }
+# shellcheck disable=SC2046  # two numbers, split on purpose
 set -- $(sample)
 t1=$1 i1=$2
 sleep 0.5 2>/dev/null || sleep 1
+# shellcheck disable=SC2046  # two numbers, split on purpose
 set -- $(sample)
 t2=$1 i2=$2
 
