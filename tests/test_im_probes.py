@@ -154,6 +154,31 @@ class RunProbesTests(TestCase):
         self.assertEqual(set(info), PROBE_KEYS)
         self.assertEqual(info["HYPERVISOR"], "xen")
 
+    def test_xen_dom0_totals(self):
+        """On a Xen dom0, xen.sh's totals from ``xl info`` (the machine's, not
+        dom0's /proc view) win, as the core keeps a repeated name's last value."""
+        bin_dir = os.path.abspath(self.mktemp())
+        os.makedirs(bin_dir)
+        xl = os.path.join(bin_dir, "xl")
+        with open(xl, "w") as f:
+            f.write("#!/bin/sh\n[ \"$1\" = info ] || exit 1\ncat <<'END'\n"
+                    "host                   : xen01\n"
+                    "nr_cpus                : 16\n"
+                    "cpu_mhz                : 2400\n"
+                    "total_memory           : 65442\n"
+                    "free_memory            : 40000\n"
+                    "xen_major              : 4\n"
+                    "END\n")
+        os.chmod(xl, 0o755)
+        out = subprocess.run([RUN_PROBES, "xen"], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, PATH=bin_dir + os.pathsep + os.environ["PATH"]))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        info = Template.parse_monitoring(out.stdout)
+        self.assertEqual(
+            [info.get_str(k) for k in ("TOTALCPU", "CPUSPEED", "TOTALMEMORY", "FREEMEMORY",
+                                       "USEDMEMORY", "HYPERVISOR")],
+            ["1600", "2400", str(65442 * 1024), str(40000 * 1024), str(25442 * 1024), "xen"])
+
     def test_core_fills_host_share(self):
         """The output, read as the core reads it, fills HOST_SHARE's fields."""
         info = Template.parse_monitoring(run_probes("kvm").stdout)
