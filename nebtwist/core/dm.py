@@ -11,6 +11,7 @@ a full network) creates nothing.
 from nebtwist.core.image import ImageClaim
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import PENDING, REASON_STOP_RESUME, VirtualMachine, int_to_ip
+from nebtwist.core.variables import expand_vm
 from nebtwist.core.vnet import acquire_lease, release_lease
 from nebtwist.errors import APIError, ActionError, AuthorizationError, NoSuchObject
 from nebtwist.expr import ExpressionSyntaxError, compile_rank, compile_requirements
@@ -139,7 +140,6 @@ class DispatchManager:
             vm = VirtualMachine(oid, name, user.oid, user.gid, user.name,
                                 group.name if group else "", None, template,
                                 state=PENDING, stime=now)
-            compile_expressions(vm, template)
             ops = []
             prefix = self.nebula.config.get("MAC_PREFIX")
             for nic in template.get_all("NIC"):
@@ -159,6 +159,8 @@ class DispatchManager:
             for vnet in {v.oid: v for v, _ in taken}.values():
                 ops += pool_lease_ops(self.nebula, vnet, [ls for v, ls in taken if v is vnet])
             ops += claim.take(user, vm)  # DISK=[IMAGE=..]/[IMAGE_ID=..] (core/image.py)
+            expand_vm(self.nebula, user, vm)  # $VARIABLES in CONTEXT and REQUIREMENTS
+            compile_expressions(vm, template)
             await pool.insert(vm, ops)
         except BaseException:
             claim.undo()

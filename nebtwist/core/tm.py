@@ -8,6 +8,7 @@ and disk ``i`` lives at ``<host>:<VM_DIR>/disk.i``::
     LN    tm_dummy frontend:/srv/images/shared.img   host01:/var/.../0/7/disk.1
     MKSWAP tm_dummy 1024 host01:/var/.../0/7/disk.2
     MKIMAGE tm_dummy 512 ext3 host01:/var/.../0/7/disk.3
+    CONTEXT tm_dummy /var/lib/one/7/context.sh /srv/init.sh host01:/var/.../0/7/disk.4
     DELETE tm_dummy host01:/var/.../0/7
 
 Scripts are written to the VM's front-end directory as
@@ -20,6 +21,7 @@ import socket
 
 from twisted.internet import defer
 
+from nebtwist.core.context import context_line, write_context
 from nebtwist.errors import DriverError
 
 
@@ -104,7 +106,16 @@ class TransferManager:
         return drv.transfer(vm.oid, path)
 
     def prolog(self, vm):
-        """Copy the VM's disks to its host; Deferred (errback DriverError)."""
+        """Copy the VM's disks and context to its host; Deferred (errback DriverError).
+
+        ``context.sh`` and ``context.iso`` are written first
+        (:func:`nebtwist.core.context.write_context`); a missing FILES entry
+        fails the prolog.
+        """
+        try:
+            write_context(self.nebula, vm)
+        except DriverError as e:
+            return defer.fail(e)
         return self._run(vm, "prolog", self.prolog_lines(vm))
 
     def epilog(self, vm):
