@@ -3,12 +3,14 @@ it, the ISO image as pycdlib reads it back, the prolog's CONTEXT line, a
 failing prolog, and a whole daemon (real dummy drivers) taking a VM with two
 NICs and FILES to RUNNING with the expanded values in its image."""
 
+import base64
 import io
 import os
 import shutil
 import subprocess
 
 import pycdlib
+from lxml import etree
 from twisted.trial import unittest
 
 from nebtwist.core.context import (CONTEXT_ISO, CONTEXT_SH, HEADER, ContextError, build_iso,
@@ -21,7 +23,7 @@ from nebtwist.testing import start_nebula
 
 from tests.test_lcm import Core
 from tests.test_xmlrpc_api import (ADMIN, RUNNING, add_user, assert_failure, ok, pool_ids,
-                                   wait_host_monitored, wait_vm, xml)
+                                   wait_for, wait_host_monitored, wait_vm, xml)
 
 SH = shutil.which("sh")
 
@@ -359,6 +361,30 @@ class DaemonTests(unittest.TestCase):
                                      f"node2:{root.findtext('HISTORY_RECORDS/HISTORY/VM_DIR')}"
                                      "/disk.1")
         # The dummy TM refuses unknown commands: RUNNING means it took the line.
+
+    async def test_image_variable(self):
+        """$IMAGE[ATTR, IMAGE="name"] reads the image pool (nebtwist.core.image)."""
+        neb = await start_nebula(self)
+        src = os.path.abspath(self.mktemp())
+        with open(src, "wb") as f:
+            f.write(b"\0" * 4096)
+        iid = await ok(neb, "one.image.allocate",
+                       f'NAME = "tty"\nPATH = {src}\nDESCRIPTION = "tiny linux"\n', 1)
+
+        async def ready():
+            return xml(await ok(neb, "one.image.info", iid)).findtext("STATE") == "1"
+
+        await wait_for(ready, "the image to be READY")
+        vid = await ok(neb, "one.vm.allocate", f"""
+            DISK = [ IMAGE = "tty" ]
+            CONTEXT = [ DESC = "$IMAGE[DESCRIPTION, IMAGE=\\"tty\\"]",
+                        BYID = "$IMAGE[NAME, IMAGE_ID={iid}]",
+                        XML = "$IMAGE[TEMPLATE, IMAGE=\\"tty\\"]" ]
+            """)
+        ctx = xml(await ok(neb, "one.vm.info", vid)).find("TEMPLATE/CONTEXT")
+        self.assertEqual((ctx.findtext("DESC"), ctx.findtext("BYID")), ("tiny linux", "tty"))
+        image_xml = etree.fromstring(base64.b64decode(ctx.findtext("XML")))
+        self.assertEqual((image_xml.tag, image_xml.findtext("ID")), ("IMAGE", str(iid)))
 
     async def test_refused_and_failed(self):
         """Bad variable syntax: 0x1000 and nothing created; FILES from a
