@@ -510,14 +510,23 @@ class AclManager:
         ``oid``/``ogid`` -1 when there is no object (CREATE) or no group.
         """
         type_bit = TYPES[kind]
+        key = (uid, gid, type_bit, right)
+        rules = self._cache.get(key)
+        if rules is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            # The user's rules that grant this right on this type, once per change.
+            rules = self._cache[key] = tuple(
+                r for r in self.rules_for(uid, gid)
+                if r.rights & right == right and r.resource & type_bit)
+        if not rules:
+            return False
         all_req = type_bit | ALL_ID
         oid_mask = type_bit | INDIVIDUAL_ID | ID_MASK
         gid_mask = type_bit | GROUP_ID | ID_MASK
         oid_req = type_bit | INDIVIDUAL_ID | oid if oid >= 0 else -1
         gid_req = type_bit | GROUP_ID | ogid if ogid >= 0 else -1
-        for rule in self.rules_for(uid, gid):
-            if rule.rights & right != right:
-                continue
+        for rule in rules:
             res = rule.resource
             if (res & all_req == all_req or res & gid_mask == gid_req
                     or res & oid_mask == oid_req):
