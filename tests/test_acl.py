@@ -258,9 +258,10 @@ class MatchingTests(unittest.TestCase):
         """A MANAGE rule does not give USE or ADMIN; USE+ADMIN gives both, not MANAGE."""
         acl = await self._acl("* NET/* MANAGE", "#8 NET/* USE+ADMIN")
         net = vnet([0] * 9)
-        self.assertEqual([authorize(acl, user(7, 1), op, net) for op in ("USE", "MANAGE", "ADMIN")],
+        ops = ("USE", "MANAGE", "ADMIN")
+        self.assertEqual([authorize(acl, user(7, 1), op, net) for op in ops],
                          [False, True, False])
-        self.assertEqual([authorize(acl, user(8, 1), op, net) for op in ("USE", "MANAGE", "ADMIN")],
+        self.assertEqual([authorize(acl, user(8, 1), op, net) for op in ops],
                          [True, True, True])
 
     async def test_create(self):

@@ -139,7 +139,8 @@ class GroupTests(TestCase):
         self.assertEqual(await ok(neb, "one.user.chgrp", helen, gid), helen)
         user = await ok(neb, "one.user.info", helen)
         self.assertEqual(schema_errors(user), [])
-        self.assertEqual((xml(user).findtext("GID"), xml(user).findtext("GNAME")), (str(gid), "dev"))
+        self.assertEqual((xml(user).findtext("GID"), xml(user).findtext("GNAME")),
+                         (str(gid), "dev"))
         self.assertEqual(group_users(await ok(neb, "one.group.info", gid)), [helen])
         self.assertEqual(group_users(await ok(neb, "one.group.info", 1)), [bob])
         # The user sees its new group as its own (-1) and in the pool.
