@@ -18,7 +18,7 @@ from nebtwist.core.hm import (HOST_EVENTS, VM_EVENTS, Hook, HookConfigError, Hoo
                               resolve_command)
 from nebtwist.core.im import InformationManager
 from nebtwist.core.objects import (ACTIVE, DONE, EPILOG, FAILED, HOST_DISABLED, HOST_ERROR,
-                                   HOST_MONITORED, LCM_INIT, PROLOG, RUNNING)
+                                   HOST_MONITORED, LCM_INIT, PROLOG, RUNNING, STOPPED)
 from nebtwist.errors import DriverCrashed, DriverError
 from nebtwist.fakes import FakeHookDriver, FakeInformationDriver
 from nebtwist.interfaces import IHookDriver
@@ -292,6 +292,20 @@ class ManagerTests(unittest.TestCase):
         self.assertIn(f"VM {vm.oid}: Success executing Hook: done: ok", ok)
         with open(os.path.join(core.nebula.vm_dir(vm.oid), "vm.log")) as f:
             self.assertIn("[HKM][I]: Success executing Hook: running: ok", f.read())
+
+    async def test_stop(self):
+        """STOP fires on STOPPED; EPILOG_STOP is not EPILOG, so no SHUTDOWN hook."""
+        core = await self.make([("VM", {"NAME": on.lower(), "ON": on, "COMMAND": "/r",
+                                        "ARGUMENTS": "$VMID"})
+                                for on in ("STOP", "SHUTDOWN", "DONE")])
+        vm = await self.running(await core.host("h0"))
+        await core.dm.action(vm, "stop")
+        core.vmmd.last("save").succeed()
+        await self.settle()
+        core.tmd.last("transfer").succeed()
+        await self.settle()
+        self.assertEqual((vm.state, vm.lcm_state), (STOPPED, LCM_INIT))
+        self.assertEqual(self.fired(), [("stop", vm.oid, None, str(vm.oid))])
 
     async def test_failed(self):
         core = await self.make([("VM", {"NAME": "f", "ON": "FAILED", "COMMAND": "/f",

@@ -282,7 +282,8 @@ class FaultToleranceTests(HookTestCase):
         self.down("hostA")
         await self.wait_host(a, HOST_ERROR)
         for vid in vids:
-            await wait_for(lambda: self._last_host(vid), f"VM {vid} on hostB", timeout=30)
+            await wait_for(lambda vid=vid: self._last_host(vid), f"VM {vid} on hostB",
+                           timeout=30)
             vm = await self.vm(vid)
             hosts = [h.findtext("HOSTNAME") for h in vm.findall("HISTORY_RECORDS/HISTORY")]
             self.assertEqual(hosts, ["hostA", "hostB"])

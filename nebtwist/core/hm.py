@@ -352,18 +352,19 @@ class HookManager:
         args = hook.expand(obj)
         if self._held is not None:
             self._held.append((hook, obj.oid, host, args, vm))
-            return
-        d = defer.ensureDeferred(self._run(hook, obj.oid, host, args, vm))
+        else:
+            self._launch(hook, obj.oid, host, args, vm)
+
+    def _launch(self, *request):
+        d = defer.ensureDeferred(self._run(*request))
         self._running.add(d)
         d.addBoth(lambda _: self._running.discard(d))
 
     def release(self):
         """Run the hooks held so far (see ``hold``), and from now on at once."""
         held, self._held = self._held or [], None
-        for hook, oid, host, args, vm in held:
-            d = defer.ensureDeferred(self._run(hook, oid, host, args, vm))
-            self._running.add(d)
-            d.addBoth(lambda _, d=d: self._running.discard(d))
+        for request in held:
+            self._launch(*request)
 
     async def _run(self, hook, oid, host, args, vm):
         what = f"{'VM' if vm is not None else 'Host'} {oid}"
