@@ -30,7 +30,7 @@ import tracemalloc
 import urllib.request
 import zlib
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 import botocore.auth
@@ -136,6 +136,11 @@ class SigV4SuiteTests(SynchronousTestCase):
             excluded = ("X-Amz-Signature",) + (("X-Amz-Security-Token",) if unsigned_token
                                                else ())
             self.assertEqual(unsigned_token, name == "post-sts-header-after" and form == "query")
+            if result.session_token is not None:
+                # post-sts-header-after adds its token after signing, in both forms.
+                self.assertEqual(result.session_token_signed, name != "post-sts-header-after")
+            else:
+                self.assertFalse(result.session_token_signed)
             self.assertEqual(A.canonical_request(request, result.signed_headers,
                                                  result.payload_hash, ctx["normalize"],
                                                  excluded),
@@ -456,6 +461,7 @@ class SigV4BotocoreTests(SynchronousTestCase):
         result = A.verify_sigv4(received(p.method, p.url, p.headers.items(), body=p.body),
                                 lookup, time.time())
         self.assertEqual(result.session_token, "TOKEN/+=")
+        self.assertTrue(result.session_token_signed)
         self.assertIn("x-amz-security-token", result.signed_headers)
 
     def test_date_header(self):
@@ -524,7 +530,7 @@ class SigV4BotocoreTests(SynchronousTestCase):
                                             ExpiresIn=120)
         now = time.time()
         request = received("GET", url, [])
-        self.assertEqual(unquote_path(request.path), "/b/" + key)
+        self.assertEqual(unquote(request.path), "/b/" + key)
         result = A.verify_sigv4(request, lookup, now)
         self.assertEqual((result.payload_hash, result.service), (A.UNSIGNED_PAYLOAD, "s3"))
         error = raises(self, A.RequestExpired, A.verify_sigv4, request, lookup, now + 125)
@@ -562,8 +568,9 @@ class SigV4BotocoreTests(SynchronousTestCase):
         request = received(p.method, p.url, headers, body=p.body)
         self.assertEqual(A.verify_sigv4(request, secrets, time.time()).access_key, name)
 
-    def malformed(self, change):
-        method, url, headers, body = self.ec2_request()
+    def malformed(self, sent, change):
+        """The captured request ``sent`` with its Authorization header changed."""
+        method, url, headers, body = sent
         headers = [(k, change(_s(v)) if k == "Authorization" else v) for k, v in headers]
         return received(method, url, headers, body=body)
 
@@ -571,6 +578,7 @@ class SigV4BotocoreTests(SynchronousTestCase):
         """Malformed or incomplete SigV4 data is IncompleteSignature (400),
         an unsupported algorithm InvalidArgument."""
         now = time.time()
+        sent = self.ec2_request()
         cases = [
             lambda v: v.split(", Signature=")[0],
             lambda v: v.replace("/aws4_request", ""),
@@ -582,11 +590,12 @@ class SigV4BotocoreTests(SynchronousTestCase):
             lambda v: v.replace("Credential=", "Credential=x, Credential="),
         ]
         for change in cases:
-            error = raises(self, A.IncompleteSignature, A.verify_sigv4, self.malformed(change),
-                           lookup, now)
+            error = raises(self, A.IncompleteSignature, A.verify_sigv4,
+                           self.malformed(sent, change), lookup, now)
             self.assertEqual((error.code, error.status), ("IncompleteSignature", 400))
         raises(self, A.InvalidArgument, A.verify_sigv4,
-               self.malformed(lambda v: v.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")),
+               self.malformed(sent, lambda v: v.replace("AWS4-HMAC-SHA256",
+                                                        "AWS4-ECDSA-P256-SHA256")),
                lookup, now)
 
     def test_bad_dates(self):
@@ -637,11 +646,6 @@ class SigV4BotocoreTests(SynchronousTestCase):
 
 def _s(value):
     return value.decode() if isinstance(value, bytes) else value
-
-
-def unquote_path(path):
-    from urllib.parse import unquote
-    return unquote(path)
 
 
 # --------------------------------------------------------------------------- SigV2
@@ -1186,11 +1190,13 @@ class ChunkedDecoderTests(SynchronousTestCase):
                decoder(A.STREAMING_UNSIGNED_TRAILER, trailers=["x-amz-checksum-crc32"]), body, 4)
         events = []
         self.patch(A, "log", OneLogger("AuM", observer=events.append))
+        self.patch(A, "_crt_checksum", lambda name: None)  # as without awscrt
+        self.assertIsNone(A.new_checksum("crc64nvme"))
         body = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc64nvme:AAAAAAAAAAA=\r\n\r\n"
         d = decoder(A.STREAMING_UNSIGNED_TRAILER, trailers=["x-amz-checksum-crc64nvme"])
-        if A.new_checksum("crc64nvme") is None:
-            self.assertEqual(decode_all(d, body, 4)[0], b"hello")
-            self.assertEqual(len(events), 1)
+        self.assertEqual(decode_all(d, body, 4), (b"hello", {
+            "x-amz-checksum-crc64nvme": "AAAAAAAAAAA="}))
+        self.assertEqual([e.get("name") for e in events], ["x-amz-checksum-crc64nvme"])
 
     def test_large_body_in_constant_memory(self):
         """64 MiB unsigned and 32 MiB chunk-signed bodies, fed 64 KiB at a time:
@@ -1304,6 +1310,109 @@ class BodyDecoderTests(SynchronousTestCase):
         self.assertEqual(A.stored_content_encoding("aws-chunked, br"), "br")
         self.assertIsNone(A.stored_content_encoding("aws-chunked"))
         self.assertIsNone(A.stored_content_encoding(None))
+
+
+# --------------------------------------------------------------------------- garbage in
+
+
+PALETTE = ["", "x", "%", "%zz", "%E1", "=", "&", ";", ",", ":", "/", " ", "\t", "\r\n", "+",
+           "\u00e9", "\u0663", "\udcff", "\x00", "AWS4-HMAC-SHA256", "aws4_request",
+           "99999999999999999999", "-1", "20151330T123600Z", "Signature=", "Credential=a/b"]
+
+
+def mutate(rng, text):
+    """``text`` (str or bytes) with a random piece replaced, inserted or
+    removed."""
+    piece = rng.choice(PALETTE)
+    if isinstance(text, bytes):
+        piece = piece.encode("utf-8", "surrogateescape")
+    if not text:
+        return piece
+    i = rng.randrange(len(text))
+    j = min(len(text), i + rng.randrange(4))
+    return text[:i] + piece + text[j:]
+
+
+class GarbageTests(SynchronousTestCase):
+    """Whatever a client sends, the verifiers answer with an
+    :class:`AWSAuthError` (an API error), never another exception."""
+
+    def samples(self):
+        samples = []
+        client, sent = captured_client("ec2", "http://127.0.0.1:4567")
+        client.describe_regions()
+        url = client.generate_presigned_url("describe_regions", Params={}, HttpMethod="GET")
+        samples += [received(*sent[-1][:3], body=sent[-1][3]), received("GET", url, [])]
+        client, sent = captured_client("ec2", "http://127.0.0.1:4567", signature_version="v2")
+        client.describe_regions()
+        method, url, headers, body = sent[-1]
+        samples.append(received(method, url + "?" + body.decode(), headers, body=b""))
+        for version in ("s3", "s3v4"):
+            client, sent = captured_client("s3", "https://127.0.0.1:4568",
+                                           signature_version=version)
+            client.put_object(Bucket="b", Key="k", Body=b"data")
+            url = client.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"})
+            samples += [received(*sent[-1][:3]), received("GET", url, [])]
+        return samples
+
+    def test_requests(self):
+        rng = random.Random(11)
+        now = time.time()
+        outcomes = set()
+        for sample in self.samples():
+            for _ in range(400):
+                headers = list(sample.headers)
+                path, query, method = sample.path, sample.query, sample.method
+                for _ in range(rng.randrange(1, 4)):
+                    what = rng.randrange(5)
+                    if what == 0 and headers:
+                        k = rng.randrange(len(headers))
+                        headers[k] = (headers[k][0], mutate(rng, headers[k][1]))
+                    elif what == 1 and headers:
+                        headers.append(rng.choice(headers))
+                    elif what == 2 and headers:
+                        del headers[rng.randrange(len(headers))]
+                    elif what == 3:
+                        query = mutate(rng, query)
+                    else:
+                        path = mutate(rng, path)
+                request = A.AuthRequest(method, path, query, headers, body=sample.body)
+                try:
+                    found = A.verify_request(request, lookup, now,
+                                             schemes=A.EC2_SCHEMES + A.S3_SCHEMES)
+                    A.body_decoder(request, found.sigv4).finish()
+                    outcomes.add("ok")
+                except A.AWSAuthError as e:
+                    outcomes.add(type(e).__name__)
+        self.assertIn("ok", outcomes)
+        self.assertGreaterEqual(len(outcomes), 5, outcomes)
+
+    def test_bodies(self):
+        rng = random.Random(12)
+        data = rng.randbytes(3000)
+        bodies = [
+            (A.STREAMING_PAYLOAD, encode_chunked(data, [1000], A.STREAMING_PAYLOAD, doc_key(),
+                                                 SEED)),
+            (A.STREAMING_PAYLOAD_TRAILER, encode_chunked(
+                data, [1000], A.STREAMING_PAYLOAD_TRAILER, doc_key(), SEED,
+                [("x-amz-checksum-crc32", checksum_value("crc32", data))])),
+            (A.STREAMING_UNSIGNED_TRAILER, AwsChunkedWrapper(
+                io.BytesIO(data), checksum_cls=Crc32Checksum,
+                checksum_name="x-amz-checksum-crc32", chunk_size=1000).read()),
+        ]
+        outcomes = set()
+        for mode, body in bodies:
+            trailers = [] if mode == A.STREAMING_PAYLOAD else ["x-amz-checksum-crc32"]
+            for _ in range(300):
+                wire = body
+                for _ in range(rng.randrange(1, 3)):
+                    wire = mutate(rng, wire)
+                try:
+                    decode_all(decoder(mode, trailers=trailers), wire, rng.randrange(1, 2000))
+                    outcomes.add("ok")
+                except A.AWSAuthError as e:
+                    outcomes.add(type(e).__name__)
+        self.assertGreaterEqual(len(outcomes), 4, outcomes)
 
 
 # --------------------------------------------------------------------------- errors

@@ -89,7 +89,8 @@ DEFAULT_MAX_SKEW = 15 * 60
 MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z\Z")
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z\Z")
+_NUMBER = re.compile(r"[0-9]{1,18}\Z")
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +379,7 @@ def _split_query(query):
 
 
 def _form_decode(text):
-    return unquote_to_bytes(text.replace("+", " "))
+    return unquote_to_bytes(_raw(text).replace(b"+", b" "))
 
 
 def _decoded_query(query):
@@ -424,7 +425,7 @@ def canonical_uri(path, normalize=True):
     """
     if normalize:
         return uri_encode(normalize_path(path or "/"), keep_slash=True)
-    return uri_encode(unquote_to_bytes(path or "/"), keep_slash=True)
+    return uri_encode(unquote_to_bytes(_raw(path or "/")), keep_slash=True)
 
 
 def _trimall(value):
@@ -505,7 +506,7 @@ def _strip_port(host):
         end = host.find("]")
         return host[:end + 1] if end >= 0 else host
     name, sep, port = host.rpartition(":")
-    if sep and port.isdigit():
+    if sep and _NUMBER.match(port):
         return name
     return host
 
@@ -619,11 +620,10 @@ def verify_sigv2(request, params, secret_lookup, now, *, max_skew=DEFAULT_MAX_SK
 
 def _parse_iso8601(text, name):
     try:
-        dt = datetime.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
+        return _epoch(datetime.fromisoformat(text.strip()))
+    except (ValueError, AttributeError, OverflowError):
         raise InvalidArgument(f"Invalid {name} {text!r}: an ISO 8601 time is expected "
                               "(2012-05-01T10:00:00Z).") from None
-    return _epoch(dt)
 
 
 def _check_v2_time(timestamp, expires, now, max_skew):
@@ -668,15 +668,15 @@ def _s3v2_resources(request):
     if isinstance(request.query, str):
         for piece in request.query.split("&"):
             name, eq, value = piece.partition("=")
-            name = _text(unquote_to_bytes(name))
+            name = _text(unquote_to_bytes(_raw(name)))
             if name in S3_SUBRESOURCES:
-                subs.append((name, _text(unquote_to_bytes(value)) if eq else None))
+                subs.append((name, _text(unquote_to_bytes(_raw(value))) if eq else None))
     else:
         subs = [(k, v) for k, v in request.query if k in S3_SUBRESOURCES]
     subs.sort(key=lambda kv: kv[0])
     suffix = "&".join(k if v is None else f"{k}={v}" for k, v in subs)
     paths = [request.path or "/"]
-    encoded = uri_encode(unquote_to_bytes(request.path or "/"), keep_slash=True)
+    encoded = uri_encode(unquote_to_bytes(_raw(request.path or "/")), keep_slash=True)
     if encoded not in paths:
         paths.append(encoded)
     if paths[0].count("/") == 1 and len(paths[0]) > 1:
@@ -745,7 +745,7 @@ def verify_s3_sigv2(request, secret_lookup, now, *, max_skew=DEFAULT_MAX_SKEW):
             raise IncompleteSignature(
                 "Query-string authentication requires the Signature, Expires and "
                 "AWSAccessKeyId parameters.", s3_code="AccessDenied", s3_status=403)
-        if not expires.isdigit():
+        if not _NUMBER.match(expires):
             raise IncompleteSignature(f"Invalid Expires {expires!r}: seconds since the epoch "
                                       "are expected.", s3_code="AccessDenied", s3_status=403)
         if now > int(expires):
@@ -784,7 +784,7 @@ def _parse_http_date(text):
         return _parse_amz_date(text, IncompleteSignature)
     try:
         return _epoch(parsedate_to_datetime(text))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         raise AuthFailure(f"Invalid date {text!r}: AWS authentication requires a valid Date "
                           "or x-amz-date header.", s3_code="AccessDenied") from None
 
@@ -812,6 +812,9 @@ class SigV4Result:
     :ivar signed_headers: the names the signature covers.
     :ivar session_token: ``X-Amz-Security-Token`` if sent (nebtwist issues
         none; a front may refuse it), else None.
+    :ivar session_token_signed: whether the signature covers that token (a
+        token left out of SignedHeaders, or added to a presigned URL after
+        signing, is anyone's to change).
     :ivar canonical_request: the canonical request that matched.
     :ivar string_to_sign: its string to sign.
     """
@@ -828,6 +831,7 @@ class SigV4Result:
     presigned: bool
     signed_headers: tuple
     session_token: str
+    session_token_signed: bool
     canonical_request: str
     string_to_sign: str
 
@@ -902,7 +906,7 @@ def _parse_v4(request):
                             "X-Amz-SignedHeaders and X-Amz-Expires parameters; missing "
                             + ", ".join(missing) + ".")
         expires = query["X-Amz-Expires"]
-        if not expires.isdigit():
+        if not _NUMBER.match(expires):
             raise malformed(f"X-Amz-Expires must be a number of seconds, not {expires!r}.")
         credential = query["X-Amz-Credential"]
         timestamp = query["X-Amz-Date"]
@@ -937,7 +941,7 @@ def _parse_v4(request):
             try:
                 timestamp = parsedate_to_datetime(date).astimezone(UTC).strftime(
                     "%Y%m%dT%H%M%SZ")
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 raise malformed(f"Invalid Date header {date!r}.") from None
         token = request.header("x-amz-security-token")
         expires = None
@@ -1130,11 +1134,15 @@ def verify_sigv4(request, secret_lookup, now, *, regions=None, services=None,
             sts = string_to_sign(auth.timestamp, scope, creq)
             first = first or (creq, sts)
             expected = hmac.new(key, _raw(sts), hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected, auth.signature):
+            if hmac.compare_digest(expected.encode("ascii"), _raw(auth.signature)):
                 verified = _check_carried_body(request, payload_hash)
+                token_signed = auth.token is not None and (
+                    "X-Amz-Security-Token" not in exclude if auth.presigned
+                    else "x-amz-security-token" in auth.signed_headers)
                 return SigV4Result(auth.access_key, auth.region, auth.service, auth.timestamp,
                                    scope, key, auth.signature, payload_hash, verified,
-                                   auth.presigned, auth.signed_headers, auth.token, creq, sts)
+                                   auth.presigned, auth.signed_headers, auth.token,
+                                   token_signed, creq, sts)
     raise AuthFailure(
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
@@ -1151,7 +1159,7 @@ def _check_carried_body(request, payload_hash):
         actual = request.body_sha256.lower()
     else:
         return False
-    if not hmac.compare_digest(actual, payload_hash):
+    if not hmac.compare_digest(actual.encode("ascii"), _raw(payload_hash)):
         raise XAmzContentSHA256Mismatch(
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
             details={"ClientComputedContentSHA256": payload_hash,
@@ -1382,7 +1390,7 @@ def _content_length(value, name):
     if value is None:
         return None
     value = value.strip()
-    if not value.isdigit():
+    if not _NUMBER.match(value):
         raise InvalidRequest(f"{name} must be a number of bytes, not {value!r}.")
     return int(value)
 
@@ -1574,7 +1582,7 @@ class ChunkedDecoder:
             return
         expected = chunk_signature(self._key, self._timestamp, self._scope, self._previous,
                                    self._chunk_hash.hexdigest())
-        if not hmac.compare_digest(expected, self._chunk_signature):
+        if not hmac.compare_digest(expected.encode("ascii"), _raw(self._chunk_signature)):
             raise SignatureDoesNotMatch(
                 "The signature of an aws-chunked chunk does not match (wrong key, a changed "
                 "byte, or chunks out of order).")
@@ -1615,7 +1623,7 @@ class ChunkedDecoder:
             canonical = "".join(f"{n}:{v}\n" for n, v in lines)
             expected = trailer_signature(self._key, self._timestamp, self._scope,
                                          self._previous, canonical)
-            if not hmac.compare_digest(expected, signature):
+            if not hmac.compare_digest(expected.encode("ascii"), _raw(signature)):
                 raise SignatureDoesNotMatch("The trailer signature of the aws-chunked body "
                                             "does not match.")
         self._checksums.check({**self._header_checksums, **trailers})
@@ -1694,7 +1702,7 @@ class PayloadVerifier:
                                  f"{self._length}.")
         if self._sha256 is not None:
             actual = self._sha256.hexdigest()
-            if not hmac.compare_digest(actual, self._expected):
+            if not hmac.compare_digest(actual.encode("ascii"), _raw(self._expected)):
                 raise XAmzContentSHA256Mismatch(
                     "The provided 'x-amz-content-sha256' header does not match what was "
                     "computed.", details={"ClientComputedContentSHA256": self._expected,
