@@ -25,7 +25,16 @@ the ``core`` and ``public`` auth drivers (:func:`nebula_secret_lookup`,
   AWS's "Create a canonical request for Signature Version 4" and the AWS
   SigV4 test suite: the path is normalised (dot segments removed, repeated
   slashes collapsed) and percent-encoded once more, except for S3, which signs
-  the path as sent, encoded once (``service_normalizes_path``).
+  the path as sent, encoded once (``service_normalizes_path``). A front of a
+  normalising service must act on the normalised path too (``/a/..`` signs
+  as ``/``).
+* S3's own Signature Version 2 (:func:`verify_s3_sigv2`): ``Authorization:
+  AWS key:signature`` (boto3 with ``signature_version='s3'``) and the
+  ``AWSAccessKeyId``/``Signature``/``Expires`` presigned URLs boto3 and the
+  AWS CLI make by default; path-style requests.
+* :func:`verify_request` finds which of these a request carries and verifies
+  it, among the schemes a front accepts (:data:`EC2_SCHEMES`,
+  :data:`S3_SCHEMES`).
 * Payloads (``x-amz-content-sha256``): a SHA256 hex, ``UNSIGNED-PAYLOAD`` and
   the streaming forms ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` (signed chunks),
   ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`` and
@@ -50,6 +59,22 @@ and HTTP status (``code``, ``status``), the S3 ones (``s3_code``,
 server (:meth:`AuthRequest.from_twisted` builds one from a
 ``twisted.web`` request). Text taken from bytes is decoded as UTF-8 with
 ``surrogateescape``, so the bytes signed are exactly the bytes received.
+
+In a front (``now`` is the reactor's ``seconds()``)::
+
+    lookup = nebula_secret_lookup(nebula)
+    # EC2 Query: the form body is read first, its parameters join the query's.
+    req = AuthRequest.from_twisted(request, body=body)
+    found = verify_request(req, lookup, now, params=req.query_pairs() + form_pairs,
+                           services=("ec2",))
+    user = nebula.userpool.find(found.access_key)
+    # S3: the body streams through the decoder, to disk.
+    req = AuthRequest.from_twisted(request)
+    found = verify_request(req, lookup, now, schemes=S3_SCHEMES, services=("s3",))
+    decoder = body_decoder(req, found.sigv4)
+    for piece in pieces:
+        out.write(decoder.feed(piece))
+    decoder.finish()  # raises AWSAuthError: delete what was written
 """
 
 import base64
