@@ -103,7 +103,8 @@ class Daemon:
         return False
 
     def start(self):
-        self.location = tempfile.mkdtemp(prefix="nebtwist-bench-")
+        if self.location is None:  # a restart (see restart()) keeps its location
+            self.location = tempfile.mkdtemp(prefix="nebtwist-bench-")
         auth = os.path.join(self.location, "one_auth")
         with open(auth, "w", encoding="utf-8") as f:
             f.write(self.session + "\n")
@@ -117,7 +118,7 @@ class Daemon:
         cmd += ["nebula", "--set", f"PORT={self.port}"]
         for o in self.overrides:
             cmd += ["--set", o]
-        self._out = open(os.path.join(self.location, "twistd.out"), "wb")
+        self._out = open(os.path.join(self.location, "twistd.out"), "ab")
         # Own session: the daemon and its drivers form one process group that
         # stop() can end without touching anything else.
         self.proc = subprocess.Popen(cmd, cwd=self.location, env=env, stdin=subprocess.DEVNULL,
@@ -162,8 +163,31 @@ class Daemon:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stop(self, timeout=30):
-        """Stop the daemon (SIGTERM, then SIGKILL to its group) and clean up."""
+    def restart(self, overrides=None, quiet=True):
+        """Stop the daemon and start it again in the same ``ONE_LOCATION`` (same
+        database, oned.log and one_auth) on a new port.
+
+        :param overrides: new ``--set`` overrides (after :data:`QUIET` when
+            ``quiet``); None keeps the current ones. A key given twice gets
+            two values and the first is read, so a key of :data:`QUIET`
+            (SCHED_INTERVAL, ...) takes a new value only with ``quiet=False``.
+        """
+        self.stop(remove=False)
+        if overrides is not None:
+            self.overrides = (list(QUIET) if quiet else []) + list(overrides)
+        for attempt in range(3):
+            try:
+                self.start()
+                return
+            except RuntimeError as e:
+                # The new free port can be taken by another process meanwhile.
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+                self.stop(remove=False)
+
+    def stop(self, timeout=30, remove=True):
+        """Stop the daemon (SIGTERM, then SIGKILL to its group) and clean up
+        (``remove=False``: keep the temporary location, for :meth:`restart`)."""
         proc, self.proc = self.proc, None
         if proc is not None:
             if proc.poll() is None:
@@ -181,7 +205,7 @@ class Daemon:
         if getattr(self, "_out", None) is not None:
             self._out.close()
             self._out = None
-        if self.location and os.path.isdir(self.location):
+        if self.location and os.path.isdir(self.location) and remove:
             if self.keep:
                 print(f"(kept {self.location})")
             else:
