@@ -146,6 +146,29 @@ class Owned(PoolObject):
                 "owner_u": p[0], "group_u": p[3], "other_u": p[6]}
 
 
+class ExtendedInfo:
+    """For objects whose ``one.<object>.info`` body extends their pool body
+    (a VM's every history record, a network's leases): subclasses build both
+    with ``_xml(extended)``; the extended body is cached like :meth:`body`."""
+
+    _info = None
+
+    def _xml(self, extended):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_xml(self):
+        return self._xml(False)
+
+    def info(self):
+        if self._info is None:
+            self._info = etree.tostring(self._xml(True), encoding="unicode")
+        return self._info
+
+    def touch(self):
+        super().touch()
+        self._info = None
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -377,7 +400,7 @@ class Lease:
         return cls(_int(el, "IP"), _text(el, "MAC"), _int(el, "USED") == 1, _int(el, "VID", -1))
 
 
-class VirtualNetwork(Owned):
+class VirtualNetwork(ExtendedInfo, Owned):
     """A 3.4 virtual network (``src/vnm/VirtualNetwork.cc``) with its leases.
 
     RANGED networks keep only their used leases in :attr:`leases`
@@ -403,11 +426,6 @@ class VirtualNetwork(Owned):
         self.cluster = cluster
         self.leases = {}
         self.cursor = 0
-        self._info = None
-
-    def touch(self):
-        super().touch()
-        self._info = None
 
     @property
     def used_leases(self):
@@ -415,6 +433,7 @@ class VirtualNetwork(Owned):
         return sum(1 for lease in self.leases.values() if lease.used)
 
     def _xml(self, with_leases):
+        """The VNET body; ``with_leases`` adds ``<LEASES>`` (``one.vn.info``)."""
         root = etree.Element("VNET")
         _sub(root, "ID", self.oid)
         self._xml_owner(root)
@@ -436,15 +455,6 @@ class VirtualNetwork(Owned):
             for ip in sorted(self.leases):
                 self.leases[ip].to_xml(leases)
         return root
-
-    def to_xml(self):
-        return self._xml(False)
-
-    def info(self):
-        """``one.vn.info``'s body: the pool body plus ``<LEASES>``."""
-        if self._info is None:
-            self._info = etree.tostring(self._xml(True), encoding="unicode")
-        return self._info
 
     @classmethod
     def from_xml(cls, el):
@@ -502,7 +512,7 @@ class History:
         return cls(**values)
 
 
-class VirtualMachine(Owned):
+class VirtualMachine(ExtendedInfo, Owned):
     """A 3.4 VM (``src/vm/VirtualMachine.cc``).
 
     ``memory``/``cpu``/``net_tx``/``net_rx`` are the *monitored* values from
@@ -529,13 +539,8 @@ class VirtualMachine(Owned):
         self.net_tx = net_tx
         self.net_rx = net_rx
         self.history = []
-        self._info = None
         self.requirements = None  # compiled REQUIREMENTS (not stored)
         self.rank = None  # compiled RANK (not stored)
-
-    def touch(self):
-        super().touch()
-        self._info = None
 
     @property
     def last_history(self):
@@ -560,6 +565,8 @@ class VirtualMachine(Owned):
         return int(round(cpu * 100)), int(mem * 1024), 0
 
     def _xml(self, all_history):
+        """The VM body; ``all_history`` lists every record (``one.vm.info``),
+        else only the last (pool listings)."""
         root = etree.Element("VM")
         _sub(root, "ID", self.oid)
         self._xml_owner(root)
@@ -574,15 +581,6 @@ class VirtualMachine(Owned):
         for h in (self.history if all_history else self.history[-1:]):
             h.to_xml(records)
         return root
-
-    def to_xml(self):
-        return self._xml(False)
-
-    def info(self):
-        """``one.vm.info``'s body: every history record."""
-        if self._info is None:
-            self._info = etree.tostring(self._xml(True), encoding="unicode")
-        return self._info
 
     @classmethod
     def from_xml(cls, el):
