@@ -36,8 +36,10 @@ SESSION = "oneadmin:benchpass"
 QUIET = ("SCHED_INTERVAL=3600", "MANAGER_TIMER=3600",
          "HOST_MONITORING_INTERVAL=3600", "VM_POLLING_INTERVAL=3600")
 
-#: The template every benchmark VM is allocated from (no NIC: no network needed).
-VM_TEMPLATE = 'CPU = "0.1"\nMEMORY = "64"\nDISK = [ IMAGE = "ttylinux" ]\n'
+#: The template every benchmark VM is allocated from (no NIC: no network needed;
+#: a DISK by SOURCE, since ``IMAGE = name`` needs an image in the repository).
+VM_TEMPLATE = ('CPU = "0.1"\nMEMORY = "64"\n'
+               'DISK = [ SOURCE = "/srv/images/ttylinux.img", TARGET = "hda" ]\n')
 
 #: Client processes are forked (cheap on Linux; they only need the standard library).
 _mp = multiprocessing.get_context("fork")
