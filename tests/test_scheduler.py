@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
+from nebtwist.core.acl import parse_rule
 from nebtwist.core.objects import (HOLD, HOST_DISABLED, HOST_ERROR, HOST_INIT, HOST_MONITORED,
                                    HOST_MONITORING, PENDING)
 from nebtwist.core.scheduler import Scheduler, host_lookup
@@ -348,3 +349,46 @@ class InflightTests(unittest.TestCase):
         self.assertEqual(await d, 7)
         self.assertTrue(all(c.called for c in commits))
         self.assertGreaterEqual(sched.last_cycle["yields"], 2)
+
+
+class AclTests(unittest.TestCase):
+    """An owner outside the oneadmin user and group needs MANAGE on the host
+    (3.4 ``Scheduler::match``; the bootstrap rule ``@1 HOST/* MANAGE`` gives
+    it to the users group)."""
+
+    async def _core(self):
+        core = await Core.make(self)
+        hosts = []
+        for i in range(2):
+            h = await core.host(f"host{i}")
+            h.state = HOST_MONITORED
+            hosts.append(h)
+        core.nebula.config.template.set("MAX_HOST", "10")
+        uid = await core.requests.user_allocate(core.admin, "helen", "pw")
+        return core, hosts, core.nebula.userpool.get(uid)
+
+    async def test_default_rule_lets_users_deploy(self):
+        core, (h0, _), helen = await self._core()
+        vm = await core.dm.allocate(helen, "CPU = 0.1\nMEMORY = 64\n")
+        await Scheduler(core.nebula, core.dm).cycle()
+        self.assertEqual(vm.last_history.hid, h0.oid)
+
+    async def test_hosts_the_owner_may_not_manage_are_skipped(self):
+        core, (h0, h1), helen = await self._core()
+        await core.nebula.acl.del_rule(1)  # @1 HOST/* MANAGE
+        await core.nebula.acl.add_rule(*parse_rule(f"#{helen.oid} HOST/#{h1.oid} MANAGE"))
+        text = "CPU = 0.1\nMEMORY = 64\n"
+        mine = [await core.dm.allocate(helen, text) for _ in range(2)]
+        admins = await core.dm.allocate(core.admin, text)
+        sched = Scheduler(core.nebula, core.dm)
+        self.assertEqual(await sched.cycle(), 3)
+        self.assertEqual([vm.last_history.hid for vm in mine], [h1.oid, h1.oid])
+        self.assertEqual(admins.last_history.hid, h0.oid, "oneadmin's VMs go anywhere")
+        self.assertEqual(sched.last_cycle["groups"], 2, "same template, other rules")
+
+    async def test_no_rule_no_placement(self):
+        core, _, helen = await self._core()
+        await core.nebula.acl.del_rule(1)
+        vm = await core.dm.allocate(helen, "CPU = 0.1\nMEMORY = 64\n")
+        self.assertEqual(await Scheduler(core.nebula, core.dm).cycle(), 0)
+        self.assertEqual(vm.state, PENDING)
