@@ -124,6 +124,10 @@ class ConfigTests(unittest.TestCase):
         self.assertEqual([v["NAME"] for v in c.vectors("VM_HOOK")], ["x", "y"])
         self.assertEqual(c.vectors("VM_HOOK")[0]["ON"], "RUNNING")
 
+    def test_last_single_value_wins(self):
+        c = configmod.load(self._file("PORT = 1\n"), ["PORT=2", "PORT=3"])
+        self.assertEqual(c.get_int("PORT"), 3)
+
     def test_defaults_and_errors(self):
         c = configmod.load(self._file("# nothing\n"))
         self.assertEqual(c.get_int("HOST_MONITORING_INTERVAL"), 600)

@@ -50,8 +50,13 @@ class Config:
         self.path = path
 
     def get(self, key, default=None):
-        """A single value as str (built-in default, then ``default``)."""
-        value = self.template.get_str(key)
+        """A single value as str (built-in default, then ``default``).
+
+        When a key is given more than once (``--set PORT=1 --set PORT=2``),
+        the last single value wins.
+        """
+        values = [v for v in self.template.get_all(key) if isinstance(v, str)]
+        value = values[-1] if values else None
         if value is None:
             value = DEFAULTS.get(key.upper(), default)
         return value

@@ -108,6 +108,7 @@ class Nebula:
         self.datastore_location = config.get(
             "DATASTORE_LOCATION", os.path.join(self.var_dir, "datastores"))
         self._user_by_name = {}
+        self._made_dirs = set()  # VM ids whose <var>/<vid> exists
         #: ACL rules (``one.acl.*``), loaded by :meth:`open`.
         self.acl = aclm.AclManager(database)
         #: Sessions trusted for SESSION_EXPIRATION_TIME seconds (0: none).
@@ -227,6 +228,19 @@ class Nebula:
         """The VM's front-end directory ``<var>/<vid>`` (deployment and transfer files)."""
         return os.path.join(self.var_dir, str(vid))
 
+    def ensure_vm_dir(self, vid):
+        """Create ``<var>/<vid>`` once (remembered: the deploy path asks on every
+        log line and file, and a ``makedirs`` costs a system call each time).
+
+        :return: the directory's path.
+        :raises OSError: it cannot be created.
+        """
+        path = self.vm_dir(vid)
+        if vid not in self._made_dirs:
+            os.makedirs(path, exist_ok=True)
+            self._made_dirs.add(vid)
+        return path
+
     def remote_vm_dir(self, vid):
         """The VM's directory on its host: ``<DATASTORE_LOCATION>/0/<vid>`` (3.4)."""
         return f"{self.datastore_location}/0/{vid}"
@@ -241,8 +255,7 @@ class Nebula:
         if not to_file:
             return
         try:
-            path = self.vm_dir(vm.oid)
-            os.makedirs(path, exist_ok=True)
+            path = self.ensure_vm_dir(vm.oid)
             stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(self.clock.seconds()))
             with open(os.path.join(path, "vm.log"), "a", encoding="utf-8") as f:
                 f.write(f"{stamp} [{module}][{level}]: {message}\n")

@@ -93,8 +93,7 @@ class TransferManager:
             return defer.fail(DriverError("the VM has no host"))
         try:
             drv = self._driver(h.tm_mad)
-            vm_dir = self.nebula.vm_dir(vm.oid)
-            os.makedirs(vm_dir, exist_ok=True)
+            vm_dir = self.nebula.ensure_vm_dir(vm.oid)
             path = os.path.join(vm_dir, f"transfer.{h.seq}.{action}")
             with open(os.path.join(vm_dir, "vm.xml"), "w", encoding="utf-8") as f:
                 f.write(vm.info())

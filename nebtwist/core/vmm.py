@@ -76,7 +76,7 @@ class VirtualMachineManager:
         if h is not None:
             path = os.path.join(self.nebula.vm_dir(vm.oid), f"deployment.{h.seq}")
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self.nebula.ensure_vm_dir(vm.oid)
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(vm.template.to_text())
             except OSError as e:
