@@ -21,6 +21,7 @@ import time
 
 from nebtwist.core import acl as aclm
 from nebtwist.core import db as dbm
+from nebtwist.core.files import FileWriter
 from nebtwist.core.image import Image, VMTemplate
 from nebtwist.core.objects import (ONEADMIN_GROUP, USERS_GROUP, Group, Host, User,
                                    VirtualNetwork)
@@ -109,6 +110,9 @@ class Nebula:
             "DATASTORE_LOCATION", os.path.join(self.var_dir, "datastores"))
         self._user_by_name = {}
         self._made_dirs = set()  # VM ids whose <var>/<vid> exists
+        #: The VM directories' file writer: a worker thread when ``clock`` is a
+        #: reactor, synchronous on a test Clock (see nebtwist.core.files).
+        self.files = FileWriter(clock)
         #: ACL rules (``one.acl.*``), loaded by :meth:`open`.
         self.acl = aclm.AclManager(database)
         #: Sessions trusted for SESSION_EXPIRATION_TIME seconds (0: none).
@@ -149,7 +153,8 @@ class Nebula:
         self.reindex_users()
 
     async def close(self):
-        """Close the database."""
+        """Finish the queued file writes, then close the database."""
+        self.files.stop()
         await self.db.close()
 
     def reindex_users(self):
@@ -254,13 +259,9 @@ class Nebula:
         emit("VM {vid}: [{module}] {message}", vid=vm.oid, module=module, message=message)
         if not to_file:
             return
-        try:
-            path = self.ensure_vm_dir(vm.oid)
-            stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(self.clock.seconds()))
-            with open(os.path.join(path, "vm.log"), "a", encoding="utf-8") as f:
-                f.write(f"{stamp} [{module}][{level}]: {message}\n")
-        except OSError:
-            pass
+        stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(self.clock.seconds()))
+        self.files.append(os.path.join(self.vm_dir(vm.oid), "vm.log"),
+                          f"{stamp} [{module}][{level}]: {message}\n")
 
 
 def database_from_config(config, reactor, var_dir):

@@ -93,16 +93,24 @@ class TransferManager:
             return defer.fail(DriverError("the VM has no host"))
         try:
             drv = self._driver(h.tm_mad)
-            vm_dir = self.nebula.ensure_vm_dir(vm.oid)
-            path = os.path.join(vm_dir, f"transfer.{h.seq}.{action}")
-            with open(os.path.join(vm_dir, "vm.xml"), "w", encoding="utf-8") as f:
-                f.write(vm.info())
-            with open(path, "w", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in lines))
-        except (DriverError, OSError) as e:
-            return defer.fail(e if isinstance(e, DriverError) else DriverError(str(e)))
-        self.nebula.vm_log(vm, "TM", "I", f"{action}: running {path}")
-        return drv.transfer(vm.oid, path)
+        except DriverError as e:
+            return defer.fail(e)
+        vm_dir = self.nebula.vm_dir(vm.oid)
+        path = os.path.join(vm_dir, f"transfer.{h.seq}.{action}")
+        d = self.nebula.files.write([
+            (os.path.join(vm_dir, "vm.xml"), vm.info()),
+            (path, "".join(line + "\n" for line in lines)),
+        ])
+
+        def written(_):
+            self.nebula.vm_log(vm, "TM", "I", f"{action}: running {path}")
+            return drv.transfer(vm.oid, path)
+
+        def not_written(f):
+            f.trap(OSError)
+            raise DriverError(f"cannot write {path}: {f.value}")
+
+        return d.addCallbacks(written, not_written)
 
     def prolog(self, vm):
         """Copy the VM's disks and context to its host; Deferred (errback DriverError).

@@ -73,16 +73,20 @@ class VirtualMachineManager:
     def deploy(self, vm):
         """Write the deployment file and boot the VM; fires with the deploy id."""
         h = vm.last_history
-        if h is not None:
-            path = os.path.join(self.nebula.vm_dir(vm.oid), f"deployment.{h.seq}")
-            try:
-                self.nebula.ensure_vm_dir(vm.oid)
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(vm.template.to_text())
-            except OSError as e:
-                return defer.fail(DriverError(f"cannot write {path}: {e.strerror}"))
-        self.nebula.vm_log(vm, "VMM", "I", f"Deploying on {h.hostname if h else '?'}")
-        return self._call(vm, "deploy")
+        if h is None:
+            return self._call(vm, "deploy")  # fails: no host
+        path = os.path.join(self.nebula.vm_dir(vm.oid), f"deployment.{h.seq}")
+        d = self.nebula.files.write([(path, vm.template.to_text())])
+
+        def written(_):
+            self.nebula.vm_log(vm, "VMM", "I", f"Deploying on {h.hostname}")
+            return self._call(vm, "deploy")
+
+        def not_written(f):
+            f.trap(OSError)
+            raise DriverError(f"cannot write {path}: {f.value}")
+
+        return d.addCallbacks(written, not_written)
 
     def shutdown(self, vm):
         """Graceful shutdown; Deferred."""
