@@ -291,6 +291,25 @@ class YieldTests(unittest.TestCase):
         self.assertEqual(await run_to_end(clock, d), len(vms))
         self.assertGreaterEqual(sched.last_cycle["yields"], len(vms))
 
+    async def test_slow_work_on_a_test_clock_does_not_pause(self):
+        """Slices are measured on the clock the pause waits on: with a Clock
+        nobody advances, slow work (in wall time) must not pause the cycle
+        forever (it did when slices were measured with time.perf_counter)."""
+        import time as wall
+
+        core, _, vms = await self._core()
+        deploy = core.dm.deploy
+
+        async def slow_deploy(vm, host):
+            wall.sleep(0.03)  # longer than the 0.02 s slice, in wall time
+            await deploy(vm, host)
+
+        core.dm.deploy = slow_deploy
+        sched = Scheduler(core.nebula, core.dm)
+        self.assertEqual(await sched.cycle(), len(vms))
+
+    test_slow_work_on_a_test_clock_does_not_pause.timeout = 20
+
     async def test_no_yield_within_a_slice(self):
         core, _, vms = await self._core()
         d = Scheduler(core.nebula, core.dm, slice=3600).cycle()

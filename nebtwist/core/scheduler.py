@@ -60,7 +60,6 @@ to the commit of the last deploy), and keeps the figures in
 :attr:`Scheduler.last_cycle`.
 """
 
-import time
 
 from twisted.internet import defer, task
 
@@ -187,19 +186,20 @@ class Scheduler:
     :param nebula: the core (pools, configuration, clock).
     :param dispatch: the DispatchManager (``deploy(vm, host)`` coroutine).
     :param slice: seconds of work after which a cycle yields to the reactor.
-    :param timer: a monotonic ``() -> float`` seconds, used only to size
-        slices and for the per-cycle figures (``time.perf_counter``).
+    :param timer: ``() -> float`` seconds, used only to size slices and for
+        the per-cycle figures; default the clock's ``seconds`` — the same clock
+        the pause waits on, so a test Clock that nobody advances never makes a
+        cycle pause (wall time would, on a loaded machine, and then hang).
     :param max_inflight: deploys of a cycle that may await their commit at
         once (0: no bound).
     """
 
-    def __init__(self, nebula, dispatch, slice=0.02, timer=time.perf_counter,
-                 max_inflight=16):
+    def __init__(self, nebula, dispatch, slice=0.02, timer=None, max_inflight=16):
         self.nebula = nebula
         self.dispatch = dispatch
         self.slice = slice
         self.max_inflight = max_inflight
-        self.timer = timer
+        self.timer = timer if timer is not None else nebula.clock.seconds
         self._loop = None
         self._stopped = False
         config = nebula.config
