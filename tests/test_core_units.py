@@ -258,6 +258,22 @@ class SchedulerTests(unittest.TestCase):
         vm = await core.dm.allocate(core.admin, "CPU = 0.1\nMEMORY = 1\n")
         await Scheduler(core.nebula, core.dm).cycle()
         self.assertNotEqual(vm.last_history.hostname, "host01", "striping: fewest")
+        # host02: most FREE_CPU but also most RUNNING_VMS, so packing, striping
+        # and load-aware each choose differently
+        h2.share.free_cpu, h2.share.running_vms = 790, 9
+        h0.share.free_cpu = 100
+        h1.share.free_cpu = 100
+        core.nebula.config.template.set("DEFAULT_SCHED", {"POLICY": "2"})
+        vm = await core.dm.allocate(core.admin, "CPU = 0.1\nMEMORY = 1\n")
+        await Scheduler(core.nebula, core.dm).cycle()
+        self.assertEqual(vm.last_history.hostname, "host02", "load-aware: most FREE_CPU")
+        core.nebula.config.template.set("DEFAULT_SCHED", {"POLICY": "3", "RANK": "- FREE_CPU"})
+        vm = await core.dm.allocate(core.admin, "CPU = 0.1\nMEMORY = 1\n")
+        await Scheduler(core.nebula, core.dm).cycle()
+        self.assertIn(vm.last_history.hostname, ("host00", "host01"), "custom RANK")
+        vm = await core.dm.allocate(core.admin, 'CPU = 0.1\nMEMORY = 1\nRANK = "FREE_CPU"\n')
+        await Scheduler(core.nebula, core.dm).cycle()
+        self.assertEqual(vm.last_history.hostname, "host02", "a VM's own RANK overrides")
 
     async def test_bad_requirements_refused_at_create(self):
         core, _ = await self._core(1)
