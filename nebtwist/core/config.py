@@ -141,3 +141,68 @@ def apply_overrides(template, overrides):
         template.remove(name)
         for value in values:
             template.add(name, value)
+
+
+#: Built-in econe.conf values (OpenNebula 3.4 ``econe.conf``: port 4567).
+ECONE_DEFAULTS = {
+    "SERVER": "127.0.0.1",
+    "PORT": "4567",
+}
+
+
+class EconeConfig(Config):
+    """econe.conf: like :class:`Config`, with :data:`ECONE_DEFAULTS`."""
+
+    def get(self, key, default=None):
+        """A single value as str (econe built-in default, then ``default``)."""
+        values = [v for v in self.template.get_all(key) if isinstance(v, str)]
+        if values:
+            return values[-1]
+        return ECONE_DEFAULTS.get(key.upper(), default)
+
+
+def econe_path(config, one_location):
+    """Where econe.conf is: oned.conf ``ECONE_CONF`` (relative to oned.conf's
+    folder), else ``$ONE_LOCATION/etc/econe.conf`` if present, else the
+    shipped ``conf/econe.conf``."""
+    named = config.get("ECONE_CONF")
+    if named:
+        base = os.path.dirname(os.path.abspath(config.path)) if config.path else one_location
+        return os.path.join(base, named)
+    local = os.path.join(one_location, "etc", "econe.conf")
+    return local if os.path.exists(local) else shipped("conf", "econe.conf")
+
+
+def econe_templates_dirs(econe_conf_path):
+    """The folders searched for VM type templates: ``ec2query_templates``
+    beside econe.conf, then the shipped one (list of str, existing only)."""
+    dirs = [os.path.join(os.path.dirname(os.path.abspath(econe_conf_path)), "ec2query_templates"),
+            shipped("conf", "ec2query_templates")]
+    seen = []
+    for d in dirs:
+        if os.path.isdir(d) and d not in seen:
+            seen.append(d)
+    return seen
+
+
+def load_econe(path, overrides=()):
+    """Read econe.conf and apply the ``econe.KEY=VALUE`` overrides.
+
+    :param overrides: the same ``--set`` list :func:`load` takes; only items
+        starting ``econe.`` (any case) are used, without that prefix
+        (``econe.PORT=4600`` sets PORT).
+    :return: an :class:`EconeConfig`.
+    :raises ConfigError: unreadable file, syntax error, or a malformed override.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        template = Template.parse(text)
+    except TemplateSyntaxError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    apply_overrides(template, [o[len("econe."):] for o in overrides
+                               if o.lower().startswith("econe.")])
+    return EconeConfig(template, path)
