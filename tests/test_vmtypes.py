@@ -19,7 +19,7 @@ from nebtwist.core.vmtypes import VMTypeError, VMTypes, UnknownVMType
 from nebtwist.template import Template
 from nebtwist.testing import start_nebula
 from tests.test_image import register, write
-from tests.test_xmlrpc_api import ADMIN, ok, xml
+from tests.test_xmlrpc_api import ADMIN, RANGED_NET, ok, xml
 
 SHIPPED_ECONE = paths.shipped("conf", "econe.conf")
 SHIPPED_TEMPLATES = paths.shipped("conf", "ec2query_templates")
@@ -250,3 +250,18 @@ class AllocateRendered(TestCase):
         self.assertEqual(vm.findtext("TEMPLATE/CONTEXT/EC2_USER_DATA"), "aGVsbG8=")
         self.assertEqual(vm.findtext("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY"), PUBLIC_KEY)
         self.assertEqual(vm.findtext("TEMPLATE/INSTANCE_TYPE"), "m1.small")
+
+    async def test_allocate_with_network(self):
+        """With econe.conf NETWORK the instance gets a lease on that network."""
+        src = write(self, b"\0" * 4096)
+        neb = await start_nebula(self)
+        iid, _ = await register(neb, f'NAME = "tiny"\nPATH = {src}\n')
+        vnid = await ok(neb, "one.vn.allocate", RANGED_NET)
+        cfg = configmod.load_econe(SHIPPED_ECONE, ['econe.NETWORK="public"'])
+        text = VMTypes.load(cfg, SHIPPED_TEMPLATES).render("m1.small", image_id=iid,
+                                                           user="oneadmin")
+        vid = await ok(neb, "one.vm.allocate", text)
+        vm = xml(await ok(neb, "one.vm.info", vid))
+        self.assertEqual(vm.findtext("TEMPLATE/NIC/NETWORK_ID"), str(vnid))
+        self.assertRegex(vm.findtext("TEMPLATE/NIC/IP") or "", r"^192\.168\.0\.\d+$")
+        self.assertIsNone(vm.find("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY"))
