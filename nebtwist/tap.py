@@ -17,7 +17,6 @@ import sys
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.web import server
@@ -38,6 +37,8 @@ from nebtwist.core.tm import TransferManager
 from nebtwist.core.vmm import VirtualMachineManager
 from nebtwist.log import OnedLogObserver, OneLogger
 from nebtwist.mad import build_driver
+from nebtwist.tls import TLSConfigError
+from nebtwist.tls import server_endpoint as tls_server_endpoint
 
 log = OneLogger("ONE")
 
@@ -221,7 +222,11 @@ class NebulaService(service.MultiService):
         endpoints = [f"tcp:{self.config.get_int('PORT')}"] + [
             v for v in self.config.template.get_all("LISTEN") if isinstance(v, str)]
         for desc in endpoints:
-            port = await serverFromString(self.reactor, desc).listen(site)
+            try:  # ssl: endpoints are TLS 1.2+ only, their files checked (nebtwist.tls)
+                endpoint = tls_server_endpoint(self.reactor, desc)
+            except TLSConfigError as e:
+                raise StartupError(f"LISTEN {e}") from None
+            port = await endpoint.listen(site)
             self.ports.append(port)
             log.info("XML-RPC API listening on {d} ({a})", d=desc, a=port.getHost())
         if self.hm is not None:
