@@ -12,6 +12,7 @@ Embedded defaults: with no configuration at all, state lives in SQLite under
 ``<var>/.one/one_auth``).
 """
 
+import atexit
 import os
 import sys
 
@@ -271,4 +272,18 @@ def makeService(options):
         raise SystemExit(1) from None
     from twisted.internet import reactor
 
-    return build_service(config, reactor, var_dir_for(options["one_location"]))
+    def failed(_failure):
+        # twistd offers no exit status: end the process with 1 once twistd has
+        # cleaned up (pid file, logs), so scripts and supervisors see the failure.
+        atexit.register(_exit_status_1)
+        if reactor.running:
+            reactor.stop()
+
+    return build_service(config, reactor, var_dir_for(options["one_location"]),
+                         on_failure=failed)
+
+
+def _exit_status_1():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
