@@ -394,6 +394,19 @@ def _check_safe_path(path, safe_dirs, actor):
         f"oneadmin's group may, or files under IMAGE_SAFE_DIRS; use an http(s) URL.")
 
 
+async def _store_template(pool, obj, template):
+    """Give ``obj`` a new TEMPLATE and store it; if the database refuses, the
+    old TEMPLATE is put back, so memory and database stay the same."""
+    old = obj.template
+    obj.template = template
+    try:
+        await pool.update(obj)
+    except BaseException:
+        obj.template = old
+        obj.touch()
+        raise
+
+
 class CopyInterrupted(Exception):
     """The daemon is stopping; a copy was abandoned."""
 
@@ -892,15 +905,8 @@ class ImageRequests:
         from nebtwist.core.dm import parse_template
 
         image = self._image(actor, iid)
-        template = parse_template(text, "image template")
-        old = image.template
-        image.template = template
-        try:
-            await self.nebula.imagepool.update(image)
-        except BaseException:
-            image.template = old
-            image.touch()
-            raise
+        await _store_template(self.nebula.imagepool, image,
+                              parse_template(text, "image template"))
         return iid
 
     async def _image_change(self, image, change):
@@ -1037,15 +1043,7 @@ class ImageRequests:
         from nebtwist.core.dm import parse_template
 
         tmpl = self._vmtemplate(actor, tid)
-        template = parse_template(text, "VM template")
-        old = tmpl.template
-        tmpl.template = template
-        try:
-            await self.nebula.tplpool.update(tmpl)
-        except BaseException:
-            tmpl.template = old
-            tmpl.touch()
-            raise
+        await _store_template(self.nebula.tplpool, tmpl, parse_template(text, "VM template"))
         return tid
 
     async def template_instantiate(self, actor, tid, name="", hold=False, extra=""):
