@@ -15,23 +15,16 @@ import subprocess
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from nebtwist import dbtesting
 from nebtwist.cli import onedb
 from nebtwist.core import db as dbm
-from nebtwist.core.config import Config
-from nebtwist.core.dm import DispatchManager
-from nebtwist.core.lcm import LifeCycleManager
 from nebtwist.core.nebula import Nebula
 from nebtwist.core.objects import Host
 from nebtwist.core.pool import Pool
-from nebtwist.core.requests import Requests
-from nebtwist.core.tm import TransferManager
-from nebtwist.core.vmm import VirtualMachineManager
-from nebtwist.fakes import FakeTransferDriver, FakeVirtualMachineDriver
-from nebtwist.template import Template
+
+from tests import test_lcm
 
 VM_TEMPLATE = """NAME = vm
 CPU = 0.5
@@ -85,28 +78,14 @@ def snapshot(nebula):
     return shot
 
 
-class Core:
-    """Nebula on a given database, fake drivers, a Clock."""
+class Core(test_lcm.Core):
+    """tests.test_lcm's core (fake drivers, a Clock) on a given database."""
 
     @classmethod
     async def make(cls, testcase, database, var_dir):
-        self = cls()
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
+        self = await super().make(testcase, path=var_dir, database=database)
         self.var_dir = var_dir
-        self.config = Config(Template.parse('MAC_PREFIX = "02:00"\nNETWORK_SIZE = 254\n'))
-        self.nebula = Nebula(self.config, self.clock, var_dir, database)
-        await self.nebula.open(("oneadmin", "pw"))
-        testcase.addCleanup(self.nebula.close)
-        self.vmmd = FakeVirtualMachineDriver("vmm_fake")
-        self.tmd = FakeTransferDriver("tm_fake")
-        self.vmm = VirtualMachineManager(self.nebula, {"vmm_fake": self.vmmd})
-        self.tm = TransferManager(self.nebula, {"tm_fake": self.tmd})
-        self.lcm = LifeCycleManager(self.nebula, self.vmm, self.tm)
-        self.vmm.lcm = self.lcm
-        self.dm = DispatchManager(self.nebula, self.lcm)
-        self.requests = Requests(self.nebula, self.dm)
-        self.admin = self.nebula.userpool.get(0)
+        self.config = self.nebula.config
         return self
 
     async def settle(self):

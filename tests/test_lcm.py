@@ -76,14 +76,16 @@ class Core:
     """A core on fake drivers, a Clock, and a real SQLite file."""
 
     @classmethod
-    async def make(cls, testcase, path=None):
+    async def make(cls, testcase, path=None, database=None):
+        """A core in ``path`` (default a new temp folder) on ``database``
+        (default SQLite ``<path>/one.db``)."""
         self = cls()
         self.dir = path or os.path.abspath(testcase.mktemp())
         os.makedirs(self.dir, exist_ok=True)
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         config = Config(Template.parse('MAC_PREFIX = "02:00"\nNETWORK_SIZE = 254\n'))
-        self.db = Database(reactor, "sqlite", path=os.path.join(self.dir, "one.db"))
+        self.db = database or Database(reactor, "sqlite", path=os.path.join(self.dir, "one.db"))
         self.nebula = Nebula(config, self.clock, self.dir, self.db)
         await self.nebula.open(("oneadmin", "pw"))
         testcase.addCleanup(self.nebula.close)
