@@ -23,6 +23,8 @@ from twisted.python import usage
 from twisted.web import server
 
 from nebtwist import __version__
+from nebtwist.api.ec2 import EC2StartupError
+from nebtwist.api.ec2 import install as ec2_install
 from nebtwist.api.xmlrpc import RequestManager
 from nebtwist.core import config as configmod
 from nebtwist.core.db import DatabaseError
@@ -113,8 +115,10 @@ class NebulaService(service.MultiService):
     reactor) is called.
     """
 
-    def __init__(self, config, reactor, var_dir, environ=None, on_failure=None):
+    def __init__(self, config, reactor, var_dir, environ=None, on_failure=None, overrides=()):
         super().__init__()
+        self.overrides = list(overrides)  # --set values (econe.KEY=VALUE for econe.conf)
+        self.ec2_ports = []  # the EC2 Query API's listening ports (nebtwist.api.ec2)
         self.config = config
         self.reactor = reactor
         self.var_dir = var_dir
@@ -235,6 +239,11 @@ class NebulaService(service.MultiService):
                 await self.hm.start_driver(self, self.ports[0], DRIVER_START_TIMEOUT)
             except HookConfigError as e:
                 raise StartupError(f"HM_MAD: {e}") from None
+        try:  # the EC2 Query front (econe.conf PORT and LISTEN)
+            self.ec2_ports = await ec2_install(self.reactor, nebula, requests, self.config,
+                                               os.path.dirname(self.var_dir), self.overrides)
+        except EC2StartupError as e:
+            raise StartupError(str(e)) from None
         self.ready.callback(self)
 
     async def _stop(self):
@@ -243,7 +252,7 @@ class NebulaService(service.MultiService):
             self._starting.cancel()
         for loop in self._loops:
             loop.stop()
-        for port in self.ports:
+        for port in self.ports + self.ec2_ports:
             await port.stopListening()
         await defer.maybeDeferred(service.MultiService.stopService, self)
         if self.nebula is not None:
@@ -257,9 +266,10 @@ class NebulaService(service.MultiService):
         return defer.ensureDeferred(self._stop())
 
 
-def build_service(config, reactor, var_dir, environ=None, on_failure=None):
-    """The :class:`NebulaService` for ``config`` on ``reactor``."""
-    return NebulaService(config, reactor, var_dir, environ, on_failure)
+def build_service(config, reactor, var_dir, environ=None, on_failure=None, overrides=()):
+    """The :class:`NebulaService` for ``config`` on ``reactor``; ``overrides``
+    are the ``--set`` values (their ``econe.KEY=VALUE`` items apply to econe.conf)."""
+    return NebulaService(config, reactor, var_dir, environ, on_failure, overrides)
 
 
 def makeService(options):
@@ -280,7 +290,7 @@ def makeService(options):
             reactor.stop()
 
     return build_service(config, reactor, var_dir_for(options["one_location"]),
-                         on_failure=failed)
+                         on_failure=failed, overrides=options["set"])
 
 
 def _exit_status_1():

@@ -294,6 +294,9 @@ class RunningNebula:
         self.service = service
         self.port = service.ports[0].getHost().port
         self.url = f"http://127.0.0.1:{self.port}/RPC2"
+        ec2_ports = getattr(service, "ec2_ports", [])  # the EC2 Query API (nebtwist.api.ec2)
+        self.ec2_url = (f"http://127.0.0.1:{ec2_ports[0].getHost().port}/" if ec2_ports
+                        else None)
         self.var_dir = var_dir
         self.one_location = one_location
         self.nebula = service.nebula
@@ -359,12 +362,15 @@ async def start_nebula(testcase, overrides=(), environ=None):
     overrides = list(overrides)
     given = {o.split("=", 1)[0].strip().upper() for o in overrides}
     settings = [o for o in FAST_OVERRIDES if o.split("=", 1)[0] not in given] + overrides
+    if "ECONE.PORT" not in given:  # the EC2 front on any free port (RunningNebula.ec2_url)
+        settings.append("econe.PORT=0")
     config = configmod.load(paths.shipped("conf", "oned.conf"), settings)
     var_dir = os.path.join(one_location, "var")
     env = dict(os.environ if environ is None else environ)
     env["ONE_AUTH"] = auth_path
     failures = []
-    svc = build_service(config, reactor, var_dir, environ=env, on_failure=failures.append)
+    svc = build_service(config, reactor, var_dir, environ=env, on_failure=failures.append,
+                        overrides=settings)
     svc.startService()
     # Registered before waiting, so drivers started by a failed start are stopped too.
     testcase.addCleanup(svc.stopService)

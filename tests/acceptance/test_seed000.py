@@ -177,7 +177,8 @@ class NebulaDaemon:
 
     def command(self):
         """The twistd command line."""
-        args = _twistd_command() + ["-n", "--pidfile=", "nebula", "--set", f"PORT={self.port}"]
+        args = _twistd_command() + ["-n", "--pidfile=", "nebula", "--set", f"PORT={self.port}",
+                                         "--set", "econe.PORT=0"]  # EC2 front: any free port
         for setting in self.settings:
             args += ["--set", setting]
         return args

@@ -19,7 +19,8 @@ class StartupFailureTest(unittest.TestCase):
         with open(auth, "w") as f:
             f.write("oneadmin:onecloud\n")
         env = dict(os.environ, ONE_LOCATION=location, ONE_AUTH=auth)
-        args = ["-n", "--pidfile=", "nebula", "--set", f"PORT={free_port()}"]
+        args = ["-n", "--pidfile=", "nebula", "--set", f"PORT={free_port()}",
+                "--set", "econe.PORT=0"]  # EC2 front: any free port
         for s in settings:
             args += ["--set", s]
         done = subprocess.run(_twistd_command() + args, env=env, cwd=location,
