@@ -3,6 +3,7 @@ boto3 (SigV4, and SigV2) as the client; boto3 blocks, so it runs in a thread."""
 
 import hashlib
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,7 +12,9 @@ from lxml import etree
 from twisted.internet import reactor, threads
 from twisted.trial.unittest import TestCase
 
+from nebtwist.tap import StartupError
 from nebtwist.testing import start_nebula
+from tests.sshd import free_port
 from tests.test_xmlrpc_api import HELEN, add_user, ok, wait_host_monitored
 
 try:
@@ -74,6 +77,31 @@ def raw_sigv2_post(url, params, user="oneadmin", secret=sha1_hex("onecloud")):
     body = urllib.parse.urlencode(request.data).encode()
     req = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def raw_sigv2(url, params, method="POST", timestamp=None, user="oneadmin",
+              secret=None):
+    """Send ``params`` signed with SigV2 (botocore's calculation) with the
+    given ``Timestamp`` (default now), as a form POST or a GET query;
+    returns (status, body bytes)."""
+    secret = secret or sha1_hex("onecloud")
+    params = dict(params, AWSAccessKeyId=user, SignatureVersion="2",
+                  SignatureMethod="HmacSHA256",
+                  Timestamp=timestamp or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    request = botocore.awsrequest.AWSRequest(method=method, url=url)
+    auth = botocore.auth.SigV2Auth(botocore.credentials.Credentials(user, secret))
+    params["Signature"] = auth.calc_signature(request, params)[1]
+    encoded = urllib.parse.urlencode(params)
+    if method == "GET":
+        req = urllib.request.Request(f"{url}?{encoded}", method="GET")
+    else:
+        req = urllib.request.Request(url, data=encoded.encode(), method="POST", headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read()
@@ -228,3 +256,50 @@ class EC2Tests(TestCase):
             self.assertEqual(caught.exception.response["Error"]["Code"],
                              "InvalidInstanceID.NotFound")
         self.assertEqual(states(await call(c, "describe_instances")), {vid: "pending"})
+
+    async def test_raw_requests(self):
+        """A SigV2 GET query works and answers in the request's Version
+        namespace; a Timestamp an hour old is RequestExpired (400)."""
+        neb = await self.start()
+        status, body = await threads.deferToThread(
+            raw_sigv2, neb.ec2_url, {"Action": "DescribeRegions", "Version": "2012-12-01"},
+            method="GET")
+        self.assertEqual(status, 200, body)
+        root = etree.fromstring(body)
+        ns = "{http://ec2.amazonaws.com/doc/2012-12-01/}"
+        self.assertEqual(root.tag, ns + "DescribeRegionsResponse")
+        self.assertTrue(root.findtext(ns + "requestId"))
+        self.assertEqual(root.findtext(f"{ns}regionInfo/{ns}item/{ns}regionName"), "default")
+        old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+        status, body = await threads.deferToThread(
+            raw_sigv2, neb.ec2_url, {"Action": "DescribeRegions"}, timestamp=old)
+        self.assertEqual((status, etree.fromstring(body).findtext("Errors/Error/Code")),
+                         (400, "RequestExpired"))
+        status, body = await threads.deferToThread(
+            raw_sigv2, neb.ec2_url, {"Version": "2016-11-15"})
+        self.assertEqual((status, etree.fromstring(body).findtext("Errors/Error/Code")),
+                         (400, "MissingParameter"))
+
+
+class StartupTests(TestCase):
+    """The EC2 front at start-up: econe.conf PORT and LISTEN, bad VM types."""
+
+    async def test_bad_vm_type(self):
+        """A VM type whose template file is missing stops the start with a
+        one-line error naming it."""
+        with self.assertRaises(StartupError) as caught:
+            await start_nebula(self, ['econe.VM_TYPE=[NAME="m1.bad", TEMPLATE="nope.mako"]'])
+        message = str(caught.exception)
+        self.assertIn("m1.bad", message)
+        self.assertIn("nope.mako", message)
+        self.assertNotIn("\n", message)
+
+    async def test_listen(self):
+        """econe.conf LISTEN adds endpoints beside PORT; both answer."""
+        port = free_port()
+        neb = await start_nebula(self, [f'econe.LISTEN="tcp:{port}:interface=127.0.0.1"'])
+        self.assertEqual(len(neb.service.ec2_ports), 2)
+        self.assertEqual(neb.service.ec2_ports[1].getHost().port, port)
+        for url in (neb.ec2_url, f"http://127.0.0.1:{port}/"):
+            status, _ = await threads.deferToThread(raw_sigv2, url, {"Action": "DescribeRegions"})
+            self.assertEqual(status, 200, url)
