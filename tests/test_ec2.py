@@ -85,15 +85,16 @@ def raw_sigv2_post(url, params, user="oneadmin", secret=sha1_hex("onecloud")):
 
 
 def raw_sigv2(url, params, method="POST", timestamp=None, user="oneadmin",
-              secret=None):
+              secret=None, sign_url=None):
     """Send ``params`` signed with SigV2 (botocore's calculation) with the
     given ``Timestamp`` (default now), as a form POST or a GET query;
-    returns (status, body bytes)."""
+    returns (status, body bytes). ``sign_url``: sign for this URL's host
+    instead (a client that reached the front through a proxy)."""
     secret = secret or sha1_hex("onecloud")
     params = dict(params, AWSAccessKeyId=user, SignatureVersion="2",
                   SignatureMethod="HmacSHA256",
                   Timestamp=timestamp or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    request = botocore.awsrequest.AWSRequest(method=method, url=url)
+    request = botocore.awsrequest.AWSRequest(method=method, url=sign_url or url)
     auth = botocore.auth.SigV2Auth(botocore.credentials.Credentials(user, secret))
     params["Signature"] = auth.calc_signature(request, params)[1]
     encoded = urllib.parse.urlencode(params)
@@ -303,3 +304,16 @@ class StartupTests(TestCase):
         for url in (neb.ec2_url, f"http://127.0.0.1:{port}/"):
             status, _ = await threads.deferToThread(raw_sigv2, url, {"Action": "DescribeRegions"})
             self.assertEqual(status, 200, url)
+
+    async def test_server_name(self):
+        """A SigV2 signature naming econe.conf SERVER as its host is accepted
+        (a proxy in front); one naming another host is AuthFailure."""
+        neb = await start_nebula(self, ['econe.SERVER="cloud.example.org"'])
+        cases = [("http://cloud.example.org/", 200, None),
+                 ("http://elsewhere.example.org/", 401, "AuthFailure")]
+        for sign_url, status, code in cases:
+            got, body = await threads.deferToThread(
+                raw_sigv2, neb.ec2_url, {"Action": "DescribeRegions"}, sign_url=sign_url)
+            self.assertEqual(got, status, sign_url)
+            if code:
+                self.assertEqual(etree.fromstring(body).findtext("Errors/Error/Code"), code)

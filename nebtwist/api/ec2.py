@@ -173,8 +173,11 @@ class EC2Resource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, nebula, requests, vmtypes, region="default", zone="default"):
+    def __init__(self, nebula, requests, vmtypes, region="default", zone="default",
+                 hosts=()):
         super().__init__()
+        #: more host names SigV2 signatures may name (econe.conf SERVER, SSL_SERVER)
+        self.hosts = tuple(hosts)
         self.nebula = nebula
         self.requests = requests
         self.vmtypes = vmtypes
@@ -265,7 +268,8 @@ class EC2Resource(resource.Resource):
         params = _Params(pairs)
         auth = awsauth.AuthRequest.from_twisted(request, body=body)
         who = awsauth.verify_request(auth, self.secret_lookup, self.nebula.clock.seconds(),
-                                     params=pairs, schemes=awsauth.EC2_SCHEMES)
+                                     params=pairs, schemes=awsauth.EC2_SCHEMES,
+                                     hosts=self.hosts)
         user = self.nebula.userpool.find(who.access_key)
         if user is None:  # removed while signing
             raise EC2Error("AuthFailure", "User not authorized.", 401)
@@ -525,11 +529,17 @@ class _Builder:
 def build_site(nebula, requests, vmtypes, econe_config=None):
     """A :class:`twisted.web.server.Site` serving :class:`EC2Resource`.
 
-    :param econe_config: econe.conf (``REGION``, ``ZONE`` optional).
+    :param econe_config: econe.conf: ``SERVER`` and ``SSL_SERVER`` are host
+        names a SigV2 signature may name besides the Host header; ``REGION``
+        and ``ZONE`` (default ``default``) are answered by DescribeRegions
+        and DescribeAvailabilityZones.
     """
     region = (econe_config.get("REGION") if econe_config is not None else None) or "default"
     zone = (econe_config.get("ZONE") if econe_config is not None else None) or "default"
-    site = _Site(EC2Resource(nebula, requests, vmtypes, region=region, zone=zone))
+    hosts = [h for h in (econe_config.get("SERVER"), econe_config.get("SSL_SERVER"))
+             if h] if econe_config is not None else []
+    site = _Site(EC2Resource(nebula, requests, vmtypes, region=region, zone=zone,
+                             hosts=hosts))
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None
