@@ -257,6 +257,10 @@ class EC2Tests(TestCase):
             self.assertEqual(caught.exception.response["Error"]["Code"],
                              "InvalidInstanceID.NotFound")
         self.assertEqual(states(await call(c, "describe_instances")), {vid: "pending"})
+        term = (await call(c, "terminate_instances", InstanceIds=[vid]))["TerminatingInstances"]
+        self.assertEqual([(t["PreviousState"]["Name"], t["CurrentState"]["Name"]) for t in term],
+                         [("pending", "terminated")], "a pending VM is finalized")
+        self.assertEqual(states(await call(c, "describe_instances")), {vid: "terminated"})
 
     async def test_raw_requests(self):
         """A SigV2 GET query works and answers in the request's Version

@@ -490,7 +490,7 @@ class EC2Resource(resource.Resource):
 
     async def terminate_instances(self, user, params, out):
         """TerminateInstances: ``shutdown`` a running VM, else ``finalize``
-        it (3.4 ``terminate_instances``); a terminated one is left alone."""
+        it (3.4 ``terminate_instances``); a DONE one is left alone."""
         ids = params.indexed("InstanceId")
         if not ids:
             raise EC2Error("MissingParameter",
@@ -499,12 +499,12 @@ class EC2Resource(resource.Resource):
         iset = out.sub(out.root, "instancesSet")
         for vm in vms:
             previous = ec2_state(vm)
-            if previous[0] != 48:
+            if vm.state != DONE:  # FAILED (terminated in EC2 terms) is finalized too
                 action = "shutdown" if vm.short_state() == "runn" else "finalize"
                 await self.requests.vm_action(user, action, vm.oid)
             vm = self.nebula.vmpool.objects.get(vm.oid, vm)
             current = ec2_state(vm)
-            if previous[0] != 48 and current == previous:
+            if vm.state != DONE and current == previous and previous[0] != 48:
                 current = (32, "shutting-down")
             item = out.sub(iset, "item")
             out.sub(item, "instanceId", instance_id(vm.oid))
