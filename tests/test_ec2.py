@@ -185,6 +185,17 @@ class EC2Tests(TestCase):
         self.assertEqual([i["InstanceId"] for r in one for i in r["Instances"]], ["i-1"])
         self.assertEqual(one[0]["Instances"][0]["ImageId"], "ami-00000000")
 
+        filtered = await call(c, "describe_instances", Filters=[
+            {"Name": "instance-state-name", "Values": ["running", "pending"]},
+            {"Name": "instance-type", "Values": ["m1.small"]},
+            {"Name": "image-id", "Values": ["ami-00000000"]}])
+        self.assertEqual(sorted(states(filtered)), ids)
+        none = await call(c, "describe_instances", Filters=[
+            {"Name": "instance-type", "Values": ["m1.large"]}])
+        self.assertEqual(none["Reservations"], [])
+        with self.assertRaises(ClientError) as caught:
+            await call(c, "describe_instances", Filters=[{"Name": "colour", "Values": ["red"]}])
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterValue")
         term = (await call(c, "terminate_instances", InstanceIds=ids))["TerminatingInstances"]
         self.assertEqual([(t["InstanceId"], t["PreviousState"]["Name"],
                            t["CurrentState"]["Name"]) for t in term],

@@ -76,6 +76,23 @@ _IMAGE_STATES = {"INIT": "pending", "LOCKED": "pending", "READY": "available",
                  "USED": "available", "DISABLED": "failed", "ERROR": "failed"}
 
 
+def _vm_image(vm):
+    image = vm.template.get_str("IMAGE_ID")
+    if image is None:
+        image = (vm.template.get_vector("DISK") or {}).get("IMAGE_ID")
+    return f"ami-{int(image):08d}" if image and image.isdigit() else ""
+
+
+#: DescribeInstances filters: name -> the VM's value.
+_INSTANCE_FILTERS = {
+    "instance-id": lambda vm: f"i-{vm.oid}",
+    "instance-state-name": lambda vm: ec2_state(vm)[1],
+    "instance-state-code": lambda vm: str(ec2_state(vm)[0]),
+    "instance-type": lambda vm: vm.template.get_str("INSTANCE_TYPE") or "",
+    "image-id": _vm_image,
+}
+
+
 class EC2Error(Exception):
     """An EC2 error response.
 
@@ -149,6 +166,27 @@ class _Params:
                            f"Value ({value}) for parameter {name} is invalid. "
                            f"Expected an integer of at least {minimum}.")
         return number
+
+    def filters(self):
+        """``Filter.N.Name`` / ``Filter.N.Value.M`` as {name: set of values}.
+
+        :raises EC2Error: InvalidParameterValue for a filter without a name
+            or without values.
+        """
+        names, values = {}, {}
+        for k, v in self.pairs:
+            parts = k.split(".")
+            if len(parts) == 3 and parts[0] == "Filter" and parts[2] == "Name":
+                names[parts[1]] = v
+            elif len(parts) == 4 and parts[0] == "Filter" and parts[2] == "Value":
+                values.setdefault(parts[1], set()).add(v)
+        filters = {}
+        for n in sorted(set(names) | set(values)):
+            if not names.get(n) or not values.get(n):
+                raise EC2Error("InvalidParameterValue",
+                               f"Filter.{n} needs a Name and at least one Value.")
+            filters.setdefault(names[n], set()).update(values[n])
+        return filters
 
     def indexed(self, prefix):
         """The values of ``prefix.N`` (``InstanceId.1``, ``InstanceId.01``),
@@ -422,11 +460,7 @@ class EC2Resource(resource.Resource):
         item = out.sub(parent, "item")
         tpl = vm.template
         out.sub(item, "instanceId", instance_id(vm.oid))
-        image = tpl.get_str("IMAGE_ID")
-        if image is None:
-            disk = tpl.get_vector("DISK") or {}
-            image = disk.get("IMAGE_ID")
-        out.sub(item, "imageId", ami_id(image) if image and image.isdigit() else "")
+        out.sub(item, "imageId", _vm_image(vm))
         code, name = ec2_state(vm)
         state = out.sub(item, "instanceState")
         out.sub(state, "code", code)
@@ -470,11 +504,19 @@ class EC2Resource(resource.Resource):
         return vms
 
     async def describe_instances(self, user, params, out):
-        """DescribeInstances: the user's instances (``InstanceId.N`` filter),
-        grouped by reservation."""
+        """DescribeInstances: the user's instances (``InstanceId.N``; filters
+        instance-id, instance-state-name, instance-state-code, instance-type,
+        image-id), grouped by reservation."""
         ids = params.indexed("InstanceId")
         vms = (self._instances(user, ids) if ids
                else self._visible(user, self.nebula.clock.seconds()))
+        for name, wanted in params.filters().items():
+            match = _INSTANCE_FILTERS.get(name)
+            if match is None:
+                raise EC2Error("InvalidParameterValue",
+                               f"The filter '{name}' is invalid "
+                               f"(known: {', '.join(sorted(_INSTANCE_FILTERS))}).")
+            vms = [vm for vm in vms if match(vm) in wanted]
         groups = {}
         for vm in vms:
             groups.setdefault(self._reservation(vm), []).append(vm)
