@@ -332,3 +332,19 @@ class StartupTests(TestCase):
             self.assertEqual(got, status, sign_url)
             if code:
                 self.assertEqual(etree.fromstring(body).findtext("Errors/Error/Code"), code)
+
+    async def test_boto3_over_tls(self):
+        """econe.conf LISTEN with an ssl: endpoint (nebula-cert's certificate):
+        boto3 verifies it and runs DescribeRegions over HTTPS."""
+        from tests.test_tls import listen_line, make_cert
+        _, cert, out = make_cert(self)
+        line = listen_line(out).replace("ssl:2634:", "ssl:0:interface=127.0.0.1:", 1)
+        neb = await start_nebula(self, [f'econe.LISTEN="{line}"'])
+        port = neb.service.ec2_ports[1].getHost().port
+        c = boto3.client("ec2", endpoint_url=f"https://127.0.0.1:{port}/",
+                         region_name="us-east-1", aws_access_key_id="oneadmin",
+                         aws_secret_access_key=sha1_hex("onecloud"), verify=cert,
+                         config=botocore.config.Config(retries={"max_attempts": 1}))
+        self.addCleanup(lambda: threads.deferToThread(c.close))
+        regions = (await call(c, "describe_regions"))["Regions"]
+        self.assertEqual([r["RegionName"] for r in regions], ["default"])
