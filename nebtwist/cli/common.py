@@ -359,6 +359,15 @@ def print_table(ctx, columns, rows):
         ctx.out(row_line)
 
 
+def print_pool(ctx, body, columns, tag):
+    """A pool reply as ``list`` shows it: the raw XML with ``-x``, else one
+    table row per ``tag`` element."""
+    if ctx.want_xml():
+        ctx.print_xml(body)
+        return
+    print_table(ctx, columns, parse_xml(body).findall(tag))
+
+
 def print_section(ctx, title, pairs):
     """Print a ``TITLE`` line followed by ``LABEL : value`` lines."""
     ctx.out(title)

@@ -86,10 +86,7 @@ def do_delete(ctx, args):
 def do_list(ctx, args):
     """``oneacl list``: every rule, in 3.4's columns."""
     body = ctx.call("one.acl.info")
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    common.print_table(ctx, LIST_COLUMNS, common.parse_xml(body).findall("ACL"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "ACL")
 
 
 def configure(subparsers):

@@ -48,10 +48,7 @@ def do_delete(ctx, args):
 def do_list(ctx, args):
     """``onegroup list``: one line per group you may see."""
     body = ctx.call("one.grouppool.info")
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    common.print_table(ctx, LIST_COLUMNS, common.parse_xml(body).findall("GROUP"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "GROUP")
 
 
 def do_show(ctx, args):

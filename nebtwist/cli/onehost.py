@@ -81,11 +81,7 @@ def do_disable(ctx, args):
 def do_list(ctx, args):
     """``onehost list``: one line per host."""
     body = ctx.call("one.hostpool.info")
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    pool = common.parse_xml(body)
-    common.print_table(ctx, LIST_COLUMNS, pool.findall("HOST"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "HOST")
 
 
 def do_show(ctx, args):

@@ -91,10 +91,7 @@ def do_list(ctx, args):
     """``oneimage list``: one line per image."""
     flag = common.pool_filter(ctx, args.filter)
     body = ctx.call("one.imagepool.info", flag, -1, -1)
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    common.print_table(ctx, LIST_COLUMNS, common.parse_xml(body).findall("IMAGE"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "IMAGE")
 
 
 def do_show(ctx, args):

@@ -44,10 +44,7 @@ def do_list(ctx, args):
     """``onetemplate list``: one line per template."""
     flag = common.pool_filter(ctx, args.filter)
     body = ctx.call("one.templatepool.info", flag, -1, -1)
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    common.print_table(ctx, LIST_COLUMNS, common.parse_xml(body).findall("VMTEMPLATE"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "VMTEMPLATE")
 
 
 def do_show(ctx, args):

@@ -67,11 +67,7 @@ def make_enable(enable):
 def do_list(ctx, args):
     """``oneuser list``: one line per user."""
     body = ctx.call("one.userpool.info")
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    pool = common.parse_xml(body)
-    common.print_table(ctx, LIST_COLUMNS, pool.findall("USER"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "USER")
 
 
 def do_show(ctx, args):

@@ -148,11 +148,7 @@ def do_list(ctx, args):
     """``onevm list``: one line per VM (DONE VMs excluded)."""
     flag = common.pool_filter(ctx, args.filter)
     body = ctx.call("one.vmpool.info", flag, -1, -1, ANY_BUT_DONE)
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    pool = common.parse_xml(body)
-    common.print_table(ctx, LIST_COLUMNS, pool.findall("VM"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "VM")
 
 
 def do_show(ctx, args):

@@ -67,11 +67,7 @@ def do_list(ctx, args):
     """``onevnet list``: one line per network."""
     flag = common.pool_filter(ctx, args.filter)
     body = ctx.call("one.vnpool.info", flag, -1, -1)
-    if ctx.want_xml():
-        ctx.print_xml(body)
-        return
-    pool = common.parse_xml(body)
-    common.print_table(ctx, LIST_COLUMNS, pool.findall("VNET"))
+    common.print_pool(ctx, body, LIST_COLUMNS, "VNET")
 
 
 def do_show(ctx, args):
