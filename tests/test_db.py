@@ -88,9 +88,6 @@ class Core(test_lcm.Core):
         self.config = self.nebula.config
         return self
 
-    async def settle(self):
-        """Wait until every write issued so far is committed (one database thread)."""
-        await self.nebula.db.run([])
 
 
 class PersistenceMixin:

@@ -112,6 +112,17 @@ class Core:
             self.admin, 'NAME = net\nTYPE = RANGED\nBRIDGE = br0\n'
                         'NETWORK_ADDRESS = 10.0.0.0\nNETWORK_SIZE = C\n')
 
+    async def settle(self):
+        """Wait until every write issued so far is committed (one database thread)."""
+        await self.nebula.db.run([])
+
+    async def poll(self, reply):
+        """Let a polling round come due and answer its POLL with ``reply``."""
+        self.clock.advance(20)
+        self.vmm.tick()
+        self.vmmd.last("poll").succeed(reply)
+        await self.settle()
+
     def fakes(self, kind):
         return self.vmmd if kind == "vmm" else self.tmd
 
@@ -191,11 +202,11 @@ class PathTests(unittest.TestCase):
         self.assertEqual(script[1].split()[:3], ["MKSWAP", "tm_fake", "64"])
         core.clock.advance(5)
         prolog.succeed()
-        await core.nebula.db.run([])  # let the commit land
+        await core.settle()
         self.assertEqual(vm.lcm_state, BOOT)
         core.clock.advance(5)
         core.vmmd.last("deploy").succeed("dep-x")
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual((vm.state, vm.lcm_state), (ACTIVE, RUNNING))
         return vm
 
@@ -218,12 +229,12 @@ class PathTests(unittest.TestCase):
         await core.dm.action(vm, "shutdown")
         self.assertEqual(vm.lcm_state, SHUTDOWN)
         core.vmmd.last("shutdown").succeed()
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual(vm.lcm_state, EPILOG)
         epilog = open(core.tmd.last("transfer").args[0]).read()
         self.assertTrue(epilog.startswith("DELETE tm_fake h0:"))
         core.tmd.last("transfer").succeed()
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual((vm.state, vm.lcm_state), (DONE, LCM_INIT))
         self.assertEqual((host.share.cpu_usage, host.share.mem_usage, host.share.running_vms),
                          (0, 0, 0))
@@ -246,9 +257,9 @@ class PathTests(unittest.TestCase):
         vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
         await core.dm.deploy(vm, host)
         core.tmd.last("transfer").succeed()
-        await core.nebula.db.run([])
+        await core.settle()
         core.vmmd.last("deploy").fail("no hypervisor")
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual((vm.state, vm.lcm_state), (FAILED, LCM_INIT))
         self.assertEqual(vm.last_history.reason, REASON_ERROR)
         self.assertEqual(host.share.running_vms, 0)
@@ -268,10 +279,10 @@ class PathTests(unittest.TestCase):
         await core.dm.action(vm, "finalize")
         self.assertEqual((vm.state, vm.lcm_state), (ACTIVE, CLEANUP))
         core.tmd.last("transfer").succeed()  # the clean-up's DELETE
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual(vm.state, DONE)
         core.tmd.calls[0].succeed()  # the prolog answers after the VM is gone
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual((vm.state, vm.lcm_state), (DONE, LCM_INIT))
         self.assertEqual(host.share.running_vms, 0)
 
@@ -286,7 +297,7 @@ class PathTests(unittest.TestCase):
         action = core.vmmd.last("migrate").args[0]
         self.assertEqual((action.host, action.migr_host), ("h0", "h1"))
         core.vmmd.last("migrate").succeed()
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual(vm.lcm_state, RUNNING)
         self.assertEqual((h0.share.running_vms, h1.share.running_vms), (0, 1))
         self.assertEqual([h.hostname for h in vm.history], ["h0", "h1"])
@@ -294,7 +305,7 @@ class PathTests(unittest.TestCase):
         # a failed one goes back to h1 in a new record
         await core.dm.migrate(vm, h0, live=True)
         core.vmmd.last("migrate").fail("nope")
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual(vm.lcm_state, RUNNING)
         self.assertEqual([h.hostname for h in vm.history], ["h0", "h1", "h0", "h1"])
         self.assertEqual(vm.history[2].reason, REASON_ERROR)
@@ -309,16 +320,16 @@ class PathTests(unittest.TestCase):
         self.assertEqual(vm.lcm_state, SAVE_MIGRATE)
         self.assertEqual(core.vmmd.last("save").args[0].host, "h0")
         core.vmmd.last("save").succeed()
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual(vm.lcm_state, PROLOG_MIGRATE)
         mv = open(core.tmd.last("transfer").args[0]).read().split()
         self.assertEqual(mv[0], "MV")
         self.assertTrue(mv[2].startswith("h0:") and mv[3].startswith("h1:"))
         core.tmd.last("transfer").succeed()
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual(vm.lcm_state, BOOT)
         core.vmmd.last("restore").succeed("dep-y")
-        await core.nebula.db.run([])
+        await core.settle()
         self.assertEqual(vm.lcm_state, RUNNING)
         self.assertEqual((h0.share.running_vms, h1.share.running_vms), (0, 1))
         with self.assertRaises(ActionError):
@@ -330,17 +341,11 @@ class PathTests(unittest.TestCase):
         host = await core.host("h0")
         vm = await self._running(core, host)
         core.nebula.config.template.set("VM_POLLING_INTERVAL", "10")
-        core.clock.advance(20)
-        core.vmm.tick()
-        core.vmmd.last("poll").succeed("STATE=d USEDCPU=3 USEDMEMORY=1024 NETRX=5 NETTX=6 X=1")
-        await core.nebula.db.run([])
+        await core.poll("STATE=d USEDCPU=3 USEDMEMORY=1024 NETRX=5 NETTX=6 X=1")
         self.assertEqual(vm.lcm_state, 16)  # UNKNOWN
         self.assertEqual((vm.cpu, vm.memory, vm.net_rx, vm.net_tx), (3, 1024, 5, 6))
         self.assertEqual(vm.template.get_str("X"), "1")
-        core.clock.advance(20)
-        core.vmm.tick()
-        core.vmmd.last("poll").succeed("STATE=a")
-        await core.nebula.db.run([])
+        await core.poll("STATE=a")
         self.assertEqual(vm.lcm_state, RUNNING)
 
 
@@ -348,9 +353,6 @@ class MoreActionTests(unittest.TestCase):
     """stop/suspend/resume, resubmit, reboot, restart and polling results."""
 
     _running = PathTests._running
-
-    async def _settle(self, core):
-        await core.nebula.db.run([])
 
     async def test_stop_and_resume(self):
         core = await Core.make(self)
@@ -362,13 +364,13 @@ class MoreActionTests(unittest.TestCase):
         self.assertEqual(core.vmmd.last("save").args[0].checkpoint_file,
                          f"{core.nebula.remote_vm_dir(vm.oid)}/checkpoint")
         core.vmmd.last("save").succeed()
-        await self._settle(core)
+        await core.settle()
         self.assertEqual(vm.lcm_state, EPILOG_STOP)
         mv = open(core.tmd.last("transfer").args[0]).read().split()
         self.assertEqual(mv[0], "MV")
         self.assertTrue(mv[2].startswith("h0:") and mv[3].endswith(f"/{vm.oid}/images"))
         core.tmd.last("transfer").succeed()
-        await self._settle(core)
+        await core.settle()
         self.assertEqual((vm.state, h0.share.running_vms), (STOPPED, 0))
         self.assertEqual(vm.last_history.reason, REASON_STOP_RESUME)
         self.assertEqual(core.nebula.vnpool.get(0).used_leases, 1, "a stopped VM keeps its IP")
@@ -379,10 +381,10 @@ class MoreActionTests(unittest.TestCase):
         mv = open(core.tmd.last("transfer").args[0]).read().split()
         self.assertTrue(mv[2].endswith(f"/{vm.oid}/images") and mv[3].startswith("h1:"))
         core.tmd.last("transfer").succeed()
-        await self._settle(core)
+        await core.settle()
         self.assertEqual(vm.lcm_state, BOOT)
         core.vmmd.last("restore").succeed("dep-r")
-        await self._settle(core)
+        await core.settle()
         self.assertEqual((vm.state, vm.lcm_state, vm.deploy_id), (ACTIVE, RUNNING, "dep-r"))
         self.assertEqual([h.hostname for h in vm.history], ["h0", "h1"])
 
@@ -394,18 +396,18 @@ class MoreActionTests(unittest.TestCase):
         await core.dm.action(vm, "suspend")
         self.assertEqual(vm.lcm_state, SAVE_SUSPEND)
         core.vmmd.last("save").succeed()
-        await self._settle(core)
+        await core.settle()
         self.assertEqual((vm.state, h0.share.running_vms), (SUSPENDED, 1),
                          "a suspended VM keeps its host")
         await core.dm.action(vm, "resume")
         self.assertEqual((vm.state, vm.lcm_state), (ACTIVE, BOOT))
         self.assertEqual(core.vmmd.last("restore").args[0].host, "h0")
         core.vmmd.last("restore").succeed("dep-s")
-        await self._settle(core)
+        await core.settle()
         self.assertEqual(vm.lcm_state, RUNNING)
         await core.dm.action(vm, "suspend")
         core.vmmd.last("save").fail("disk full")
-        await self._settle(core)
+        await core.settle()
         self.assertEqual(vm.lcm_state, RUNNING, "a failed save leaves it running")
 
     async def test_resubmit_active_keeps_lease_and_ignores_stale_replies(self):
@@ -420,12 +422,12 @@ class MoreActionTests(unittest.TestCase):
         self.assertEqual((vm.state, vm.lcm_state), (ACTIVE, CLEANUP))
         self.assertEqual(h0.share.running_vms, 0)
         core.tmd.last("transfer").succeed()  # the clean-up's DELETE
-        await self._settle(core)
+        await core.settle()
         self.assertEqual(vm.state, PENDING)
         await core.dm.deploy(vm, h0)
         self.assertEqual(vm.lcm_state, PROLOG)
         stale_prolog.succeed()  # the first placement's prolog answers late
-        await self._settle(core)
+        await core.settle()
         self.assertEqual(vm.lcm_state, PROLOG, "a reply from an earlier placement is ignored")
         self.assertEqual(vm.template.get_vector("NIC")["IP"], ip)
         self.assertEqual(core.nebula.vnpool.get(0).used_leases, 1)
@@ -438,7 +440,7 @@ class MoreActionTests(unittest.TestCase):
         vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
         await core.dm.deploy(vm, h0)
         core.tmd.last("transfer").fail("no space")
-        await self._settle(core)
+        await core.settle()
         self.assertEqual(vm.state, FAILED)
         await core.dm.action(vm, "resubmit")
         self.assertEqual(vm.state, PENDING)
@@ -458,21 +460,15 @@ class MoreActionTests(unittest.TestCase):
         with self.assertRaises(ActionError):
             await core.dm.action(vm, "restart")  # only from BOOT or UNKNOWN
         core.nebula.config.template.set("VM_POLLING_INTERVAL", "10")
-        core.clock.advance(20)
-        core.vmm.tick()
-        core.vmmd.last("poll").succeed("STATE=d")
-        await self._settle(core)
+        await core.poll("STATE=d")
         self.assertEqual(vm.lcm_state, UNKNOWN)
         deploys = len([c for c in core.vmmd.calls if c.method == "deploy"])
         await core.dm.action(vm, "restart")
         self.assertEqual(vm.lcm_state, BOOT)
         self.assertEqual(len([c for c in core.vmmd.calls if c.method == "deploy"]), deploys + 1)
         core.vmmd.last("deploy").succeed("dep-again")
-        await self._settle(core)
-        core.clock.advance(20)
-        core.vmm.tick()
-        core.vmmd.last("poll").succeed("STATE=p")
-        await self._settle(core)
+        await core.settle()
+        await core.poll("STATE=p")
         self.assertEqual((vm.state, h0.share.running_vms), (SUSPENDED, 1))
         await core.dm.action(vm, "delete")
         self.assertEqual((vm.state, h0.share.running_vms), (DONE, 0))
