@@ -109,7 +109,6 @@ class Nebula:
         self.datastore_location = config.get(
             "DATASTORE_LOCATION", os.path.join(self.var_dir, "datastores"))
         self._user_by_name = {}
-        self._made_dirs = set()  # VM ids whose <var>/<vid> exists
         #: The VM directories' file writer: a worker thread when ``clock`` is a
         #: reactor, synchronous on a test Clock (see nebtwist.core.files).
         self.files = FileWriter(clock)
@@ -232,19 +231,6 @@ class Nebula:
     def vm_dir(self, vid):
         """The VM's front-end directory ``<var>/<vid>`` (deployment and transfer files)."""
         return os.path.join(self.var_dir, str(vid))
-
-    def ensure_vm_dir(self, vid):
-        """Create ``<var>/<vid>`` once (remembered: the deploy path asks on every
-        log line and file, and a ``makedirs`` costs a system call each time).
-
-        :return: the directory's path.
-        :raises OSError: it cannot be created.
-        """
-        path = self.vm_dir(vid)
-        if vid not in self._made_dirs:
-            os.makedirs(path, exist_ok=True)
-            self._made_dirs.add(vid)
-        return path
 
     def remote_vm_dir(self, vid):
         """The VM's directory on its host: ``<DATASTORE_LOCATION>/0/<vid>`` (3.4)."""
