@@ -141,9 +141,9 @@ class Nebula:
             group.users = sorted(set(group.users) | {0})
             await self.userpool.insert(admin, self.grouppool.write_ops(group))
             log.info("Bootstrapped user 0 ({name})", name=name)
-        for vm in self.vmpool:
-            from nebtwist.core.dm import compile_expressions
+        from nebtwist.core.dm import compile_expressions  # dm imports this module
 
+        for vm in self.vmpool:
             try:
                 compile_expressions(vm, vm.template)
             except Exception:  # noqa: BLE001 - a stored VM keeps loading
