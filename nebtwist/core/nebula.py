@@ -21,6 +21,7 @@ import time
 
 from nebtwist.core import acl as aclm
 from nebtwist.core import db as dbm
+from nebtwist.core.dm import compile_expressions
 from nebtwist.core.files import FileWriter
 from nebtwist.core.image import Image, VMTemplate
 from nebtwist.core.objects import (ONEADMIN_GROUP, USERS_GROUP, Group, Host, User,
@@ -141,8 +142,6 @@ class Nebula:
             group.users = sorted(set(group.users) | {0})
             await self.userpool.insert(admin, self.grouppool.write_ops(group))
             log.info("Bootstrapped user 0 ({name})", name=name)
-        from nebtwist.core.dm import compile_expressions  # dm imports this module
-
         for vm in self.vmpool:
             try:
                 compile_expressions(vm, vm.template)
