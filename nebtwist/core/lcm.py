@@ -20,6 +20,7 @@ from collections import namedtuple
 
 from twisted.internet import defer
 
+from nebtwist.core.image import release_vm_images
 from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, CLEANUP, DONE, EPILOG,
                                    EPILOG_STOP, FAILED, HOLD, INIT, LCM_INIT, LCM_STATES,
                                    MIGRATE, PENDING, PROLOG, PROLOG_MIGRATE, PROLOG_RESUME,
@@ -350,8 +351,6 @@ class LifeCycleManager:
     def _a_release_images(self, vm, **_):
         """The VM's images: RUNNING_VMS down, READY again when unused (3.4
         ``ImageManager::release_image``), in the VM's own transaction."""
-        from nebtwist.core.image import release_vm_images
-
         return release_vm_images(self.nebula, vm)
 
     def _a_set_etime(self, vm, **_):
