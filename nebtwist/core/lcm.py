@@ -21,12 +21,40 @@ from collections import namedtuple
 from twisted.internet import defer
 
 from nebtwist.core.image import release_vm_images
-from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, CLEANUP, DONE, EPILOG,
-                                   EPILOG_STOP, FAILED, HOLD, INIT, LCM_INIT, LCM_STATES,
-                                   MIGRATE, PENDING, PROLOG, PROLOG_MIGRATE, PROLOG_RESUME,
-                                   REASON_ERROR, REASON_NONE, REASON_STOP_RESUME, REASON_USER,
-                                   RUNNING, SAVE_MIGRATE, SAVE_STOP, SAVE_SUSPEND, SHUTDOWN,
-                                   STOPPED, SUSPENDED, UNKNOWN, VM_STATES, History, ip_to_int)
+from nebtwist.core.objects import (
+    ACTIVE,
+    BOOT,
+    CANCEL,
+    CLEANUP,
+    DONE,
+    EPILOG,
+    EPILOG_STOP,
+    FAILED,
+    HOLD,
+    INIT,
+    LCM_INIT,
+    LCM_STATES,
+    MIGRATE,
+    PENDING,
+    PROLOG,
+    PROLOG_MIGRATE,
+    PROLOG_RESUME,
+    REASON_ERROR,
+    REASON_NONE,
+    REASON_STOP_RESUME,
+    REASON_USER,
+    RUNNING,
+    SAVE_MIGRATE,
+    SAVE_STOP,
+    SAVE_SUSPEND,
+    SHUTDOWN,
+    STOPPED,
+    SUSPENDED,
+    UNKNOWN,
+    VM_STATES,
+    History,
+    ip_to_int,
+)
 from nebtwist.core.vnet import release_lease
 from nebtwist.errors import ActionError
 from nebtwist.log import OneLogger
