@@ -23,8 +23,8 @@ from twisted.python import usage
 from twisted.web import server
 
 from nebtwist import __version__
-from nebtwist.api.ec2 import EC2StartupError
-from nebtwist.api.ec2 import install as ec2_install
+from nebtwist.api.front import EC2StartupError
+from nebtwist.api.front import install as ec2_install
 from nebtwist.api.xmlrpc import RequestManager
 from nebtwist.core import config as configmod
 from nebtwist.core.db import DatabaseError
