@@ -206,13 +206,17 @@ class EC2Resource(resource.Resource):
     :param requests: the core :class:`~nebtwist.core.requests.Requests`.
     :param vmtypes: the :class:`~nebtwist.core.vmtypes.VMTypes` of econe.conf.
     :param region: the region name answered by DescribeRegions.
+    :param econe: econe.conf (:class:`nebtwist.core.config.EconeConfig`).
     """
 
     isLeaf = True
 
     def __init__(self, nebula, requests, vmtypes, region="default", zone="default",
-                 hosts=()):
+                 hosts=(), econe=None):
         super().__init__()
+        #: econe.conf (an EconeConfig, or None): ELASTIC_IP_NETWORK,
+        #: ASSOCIATE_SCRIPT and DISASSOCIATE_SCRIPT are read from it
+        self.econe = econe
         #: more host names SigV2 signatures may name (econe.conf SERVER, SSL_SERVER)
         self.hosts = tuple(hosts)
         self.nebula = nebula

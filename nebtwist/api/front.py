@@ -32,7 +32,7 @@ def build_site(nebula, requests, vmtypes, econe_config=None):
     hosts = [h for h in (econe_config.get("SERVER"), econe_config.get("SSL_SERVER"))
              if h] if econe_config is not None else []
     site = _Site(EC2Resource(nebula, requests, vmtypes, region=region, zone=zone,
-                             hosts=hosts))
+                             hosts=hosts, econe=econe_config))
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None
