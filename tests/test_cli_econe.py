@@ -416,6 +416,10 @@ class EconeLocalTests(TestCase):
         self.assertEqual(econe.endpoint(args, {}), "http://localhost:4567/")
         self.assertEqual(econe.endpoint(args, {"EC2_URL": " https://cloud.example:8443 "}),
                          "https://cloud.example:8443/")
+        args.url = "HTTP://user:pw@Cloud.Example:80"
+        self.assertEqual(econe.endpoint(args, {}), "http://cloud.example/")
+        args.url = "https://[::1]:4567/"
+        self.assertEqual(econe.endpoint(args, {}), "https://[::1]:4567/")
         args.url = "http://127.0.0.1:1/x"
         self.assertEqual(econe.endpoint(args, {"EC2_URL": "http://other/"}),
                          "http://127.0.0.1:1/x")

@@ -181,7 +181,9 @@ def endpoint(args, environ):
     """The endpoint URL (``-U``, else ``$EC2_URL``, else :data:`DEFAULT_URL`).
 
     Blanks around it are dropped (the seed's ``EC2_URL`` ends with one); a
-    missing path becomes ``/``; query and fragment are dropped.
+    missing path becomes ``/``; user info, query and fragment are dropped,
+    and so is the scheme's default port, so that the host signed is the
+    ``Host`` header sent.
 
     :raises CommandError: not an http(s) URL with a host, or a bad port.
     """
@@ -190,12 +192,15 @@ def endpoint(args, environ):
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     try:
-        parts.port
+        port = parts.port
     except ValueError:
         raise CommandError(f"Invalid URL {url}: bad port") from None
     if scheme not in ("http", "https") or not parts.hostname:
         raise CommandError(f"Invalid URL {url}: use http://HOST[:PORT]/ or https://HOST[:PORT]/")
-    return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path or "/", "", ""))
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        host = f"{host}:{port}"
+    return urllib.parse.urlunsplit((scheme, host, parts.path or "/", "", ""))
 
 
 def ca_bundle(args, environ):
