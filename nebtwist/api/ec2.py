@@ -1,41 +1,64 @@
-"""The EC2 Query API front (first slice).
+"""The EC2 Query API front.
 
-A ``twisted.web`` resource answering GET and POST (form-encoded body) on
-``/``, dispatched on the ``Action`` parameter, as OpenNebula 3.4's
-econe-server (``src/cloud/ec2/lib/econe-server.rb``, ``EC2QueryServer.rb``;
-reference section 7.1) did, but calling the core directly.
+A ``twisted.web`` resource answering GET and POST (form-encoded or
+``multipart/form-data`` body) on ``/``, dispatched on the ``Action``
+parameter, as OpenNebula 3.4's econe-server (``src/cloud/ec2/lib/
+econe-server.rb``, ``EC2QueryServer.rb``; reference section 7.1) did, but
+calling the core directly.
 
 * Authentication: :func:`nebtwist.api.awsauth.verify_request` (SigV4, SigV2);
   the access key is the user name, the secret the stored SHA1 hex password.
 * Responses: ``<{Action}Response xmlns="http://ec2.amazonaws.com/doc/<Version>/">``
   with a ``requestId``; ``Version`` is the request's (default
-  :data:`DEFAULT_VERSION`).
+  :data:`DEFAULT_VERSION`; a missing or malformed one is fine).
 * Errors: ``<Response><Errors><Error><Code/><Message/></Error></Errors>
   <RequestID/></Response>`` with the code's HTTP status; never a traceback.
-* Ids: instances ``i-<vmid>``, images ``ami-%08d``, reservations ``r-...``.
+* Ids: instances ``i-<vmid>``, images ``ami-%08d``, reservations ``r-...``,
+  key pairs ``key-<17 hex>``.
 
-Actions of this slice: DescribeRegions, DescribeAvailabilityZones,
-DescribeInstanceTypes, DescribeImages, RunInstances, DescribeInstances,
-TerminateInstances. ``KeyName`` in RunInstances is accepted and not used yet
-(key pairs are a later slice).
+Actions (shapes per the AWS EC2 API reference, ``API_<Action>.html``):
+
+* DescribeRegions, DescribeAvailabilityZones, DescribeInstanceTypes.
+* Instances: RunInstances, DescribeInstances, TerminateInstances,
+  StartInstances, StopInstances, RebootInstances.
+* Images: DescribeImages, RegisterImage, DeregisterImage and econe's
+  UploadImage (:meth:`EC2Resource.upload_image`).
+* Key pairs: CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair,
+  kept in the user's template as ``EC2_KEYPAIR = [ NAME, ID, FINGERPRINT,
+  PUBLIC_KEY, TYPE, CREATED ]`` vectors.
+* Elastic IPs (econe.conf ``ELASTIC_IP_NETWORK``; 3.4 ``:elasticips_vnet_id``):
+  AllocateAddress, ReleaseAddress, AssociateAddress, DisassociateAddress,
+  DescribeAddresses; held leases of that network, recorded in its template as
+  ``EC2_ADDRESSES = [ IP, UID, INSTANCE_ID ]`` vectors.
+* Tags: CreateTags, DeleteTags, DescribeTags on instances and images, kept in
+  the object's template as ``EC2_TAG = [ KEY, VALUE ]`` vectors.
+
+Everything the front adds to core objects goes through the pools' normal
+write-through path (:meth:`nebtwist.core.pool.Pool.write_ops`), so it
+survives a restart; a failed write puts memory back as it was.
 """
 
 import base64
 import binascii
+import hashlib
 import math
+import os
 import re
 import secrets
+import shlex
+import tempfile
 import time
 import uuid
 from urllib.parse import parse_qsl
 
 from lxml import etree
-from twisted.internet import defer
+from twisted.internet import defer, protocol, threads
 from twisted.logger import Logger
 from twisted.web import resource, server
 
 from nebtwist.api import awsauth
-from nebtwist.core.objects import DONE
+from nebtwist.core.objects import (ACTIVE, DONE, EPILOG_STOP, SAVE_MIGRATE, SAVE_STOP,
+                                   SAVE_SUSPEND, int_to_ip, ip_to_int)
 from nebtwist.core.vmtypes import UnknownVMType, VMTypeError
 from nebtwist.errors import (
     ActionError,
@@ -54,14 +77,35 @@ _VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _INSTANCE_ID = re.compile(r"i-([0-9]{1,9})\Z")
 _AMI_ID = re.compile(r"ami-([0-9]{1,9})\Z")
 _INDEXED = re.compile(r"([A-Za-z]+)\.([0-9]+)\Z")
+_TAG_PARAM = re.compile(r"Tag\.([0-9]+)\.(Key|Value)\Z")
 
 #: Seconds a terminated (DONE) instance stays visible, as AWS does (about an hour).
 TERMINATED_VISIBLE = 3600
 
+#: Largest UploadImage file, in bytes, when the front sets no ``max_upload``
+#: (5 GiB, AWS's single PUT limit).
+DEFAULT_MAX_UPLOAD = 5 * 1024 ** 3
+#: Largest form body (urlencoded) or multipart text field, in bytes.
+MAX_FORM_FIELD = 1024 * 1024
+#: Bytes read at a time from a multipart body.
+_CHUNK = 1024 * 1024
+
+#: Tag limits (AWS "Tag your Amazon EC2 resources": 50 tags per resource,
+#: keys of 128 and values of 256 characters).
+MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+
+#: Seconds an ASSOCIATE_SCRIPT / DISASSOCIATE_SCRIPT may run before it is
+#: killed (and the call fails).
+SCRIPT_TIMEOUT = 60.0
+
 #: Short VM state (``VirtualMachine.short_state``) -> (EC2 code, name): 3.4
-#: ``EC2QueryServer.rb`` ``EC2_STATES``.
+#: ``EC2QueryServer.rb`` ``EC2_STATES``, with stopped VMs as econe 3.8+
+#: (which added Start/StopInstances) shows them: ``stop`` and ``susp`` are
+#: ``stopped`` (80).
 _STATES = {}
-for _short in ("init", "pend", "hold", "stop", "susp", "prol", "save", "actv"):
+for _short in ("init", "pend", "hold", "prol", "save", "actv"):
     _STATES[_short] = (0, "pending")
 for _short in ("boot", "runn", "migr"):
     _STATES[_short] = (16, "running")
@@ -69,10 +113,21 @@ for _short in ("epil", "shut", "clea"):
     _STATES[_short] = (32, "shutting-down")
 for _short in ("done", "fail", "unkn"):
     _STATES[_short] = (48, "terminated")
+for _short in ("stop", "susp"):
+    _STATES[_short] = (80, "stopped")
+
+#: ACTIVE LCM states whose EC2 state is not their short name's: a VM being
+#: checkpointed for StopInstances is ``stopping`` (64); a cold migration
+#: (SAVE_MIGRATE, short ``save``) is still ``running``.
+_LCM_EC2_STATES = {SAVE_STOP: (64, "stopping"), SAVE_SUSPEND: (64, "stopping"),
+                   EPILOG_STOP: (64, "stopping"), SAVE_MIGRATE: (16, "running")}
 
 #: Image state name -> EC2 imageState (3.4 ``describe_images.erb``).
 _IMAGE_STATES = {"INIT": "pending", "LOCKED": "pending", "READY": "available",
                  "USED": "available", "DISABLED": "failed", "ERROR": "failed"}
+
+#: UploadImage answers a RegisterImageResponse (3.4 ``econe-server.rb``).
+_RESPONSE_NAMES = {"UploadImage": "RegisterImage"}
 
 
 def _vm_image(vm):
@@ -82,13 +137,52 @@ def _vm_image(vm):
     return f"ami-{int(image):08d}" if image and image.isdigit() else ""
 
 
-#: DescribeInstances filters: name -> the VM's value.
+def _vm_ip(vm):
+    """The VM's private address (its first NIC's IP), or ""."""
+    return (vm.template.get_vector("NIC") or {}).get("IP") or ""
+
+
+def _tags(obj):
+    """``[(key, value)]`` of an object's ``EC2_TAG`` vectors, in order."""
+    return [(v.get("KEY", ""), v.get("VALUE", "")) for v in obj.template.get_all("EC2_TAG")
+            if isinstance(v, dict)]
+
+
+def _wildcard(pattern):
+    """A matcher for an EC2 filter value: ``*`` any run, ``?`` one character
+    (AWS "List and filter your resources"), everything else literal."""
+    if "*" not in pattern and "?" not in pattern:
+        return lambda value: value == pattern
+    regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                               for c in pattern) + r"\Z", re.S)
+    return lambda value: regex.match(value) is not None
+
+
+def _matches(values, wanted):
+    """True when one of ``values`` matches one of the filter's ``wanted`` patterns."""
+    matchers = [_wildcard(w) for w in wanted]
+    return any(m(v) for v in values for m in matchers)
+
+
+def _tag_filter(key):
+    def match(vm, wanted):
+        return _matches([v for k, v in _tags(vm) if k == key], wanted)
+    return match
+
+
+#: DescribeInstances filters: name -> ``match(vm, wanted, eips)``.
 _INSTANCE_FILTERS = {
-    "instance-id": lambda vm: f"i-{vm.oid}",
-    "instance-state-name": lambda vm: ec2_state(vm)[1],
-    "instance-state-code": lambda vm: str(ec2_state(vm)[0]),
-    "instance-type": lambda vm: vm.template.get_str("INSTANCE_TYPE") or "",
-    "image-id": _vm_image,
+    "instance-id": lambda vm, w, e: _matches([f"i-{vm.oid}"], w),
+    "instance-state-name": lambda vm, w, e: _matches([ec2_state(vm)[1]], w),
+    "instance-state-code": lambda vm, w, e: _matches([str(ec2_state(vm)[0])], w),
+    "instance-type": lambda vm, w, e: _matches([vm.template.get_str("INSTANCE_TYPE") or ""], w),
+    "image-id": lambda vm, w, e: _matches([_vm_image(vm)], w),
+    "key-name": lambda vm, w, e: _matches([vm.template.get_str("EC2_KEYNAME") or ""], w),
+    "private-ip-address": lambda vm, w, e: _matches([_vm_ip(vm)], w),
+    "ip-address": lambda vm, w, e: _matches([e.get(vm.oid, "")], w),
+    "reservation-id": lambda vm, w, e: _matches([_reservation(vm)], w),
+    "tag-key": lambda vm, w, e: _matches([k for k, _ in _tags(vm)], w),
+    "tag-value": lambda vm, w, e: _matches([v for _, v in _tags(vm)], w),
 }
 
 
@@ -108,7 +202,13 @@ class EC2Error(Exception):
 
 
 def ec2_state(vm):
-    """``(code, name)`` of a VM in EC2 terms (section 7.1 mapping)."""
+    """``(code, name)`` of a VM in EC2 terms: 0 pending, 16 running,
+    32 shutting-down, 48 terminated, 64 stopping, 80 stopped (section 7.1
+    mapping, stopped states as econe 3.8+)."""
+    if vm.state == ACTIVE:
+        special = _LCM_EC2_STATES.get(vm.lcm_state)
+        if special is not None:
+            return special
     return _STATES.get(vm.short_state(), (0, "pending"))
 
 
@@ -122,6 +222,10 @@ def ami_id(oid):
     return f"ami-{int(oid):08d}"
 
 
+def _reservation(vm):
+    return vm.template.get_str("EC2_RESERVATION") or f"r-{vm.oid:017x}"
+
+
 def _iso(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(seconds))
 
@@ -133,17 +237,266 @@ def _sub(parent, tag, text=None):
     return el
 
 
-class _Params:
-    """The decoded request parameters."""
+def _printable(text, limit):
+    """True for 1..limit characters with no control character (what the
+    templates and XML bodies can carry)."""
+    return 0 < len(text) <= limit and not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
-    def __init__(self, pairs):
+
+def _colon_hex(digest):
+    return ":".join(f"{b:02x}" for b in digest)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- key pairs -------------------------------------------------------------------------
+
+
+def _new_rsa_key():
+    """A new RSA 2048 key pair for CreateKeyPair (runs in a thread).
+
+    :return: ``(private PEM str, fingerprint, OpenSSH public key str)``; the
+        fingerprint is the SHA1 of the DER PKCS#8 private key, colon hex, as
+        AWS gives for the key pairs it creates (AWS "Verify the fingerprint
+        of your key pair").
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption()).decode("ascii")
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    return pem, _colon_hex(hashlib.sha1(der).digest()), public.decode("ascii")
+
+
+def _imported_key(material):
+    """Check an ImportKeyPair ``PublicKeyMaterial``.
+
+    :param material: the parameter: base64 of an OpenSSH public key line
+        (``ssh-rsa AAAA... comment``; boto3 and the AWS CLI encode it), or
+        the line itself.
+    :return: ``(key type, fingerprint, OpenSSH public key str)``. RSA keys
+        (1024 to 16384 bits) have the MD5 of their DER SubjectPublicKeyInfo,
+        colon hex; ED25519 keys the base64 SHA256 of their OpenSSH blob, as
+        AWS computes for imported keys.
+    :raises EC2Error: ``InvalidKey.Format`` for anything else.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    text = material.strip()
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        data = text.encode("utf-8", "surrogateescape")
+    if not data.lstrip().startswith(b"ssh-"):
+        data = text.encode("utf-8", "surrogateescape")
+    try:
+        key = serialization.load_ssh_public_key(data.strip())
+    except (ValueError, TypeError, IndexError) as e:
+        log.debug("ImportKeyPair: {e}", e=e)
+        key = None
+    if isinstance(key, rsa.RSAPublicKey) and 1024 <= key.key_size <= 16384:
+        spki = key.public_bytes(serialization.Encoding.DER,
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
+        kind, fingerprint = "rsa", _colon_hex(hashlib.md5(spki).digest())
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        blob = key.public_bytes(serialization.Encoding.OpenSSH,
+                                serialization.PublicFormat.OpenSSH).split()[1]
+        kind = "ed25519"
+        fingerprint = base64.b64encode(hashlib.sha256(base64.b64decode(blob)).digest())
+        fingerprint = fingerprint.decode("ascii")
+    else:
+        raise EC2Error("InvalidKey.Format",
+                       "Key is not in valid OpenSSH public key format (an RSA or ED25519 "
+                       "public key, base64 encoded).")
+    public = key.public_bytes(serialization.Encoding.OpenSSH,
+                              serialization.PublicFormat.OpenSSH).decode("ascii")
+    return kind, fingerprint, public
+
+
+def _keypairs(user):
+    """The user's key pair vectors (live dicts), in order."""
+    return [v for v in user.template.get_all("EC2_KEYPAIR") if isinstance(v, dict)]
+
+
+def _keypair(user, name):
+    return next((k for k in _keypairs(user) if k.get("NAME") == name), None)
+
+
+# -- multipart bodies (econe-upload) ---------------------------------------------------
+
+
+class _Upload:
+    """The ``file`` field of a multipart body, staged on disk.
+
+    :ivar path: the staging file (absolute).
+    :ivar size: bytes.
+    :ivar filename: the name the client gave, or None.
+    :ivar kept: set by the action that took the file over (else the front
+        deletes it when the request ends).
+    """
+
+    def __init__(self, path, filename):
+        self.path = path
+        self.filename = filename
+        self.size = 0
+        self.kept = False
+
+
+class _FormError(Exception):
+    def __init__(self, message, code="InvalidParameterValue", status=400):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def _read_multipart(content, boundary, folder, max_file, max_field=MAX_FORM_FIELD):
+    """Parse a ``multipart/form-data`` body from the file ``content``
+    (streaming, with the ``multipart`` package's push parser; runs in a
+    thread).
+
+    The ``file`` field goes to a new file in ``folder``; other fields are
+    text (UTF-8, undecodable bytes kept as surrogates, as
+    :mod:`nebtwist.api.awsauth` reads parameters).
+
+    :return: ``(pairs, upload or None, sha256 hex of the whole body)``.
+    :raises _FormError: a malformed body, a second file, a field over
+        ``max_field`` bytes, or a file over ``max_file`` bytes
+        (``RequestEntityTooLarge``, 413). Nothing is left on disk.
+    """
+    import multipart
+
+    content.seek(0)
+    parser = multipart.PushMultipartParser(boundary, max_segment_count=256)
+    digest = hashlib.sha256()
+    pairs = []
+    upload = out = None
+    name = buf = None
+    try:
+        try:
+            while True:
+                chunk = content.read(_CHUNK)
+                digest.update(chunk)
+                for event in parser.parse(chunk):
+                    if isinstance(event, multipart.MultipartSegment):
+                        name = event.name
+                        if name == "file":
+                            if upload is not None:
+                                raise _FormError("The body has more than one file field.")
+                            os.makedirs(folder, exist_ok=True)
+                            fd, path = tempfile.mkstemp(prefix="upload-", dir=folder)
+                            upload = _Upload(path, event.filename)
+                            out = os.fdopen(fd, "wb")
+                        else:
+                            buf = bytearray()
+                    elif event is None:
+                        if name == "file":
+                            out.close()
+                            out = None
+                        else:
+                            pairs.append((name, bytes(buf).decode("utf-8", "surrogateescape")))
+                        name = buf = None
+                    elif name == "file":
+                        upload.size += len(event)
+                        if upload.size > max_file:
+                            raise _FormError(f"The file is larger than the {max_file} bytes "
+                                             f"allowed.", "RequestEntityTooLarge", 413)
+                        out.write(event)
+                    else:
+                        buf += event
+                        if len(buf) > max_field:
+                            raise _FormError(f"The form field {name} is too long.")
+                if not chunk:
+                    break
+            parser.close()
+        except multipart.MultipartError as e:
+            raise _FormError(f"Malformed multipart/form-data body: {e}") from None
+    except BaseException:
+        if out is not None:
+            out.close()
+        if upload is not None:
+            _unlink(upload.path)
+        raise
+    return pairs, upload, digest.hexdigest()
+
+
+# -- associate / disassociate scripts --------------------------------------------------
+
+
+class _ScriptProtocol(protocol.ProcessProtocol):
+    """Collects a script's output (the last 4 kB) and its end."""
+
+    def __init__(self, done):
+        self.done = done
+        self.output = b""
+
+    def outReceived(self, data):
+        self.output = (self.output + data)[-4096:]
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        value = reason.value
+        self.done.callback((getattr(value, "exitCode", None), getattr(value, "signal", None),
+                            self.output.decode("utf-8", "replace")))
+
+
+async def run_script(reactor, command, args, timeout=SCRIPT_TIMEOUT):
+    """Run econe.conf's ``command`` (split as a shell would, then ``args``
+    appended) without a shell, as 3.4 ran ``:associate_script``.
+
+    :return: ``(exit code, signal, output)``: code None when killed (after
+        ``timeout`` seconds) or not startable.
+    """
+    argv = shlex.split(command) + [str(a) for a in args]
+    done = defer.Deferred()
+    proto = _ScriptProtocol(done)
+    try:
+        transport = reactor.spawnProcess(proto, argv[0], argv, env=dict(os.environ))
+    except (OSError, ValueError) as e:
+        return None, None, str(e)
+
+    def kill():
+        try:
+            transport.signalProcess("KILL")
+        except Exception:  # noqa: BLE001 - it ended meanwhile
+            pass
+
+    timer = reactor.callLater(timeout, kill)
+    try:
+        return await done
+    finally:
+        if timer.active():
+            timer.cancel()
+
+
+class _Params:
+    """The decoded request parameters (and the staged ``file`` of a
+    multipart body, ``upload``)."""
+
+    def __init__(self, pairs, upload=None):
         self.pairs = pairs
         self.values = {}
+        self.upload = upload
         for k, v in pairs:
             self.values.setdefault(k, v)
 
     def get(self, name, default=None):
         return self.values.get(name, default)
+
+    def has(self, name):
+        return name in self.values
 
     def require(self, name):
         value = self.values.get(name)
@@ -151,6 +504,16 @@ class _Params:
             raise EC2Error("MissingParameter",
                            f"The request must contain the parameter {name}")
         return value
+
+    def bool(self, name):
+        value = self.values.get(name)
+        if value is None or value == "":
+            return False
+        if value.lower() not in ("true", "false"):
+            raise EC2Error("InvalidParameterValue",
+                           f"Value ({value}) for parameter {name} is invalid. "
+                           f"Expected true or false.")
+        return value.lower() == "true"
 
     def int(self, name, default, minimum=1):
         value = self.values.get(name)
@@ -197,6 +560,23 @@ class _Params:
                 found.append((int(m.group(2)), v))
         return [v for _, v in sorted(found, key=lambda item: item[0])]
 
+    def tags(self):
+        """``Tag.N.Key`` / ``Tag.N.Value`` as ``[(key, value or None)]`` in N
+        order (None: no ``Tag.N.Value`` was sent).
+
+        :raises EC2Error: InvalidParameterValue for a value without a key.
+        """
+        keys, values = {}, {}
+        for k, v in self.pairs:
+            m = _TAG_PARAM.match(k)
+            if m:
+                (keys if m.group(2) == "Key" else values)[int(m.group(1))] = v
+        for n in values:
+            if n not in keys:
+                raise EC2Error("InvalidParameterValue", f"Tag.{n}.Value is given without "
+                                                        f"Tag.{n}.Key.")
+        return [(keys[n], values.get(n)) for n in sorted(keys)]
+
 
 class EC2Resource(resource.Resource):
     """The EC2 Query API on ``/``.
@@ -207,6 +587,15 @@ class EC2Resource(resource.Resource):
     :param vmtypes: the :class:`~nebtwist.core.vmtypes.VMTypes` of econe.conf.
     :param region: the region name answered by DescribeRegions.
     :param econe: econe.conf (:class:`nebtwist.core.config.EconeConfig`).
+
+    Attributes the front may set after construction: ``repository`` (the
+    S3-like repository: ``object_file(user, bucket, key)`` gives an object's
+    file, for RegisterImage; None without one), ``max_upload`` (bytes of an
+    UploadImage file, default :data:`DEFAULT_MAX_UPLOAD`), ``upload_dir``
+    (where UploadImage files are staged; default the repository's
+    ``staging_dir``, else ``<var>/econe-uploads``)
+    and ``reactor`` (spawns the address scripts, runs the threads; default
+    the global reactor).
     """
 
     isLeaf = True
@@ -224,16 +613,46 @@ class EC2Resource(resource.Resource):
         self.vmtypes = vmtypes
         self.region = region
         self.zone = zone
+        self.repository = None
+        self.max_upload = DEFAULT_MAX_UPLOAD
+        self.upload_dir = None
+        self.reactor = None
         self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
+        #: address changes (and their scripts) run one at a time
+        self._addresses = defer.DeferredLock()
         self.actions = {
             "DescribeRegions": self.describe_regions,
             "DescribeAvailabilityZones": self.describe_availability_zones,
             "DescribeInstanceTypes": self.describe_instance_types,
             "DescribeImages": self.describe_images,
+            "RegisterImage": self.register_image,
+            "DeregisterImage": self.deregister_image,
+            "UploadImage": self.upload_image,
             "RunInstances": self.run_instances,
             "DescribeInstances": self.describe_instances,
             "TerminateInstances": self.terminate_instances,
+            "StartInstances": self.start_instances,
+            "StopInstances": self.stop_instances,
+            "RebootInstances": self.reboot_instances,
+            "CreateKeyPair": self.create_key_pair,
+            "ImportKeyPair": self.import_key_pair,
+            "DescribeKeyPairs": self.describe_key_pairs,
+            "DeleteKeyPair": self.delete_key_pair,
+            "AllocateAddress": self.allocate_address,
+            "ReleaseAddress": self.release_address,
+            "AssociateAddress": self.associate_address,
+            "DisassociateAddress": self.disassociate_address,
+            "DescribeAddresses": self.describe_addresses,
+            "CreateTags": self.create_tags,
+            "DeleteTags": self.delete_tags,
+            "DescribeTags": self.describe_tags,
         }
+
+    def _reactor(self):
+        if self.reactor is None:
+            from twisted.internet import reactor
+            return reactor
+        return self.reactor
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -288,32 +707,85 @@ class EC2Resource(resource.Resource):
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
     @staticmethod
-    def _params(request, body):
+    def _content_type(request):
+        ctype = request.getHeader(b"content-type") or ""
+        return ctype.decode("latin-1") if isinstance(ctype, bytes) else ctype
+
+    @staticmethod
+    def _query_pairs(request):
         query = bytes(request.uri).partition(b"?")[2].decode("latin-1")
-        pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8",
-                          errors="replace")
-        ctype = (request.getHeader(b"content-type") or "")
-        ctype = ctype.decode("latin-1") if isinstance(ctype, bytes) else ctype
+        return parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace")
+
+    @classmethod
+    def _params(cls, request, body):
+        pairs = cls._query_pairs(request)
+        ctype = cls._content_type(request)
         if body and ctype.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
             pairs += parse_qsl(body.decode("latin-1"), keep_blank_values=True,
                                encoding="utf-8", errors="replace")
         return pairs
 
+    def _upload_dir(self):
+        return (self.upload_dir or getattr(self.repository, "staging_dir", None)
+                or os.path.join(self.nebula.var_dir, "econe-uploads"))
+
+    async def _read_form(self, request, ctype):
+        """The parameters and staged file of a multipart body (econe-upload).
+
+        :return: ``(pairs, upload or None, body sha256 hex)``.
+        """
+        import multipart
+
+        _, options = multipart.parse_options_header(ctype)
+        boundary = options.get("boundary")
+        if not boundary or request.content is None:
+            raise EC2Error("InvalidParameterValue",
+                           "A multipart/form-data body needs a boundary.")
+        reactor = self._reactor()
+        try:
+            pairs, upload, sha = await threads.deferToThreadPool(
+                reactor, reactor.getThreadPool(), _read_multipart, request.content, boundary,
+                self._upload_dir(), self.max_upload or DEFAULT_MAX_UPLOAD)
+        except _FormError as e:
+            raise EC2Error(e.code, str(e), e.status) from None
+        finally:
+            request.content.seek(0)
+        return self._query_pairs(request) + pairs, upload, sha
+
     async def _dispatch(self, request, request_id):
-        body = b""
-        if request.content is not None:
-            request.content.seek(0)
-            body = request.content.read()
-            request.content.seek(0)
-        pairs = self._params(request, body)
-        params = _Params(pairs)
-        auth = awsauth.AuthRequest.from_twisted(request, body=body)
-        who = awsauth.verify_request(auth, self.secret_lookup, self.nebula.clock.seconds(),
-                                     params=pairs, schemes=awsauth.EC2_SCHEMES,
-                                     hosts=self.hosts)
-        user = self.nebula.userpool.find(who.access_key)
-        if user is None:  # removed while signing
-            raise EC2Error("AuthFailure", "User not authorized.", 401)
+        upload = None
+        try:
+            ctype = self._content_type(request)
+            if ctype.split(";")[0].strip().lower() == "multipart/form-data":
+                # econe-upload: the fields are the parameters, the image is
+                # the file field; the body is never read into memory.
+                pairs, upload, sha = await self._read_form(request, ctype)
+                auth = awsauth.AuthRequest.from_twisted(request, body_sha256=sha)
+            else:
+                body = b""
+                if request.content is not None:
+                    request.content.seek(0)
+                    body = request.content.read(MAX_FORM_FIELD + 1)
+                    request.content.seek(0)
+                    if len(body) > MAX_FORM_FIELD:
+                        raise EC2Error("RequestEntityTooLarge",
+                                       f"The request body is larger than the {MAX_FORM_FIELD} "
+                                       f"bytes allowed.", 413)
+                pairs = self._params(request, body)
+                auth = awsauth.AuthRequest.from_twisted(request, body=body)
+            params = _Params(pairs, upload)
+            who = awsauth.verify_request(auth, self.secret_lookup,
+                                         self.nebula.clock.seconds(), params=pairs,
+                                         schemes=awsauth.EC2_SCHEMES, hosts=self.hosts)
+            user = self.nebula.userpool.find(who.access_key)
+            if user is None:  # removed while signing
+                raise EC2Error("AuthFailure", "User not authorized.", 401)
+            return await self._act(user, params, request_id)
+        finally:
+            if upload is not None and not upload.kept:
+                _unlink(upload.path)
+
+    async def _act(self, user, params, request_id):
         action = params.get("Action")
         if not action:
             raise EC2Error("MissingParameter", "The request must contain the parameter Action")
@@ -325,7 +797,8 @@ class EC2Resource(resource.Resource):
         if not _VERSION.match(version):
             version = DEFAULT_VERSION
         ns = f"http://ec2.amazonaws.com/doc/{version}/"
-        root = etree.Element(f"{{{ns}}}{action}Response", nsmap={None: ns})
+        name = _RESPONSE_NAMES.get(action, action)
+        root = etree.Element(f"{{{ns}}}{name}Response", nsmap={None: ns})
         _sub(root, f"{{{ns}}}requestId", request_id)
         try:
             await handler(user, params, _Builder(ns, root))
@@ -338,7 +811,30 @@ class EC2Resource(resource.Resource):
             raise EC2Error("InternalError", str(e), 500) from None
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
-    # -- actions -----------------------------------------------------------------------
+    async def _store(self, changes):
+        """Apply template changes to core objects and write them in one
+        transaction; if the write fails, every template is put back.
+
+        :param changes: ``[(pool, obj, change, extra_ops)]``: ``change(template)``
+            edits ``obj.template`` in place (other holders of the template see
+            the change); ``extra_ops`` more statements (or ``()``).
+        """
+        saved = []
+        ops = []
+        try:
+            for pool, obj, change, extra in changes:
+                saved.append((obj, obj.template.copy()))
+                change(obj.template)
+                obj.touch()
+                ops += pool.write_ops(obj) + list(extra)
+            await self.nebula.db.run(ops)
+        except BaseException:
+            for obj, template in saved:
+                _restore(obj.template, template)
+                obj.touch()
+            raise
+
+    # -- regions, zones, types ---------------------------------------------------------
 
     async def describe_regions(self, user, params, out):
         """DescribeRegions: the one region of this front."""
@@ -373,6 +869,8 @@ class EC2Resource(resource.Resource):
             out.sub(out.sub(item, "vCpuInfo"), "defaultVCpus", vcpus)
             out.sub(out.sub(item, "memoryInfo"), "sizeInMiB", tpl.get_int("MEMORY", 0))
 
+    # -- images ------------------------------------------------------------------------
+
     def _images(self, user):
         pool = self.nebula.imagepool
         return [im for im in sorted(pool.objects.values(), key=lambda i: i.oid)
@@ -388,7 +886,8 @@ class EC2Resource(resource.Resource):
         return image
 
     async def describe_images(self, user, params, out):
-        """DescribeImages: the images the user may use (``ImageId.N`` filter)."""
+        """DescribeImages: the images the user may use (``ImageId.N`` filter),
+        with their description and tags."""
         wanted = params.indexed("ImageId")
         images = ([self._image(user, ami) for ami in wanted] if wanted
                   else self._images(user))
@@ -403,12 +902,163 @@ class EC2Resource(resource.Resource):
             out.sub(item, "architecture", "i386")
             out.sub(item, "imageType", "machine")
             out.sub(item, "name", image.name)
+            description = image.template.get_str("DESCRIPTION")
+            if description:
+                out.sub(item, "description", description)
             out.sub(item, "rootDeviceType", "instance-store")
+            out.tag_set(item, image)
+
+    async def _register_file(self, user, name, path, description=None, staged=None):
+        """Register the file ``path`` as an OS image named ``name`` owned by
+        ``user``, through the core (the image manager copies it into the
+        image datastore, LOCKED until READY); returns the image id.
+
+        A user outside oneadmin's group may not register a local path
+        outside oned.conf ``IMAGE_SAFE_DIRS``; the files here are the
+        front's own (an upload it staged, an object of its repository), so
+        oneadmin registers it under a unique name and the image is then
+        handed to the user with its name, in one write.
+
+        :param staged: an :class:`_Upload` whose file is deleted once the
+            copy ends.
+        :raises EC2Error: a bad name (InvalidParameterValue), one the user
+            already has (InvalidAMIName.Duplicate), or a user who may not
+            create images (UnauthorizedOperation).
+        """
+        if not _printable(name, 128):
+            raise EC2Error("InvalidParameterValue",
+                           f"Invalid value '{name}' for Name: 1 to 128 characters, no "
+                           f"control characters.")
+        if not self.nebula.can_create(user, "IMAGE"):
+            raise EC2Error("UnauthorizedOperation",
+                           f"User [{user.oid}] : Not authorized to perform CREATE IMAGE.", 403)
+        if self.nebula.imagepool.find(name, user.oid) is not None:
+            raise EC2Error("InvalidAMIName.Duplicate",
+                           f"AMI name {name} is already in use by AMI "
+                           f"{ami_id(self.nebula.imagepool.find(name, user.oid).oid)}")
+        admin = self.nebula.is_admin(user)
+        actor = user if admin else self.nebula.userpool.get(0)
+        attrs = [("NAME", name if admin else f"ec2-staging-{uuid.uuid4()}"), ("PATH", path),
+                 ("TYPE", "OS")]
+        if description:
+            attrs.append(("DESCRIPTION", description))
+        oid = await self.requests.image_allocate(actor, Template(attrs).to_text())
+        if staged is not None:
+            staged.kept = True
+            job = getattr(getattr(self.requests, "images", None), "jobs", {}).get(oid)
+            if job is None:
+                _unlink(staged.path)
+            else:
+                job.addBoth(lambda result: (_unlink(staged.path), result)[1])
+        if not admin:
+            image = self.nebula.imagepool.get(oid)
+            group = self.nebula.grouppool.objects.get(user.gid)
+            saved = (image.name, image.uid, image.uname, image.gid, image.gname)
+            image.name, image.uid, image.uname = name, user.oid, user.name
+            image.gid, image.gname = user.gid, group.name if group else ""
+            try:
+                await self.nebula.imagepool.update(image)
+            except BaseException:
+                image.name, image.uid, image.uname, image.gid, image.gname = saved
+                image.touch()
+                try:
+                    await self.requests.image_delete(actor, oid)
+                except Exception:  # noqa: BLE001 - the first error is the one reported
+                    log.failure("EC2: cannot remove image {oid}", oid=oid)
+                raise
+        log.info("EC2: image {oid} ({name}) registered for {user} from {path}", oid=oid,
+                 name=name, user=user.name, path=path)
+        return oid
+
+    async def register_image(self, user, params, out):
+        """RegisterImage.
+
+        * ``ImageLocation = "bucket/key"`` (or ``s3://bucket/key``): that
+          object of the S3-like repository becomes an OS image of the core
+          pool (``oneimage list``), named ``Name`` (default: the key's last
+          segment), with ``Description`` kept as DESCRIPTION. Repository
+          errors: NoSuchBucket/NoSuchKey and others are InvalidParameterValue,
+          AccessDenied is UnauthorizedOperation.
+        * ``ImageLocation = "ami-00000042"`` (or ``42``): econe 3.4's form for
+          an image uploaded with UploadImage: a DISABLED image is enabled;
+          the id is answered.
+
+        Response: ``<imageId>ami-%08d</imageId>``.
+        """
+        location = params.require("ImageLocation").strip()
+        m = re.fullmatch(r"(?:ami-)?([0-9]{1,9})", location)
+        if m:
+            image = self._image(user, ami_id(m.group(1)))
+            if image.state_name == "DISABLED":
+                await self.requests.image_enable(user, image.oid, True)
+            out.sub(out.root, "imageId", ami_id(image.oid))
+            return
+        if location.startswith("s3://"):
+            location = location[len("s3://"):]
+        bucket, _, key = location.partition("/")
+        if not bucket or not key:
+            raise EC2Error("InvalidParameterValue",
+                           f"Invalid value '{location}' for ImageLocation: bucket/key of the "
+                           f"image repository, or an image id (ami-00000000).")
+        if self.repository is None:
+            raise EC2Error("InvalidParameterValue",
+                           "There is no image repository (S3) on this front: no repository.")
+        try:
+            path = await defer.maybeDeferred(self.repository.object_file, user, bucket, key)
+        except Exception as e:  # noqa: BLE001 - S3Error subclasses carry .code
+            code = getattr(e, "code", None)
+            if code is None:
+                raise
+            message = getattr(e, "message", None) or str(e)
+            if code == "AccessDenied":
+                raise EC2Error("UnauthorizedOperation",
+                               f"Not authorized to read {bucket}/{key}: {message}", 403) from None
+            raise EC2Error("InvalidParameterValue",
+                           f"Invalid value '{bucket}/{key}' for ImageLocation: {code}: "
+                           f"{message}") from None
+        name = params.get("Name") or key.rstrip("/").rsplit("/", 1)[-1] or f"ec2-{uuid.uuid4()}"
+        oid = await self._register_file(user, name, path, params.get("Description"))
+        out.sub(out.root, "imageId", ami_id(oid))
+
+    async def upload_image(self, user, params, out):
+        """UploadImage (econe-upload, 3.4): a ``multipart/form-data`` POST
+        whose ``file`` field is the image. It is staged on disk while the
+        body is parsed, registered as an OS image named ``ec2-<uuid>``
+        (:meth:`_register_file`) and the staged file removed once copied.
+        Answers a RegisterImageResponse with the ``imageId``.
+
+        :raises EC2Error: MissingParameter without a ``file`` field.
+        """
+        if params.upload is None:
+            raise EC2Error("MissingParameter",
+                           "The request must contain the parameter file (a multipart/"
+                           "form-data field holding the image).")
+        oid = await self._register_file(user, f"ec2-{uuid.uuid4()}", params.upload.path,
+                                        staged=params.upload)
+        out.sub(out.root, "imageId", ami_id(oid))
+
+    async def deregister_image(self, user, params, out):
+        """DeregisterImage: delete the image (and its repository file)
+        through the core; an image VMs use or still being copied is refused
+        (``IncorrectState``) and nothing is lost; another user's image is
+        UnauthorizedOperation, an unknown one InvalidAMIID.NotFound."""
+        image = self._image(user, params.require("ImageId"))
+        try:
+            await self.requests.image_delete(user, image.oid)
+        except ActionError as e:
+            raise EC2Error("IncorrectState", str(e)) from None
+        out.sub(out.root, "return", "true")
+
+    # -- instances ---------------------------------------------------------------------
 
     async def run_instances(self, user, params, out):
         """RunInstances: ``MaxCount`` VMs of ``InstanceType`` (default
-        m1.small) on ``ImageId``, one reservation. Everything is checked and
-        rendered before the first VM is created."""
+        m1.small) on ``ImageId``, one reservation. ``KeyName`` names one of
+        the user's key pairs (InvalidKeyPair.NotFound otherwise): its name
+        and public key reach the type's template (``key_name``,
+        ``public_key``; the shipped ones put SSH_PUBLIC_KEY in CONTEXT) and
+        the VM keeps ``EC2_KEYNAME``. Everything is checked and rendered
+        before the first VM is created."""
         image = self._image(user, params.require("ImageId"))
         itype = params.get("InstanceType") or "m1.small"
         if itype not in self.vmtypes:
@@ -426,9 +1076,19 @@ class EC2Resource(resource.Resource):
             except (binascii.Error, ValueError):
                 raise EC2Error("InvalidParameterValue",
                                "Invalid BASE64 encoding of user data.") from None
+        key_name = params.get("KeyName") or None
+        public_key = None
+        if key_name is not None:
+            keypair = _keypair(user, key_name)
+            if keypair is None:
+                raise EC2Error("InvalidKeyPair.NotFound",
+                               f"The key pair '{key_name}' does not exist")
+            public_key = keypair.get("PUBLIC_KEY") or None
         try:
             text = self.vmtypes.render(itype, image_id=image.oid, image_path=image.source,
-                                       user_data=user_data, user=user.name, user_id=user.oid)
+                                       user_data=user_data, key_name=key_name,
+                                       public_key=public_key, user=user.name,
+                                       user_id=user.oid)
         except UnknownVMType:
             raise EC2Error("InvalidParameterValue",
                            f"Invalid value '{itype}' for InstanceType.") from None
@@ -439,9 +1099,11 @@ class EC2Resource(resource.Resource):
         created = []
         try:
             for index in range(max_count):
-                extra = (f'\nEC2_RESERVATION = "{reservation}"\n'
-                         f'EC2_LAUNCH_INDEX = "{index}"\n')
-                created.append(await self.requests.vm_allocate(user, text + extra))
+                extra = [("EC2_RESERVATION", reservation), ("EC2_LAUNCH_INDEX", str(index))]
+                if key_name is not None:
+                    extra.append(("EC2_KEYNAME", key_name))
+                created.append(await self.requests.vm_allocate(
+                    user, text + "\n" + Template(extra).to_text()))
         except BaseException:
             for vid in created:  # all or nothing
                 try:
@@ -454,12 +1116,9 @@ class EC2Resource(resource.Resource):
         out.sub(out.root, "groupSet")
         instances = out.sub(out.root, "instancesSet")
         for vid in created:
-            self._instance(out, instances, self.nebula.vmpool.get(vid))
+            self._instance(out, instances, self.nebula.vmpool.get(vid), {})
 
-    def _reservation(self, vm):
-        return vm.template.get_str("EC2_RESERVATION") or f"r-{vm.oid:017x}"
-
-    def _instance(self, out, parent, vm):
+    def _instance(self, out, parent, vm, eips):
         item = out.sub(parent, "item")
         tpl = vm.template
         out.sub(item, "instanceId", instance_id(vm.oid))
@@ -468,11 +1127,13 @@ class EC2Resource(resource.Resource):
         state = out.sub(item, "instanceState")
         out.sub(state, "code", code)
         out.sub(state, "name", name)
-        nic = tpl.get_vector("NIC") or {}
-        ip = nic.get("IP") or ""
+        ip = _vm_ip(vm)
         out.sub(item, "privateDnsName", ip)
         out.sub(item, "dnsName", ip)
         out.sub(item, "reason")
+        key_name = tpl.get_str("EC2_KEYNAME")
+        if key_name:
+            out.sub(item, "keyName", key_name)
         out.sub(item, "amiLaunchIndex", tpl.get_str("EC2_LAUNCH_INDEX") or "0")
         out.sub(item, "productCodes")
         out.sub(item, "instanceType", tpl.get_str("INSTANCE_TYPE") or "")
@@ -481,6 +1142,9 @@ class EC2Resource(resource.Resource):
         out.sub(out.sub(item, "monitoring"), "state", "disabled")
         if ip:
             out.sub(item, "privateIpAddress", ip)
+        if eips.get(vm.oid):
+            out.sub(item, "ipAddress", eips[vm.oid])
+        out.tag_set(item, vm)
 
     def _visible(self, user, now):
         vms = []
@@ -506,23 +1170,38 @@ class EC2Resource(resource.Resource):
             vms.append(vm)
         return vms
 
+    def _required_instances(self, user, params):
+        ids = params.indexed("InstanceId")
+        if not ids:
+            raise EC2Error("MissingParameter",
+                           "The request must contain the parameter InstanceId")
+        return self._instances(user, ids)
+
     async def describe_instances(self, user, params, out):
         """DescribeInstances: the user's instances (``InstanceId.N``; filters
         instance-id, instance-state-name, instance-state-code, instance-type,
-        image-id), grouped by reservation."""
+        image-id, key-name, private-ip-address, ip-address, reservation-id,
+        tag-key, tag-value and ``tag:KEY``, values with ``*``/``?``
+        wildcards), grouped by reservation, with keyName, ipAddress (an
+        associated elastic IP) and tagSet."""
         ids = params.indexed("InstanceId")
         vms = (self._instances(user, ids) if ids
                else self._visible(user, self.nebula.clock.seconds()))
+        eips = self._associations()
         for name, wanted in params.filters().items():
+            if name.startswith("tag:") and len(name) > 4:
+                match = _tag_filter(name[4:])
+                vms = [vm for vm in vms if match(vm, wanted)]
+                continue
             match = _INSTANCE_FILTERS.get(name)
             if match is None:
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "
-                               f"(known: {', '.join(sorted(_INSTANCE_FILTERS))}).")
-            vms = [vm for vm in vms if match(vm) in wanted]
+                               f"(known: {', '.join(sorted(_INSTANCE_FILTERS))}, tag:KEY).")
+            vms = [vm for vm in vms if match(vm, wanted, eips)]
         groups = {}
         for vm in vms:
-            groups.setdefault(self._reservation(vm), []).append(vm)
+            groups.setdefault(_reservation(vm), []).append(vm)
         rset = out.sub(out.root, "reservationSet")
         for rid, members in groups.items():
             item = out.sub(rset, "item")
@@ -531,16 +1210,22 @@ class EC2Resource(resource.Resource):
             out.sub(item, "groupSet")
             instances = out.sub(item, "instancesSet")
             for vm in members:
-                self._instance(out, instances, vm)
+                self._instance(out, instances, vm, eips)
+
+    @staticmethod
+    def _state_change(out, parent, vm, current, previous):
+        item = out.sub(parent, "item")
+        out.sub(item, "instanceId", instance_id(vm.oid))
+        for tag, (code, name) in (("currentState", current), ("previousState", previous)):
+            state = out.sub(item, tag)
+            out.sub(state, "code", code)
+            out.sub(state, "name", name)
+        return item
 
     async def terminate_instances(self, user, params, out):
         """TerminateInstances: ``shutdown`` a running VM, else ``finalize``
         it (3.4 ``terminate_instances``); a DONE one is left alone."""
-        ids = params.indexed("InstanceId")
-        if not ids:
-            raise EC2Error("MissingParameter",
-                           "The request must contain the parameter InstanceId")
-        vms = self._instances(user, ids)
+        vms = self._required_instances(user, params)
         iset = out.sub(out.root, "instancesSet")
         for vm in vms:
             previous = ec2_state(vm)
@@ -551,13 +1236,605 @@ class EC2Resource(resource.Resource):
             current = ec2_state(vm)
             if vm.state != DONE and current == previous and previous[0] != 48:
                 current = (32, "shutting-down")
-            item = out.sub(iset, "item")
-            out.sub(item, "instanceId", instance_id(vm.oid))
-            for tag, (code, name) in (("currentState", current), ("previousState", previous)):
-                state = out.sub(item, tag)
-                out.sub(state, "code", code)
-                out.sub(state, "name", name)
+            item = self._state_change(out, iset, vm, current, previous)
             out.sub(item, "shutdownState", 32)
+
+    def _allowed(self, vm, action):
+        from nebtwist.core.dm import ACTIONS
+
+        dm = getattr(self.requests, "dm", None)
+        lcm = getattr(dm, "lcm", None)
+        return lcm is None or lcm.allowed(vm, ACTIONS[action])
+
+    async def _change_states(self, user, params, out, action, done_states, verb):
+        """Run core ``action`` on every named instance; an instance already
+        in one of ``done_states`` (EC2 names) is left as it is, as AWS does.
+
+        Every instance is checked before the first action.
+
+        :raises EC2Error: IncorrectInstanceState naming the first instance
+            that can take neither.
+        """
+        vms = self._required_instances(user, params)
+        todo = []
+        for vm in vms:
+            if self._allowed(vm, action):
+                todo.append(True)
+            elif ec2_state(vm)[1] in done_states:
+                todo.append(False)
+            else:
+                raise EC2Error("IncorrectInstanceState",
+                               f"The instance '{instance_id(vm.oid)}' is not in a state from "
+                               f"which it can be {verb} ({ec2_state(vm)[1]}).")
+        iset = out.sub(out.root, "instancesSet")
+        for vm, act in zip(vms, todo):
+            previous = ec2_state(vm)
+            if act:
+                try:
+                    await self.requests.vm_action(user, action, vm.oid)
+                except ActionError as e:
+                    raise EC2Error("IncorrectInstanceState", str(e)) from None
+            self._state_change(out, iset, vm, ec2_state(vm), previous)
+
+    async def start_instances(self, user, params, out):
+        """StartInstances: core ``resume`` of a STOPPED VM (back to PENDING,
+        rescheduled) or a SUSPENDED one (restored on its host); a running or
+        pending instance is left as it is; others are IncorrectInstanceState.
+        (econe 3.8+ ``start_instances``.)"""
+        await self._change_states(user, params, out, "resume", ("running", "pending"),
+                                  "started")
+
+    async def stop_instances(self, user, params, out):
+        """StopInstances: core ``stop`` of a RUNNING VM (checkpoint, files
+        back to the front-end, host freed: STOPPED). ``Force=true`` uses
+        ``poweroff`` instead (3.4 ``suspend``: the checkpoint stays on the
+        host, with no transfer, so the stop is quicker; today's OpenNebula
+        StopInstances powers off too). A stopping or stopped instance is
+        left as it is; others are IncorrectInstanceState."""
+        action = "poweroff" if params.bool("Force") else "stop"
+        await self._change_states(user, params, out, action, ("stopping", "stopped"),
+                                  "stopped")
+
+    async def reboot_instances(self, user, params, out):
+        """RebootInstances: core ``reboot`` (VMM REBOOT, the state does not
+        change) of RUNNING VMs; IncorrectInstanceState for any other."""
+        vms = self._required_instances(user, params)
+        for vm in vms:
+            if not self._allowed(vm, "reboot"):
+                raise EC2Error("IncorrectInstanceState",
+                               f"The instance '{instance_id(vm.oid)}' is not running "
+                               f"({ec2_state(vm)[1]}).")
+        for vm in vms:
+            try:
+                await self.requests.vm_action(user, "reboot", vm.oid)
+            except ActionError as e:
+                raise EC2Error("IncorrectInstanceState", str(e)) from None
+        out.sub(out.root, "return", "true")
+
+    # -- key pairs ---------------------------------------------------------------------
+
+    @staticmethod
+    def _key_name(params):
+        name = params.require("KeyName")
+        if not name.isascii() or not _printable(name, 255):
+            raise EC2Error("InvalidParameterValue",
+                           f"Invalid value '{name}' for KeyName: 1 to 255 ASCII characters.")
+        return name
+
+    async def _add_keypair(self, user, name, kind, fingerprint, public):
+        if _keypair(user, name) is not None:
+            raise EC2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
+        vector = {"NAME": name, "ID": f"key-{secrets.token_hex(9)[:17]}",
+                  "FINGERPRINT": fingerprint, "PUBLIC_KEY": public, "TYPE": kind,
+                  "CREATED": str(int(self.nebula.clock.seconds()))}
+        await self._store([(self.nebula.userpool, user,
+                            lambda t: t.add("EC2_KEYPAIR", vector), ())])
+        return vector
+
+    async def create_key_pair(self, user, params, out):
+        """CreateKeyPair: a new RSA 2048 key pair (``KeyType`` rsa, ``KeyFormat``
+        pem). The private key is answered (``keyMaterial``, PEM) and never
+        stored; the user keeps the name, id, fingerprint (SHA1 of the DER
+        PKCS#8 private key, colon hex, as AWS) and OpenSSH public key.
+
+        :raises EC2Error: InvalidKeyPair.Duplicate, InvalidParameterValue.
+        """
+        name = self._key_name(params)
+        for param, allowed in (("KeyType", "rsa"), ("KeyFormat", "pem")):
+            value = params.get(param) or allowed
+            if value != allowed:
+                raise EC2Error("InvalidParameterValue",
+                               f"Invalid value '{value}' for {param}: only {allowed} is "
+                               f"supported.")
+        if _keypair(user, name) is not None:
+            raise EC2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
+        reactor = self._reactor()
+        pem, fingerprint, public = await threads.deferToThreadPool(
+            reactor, reactor.getThreadPool(), _new_rsa_key)
+        vector = await self._add_keypair(user, name, "rsa", fingerprint, public)
+        out.sub(out.root, "keyName", name)
+        out.sub(out.root, "keyFingerprint", fingerprint)
+        out.sub(out.root, "keyMaterial", pem)
+        out.sub(out.root, "keyPairId", vector["ID"])
+
+    async def import_key_pair(self, user, params, out):
+        """ImportKeyPair: keep ``PublicKeyMaterial`` (base64 of an OpenSSH
+        RSA or ED25519 public key) as key pair ``KeyName``; the fingerprint
+        is the MD5 of the DER SubjectPublicKeyInfo, colon hex (RSA), as AWS.
+
+        :raises EC2Error: InvalidKey.Format, InvalidKeyPair.Duplicate.
+        """
+        name = self._key_name(params)
+        kind, fingerprint, public = _imported_key(params.require("PublicKeyMaterial"))
+        vector = await self._add_keypair(user, name, kind, fingerprint, public)
+        out.sub(out.root, "keyName", name)
+        out.sub(out.root, "keyFingerprint", fingerprint)
+        out.sub(out.root, "keyPairId", vector["ID"])
+
+    async def describe_key_pairs(self, user, params, out):
+        """DescribeKeyPairs: the user's key pairs (``KeyName.N``,
+        ``KeyPairId.N``; filters key-name, key-pair-id, fingerprint,
+        key-type); ``IncludePublicKey=true`` adds ``publicKey``.
+
+        :raises EC2Error: InvalidKeyPair.NotFound for a name or id the user
+            does not have.
+        """
+        pairs = _keypairs(user)
+        names, ids = params.indexed("KeyName"), params.indexed("KeyPairId")
+        for wanted, field, what in ((names, "NAME", "key pair"), (ids, "ID", "key pair ID")):
+            for value in wanted:
+                if not any(k.get(field) == value for k in pairs):
+                    raise EC2Error("InvalidKeyPair.NotFound",
+                                   f"The {what} '{value}' does not exist")
+        if names:
+            pairs = [k for k in pairs if k.get("NAME") in names]
+        if ids:
+            pairs = [k for k in pairs if k.get("ID") in ids]
+        fields = {"key-name": "NAME", "key-pair-id": "ID", "fingerprint": "FINGERPRINT",
+                  "key-type": "TYPE"}
+        for name, wanted in params.filters().items():
+            if name not in fields:
+                raise EC2Error("InvalidParameterValue",
+                               f"The filter '{name}' is invalid "
+                               f"(known: {', '.join(sorted(fields))}).")
+            pairs = [k for k in pairs if _matches([k.get(fields[name], "")], wanted)]
+        include = params.bool("IncludePublicKey")
+        key_set = out.sub(out.root, "keySet")
+        for k in pairs:
+            item = out.sub(key_set, "item")
+            out.sub(item, "keyPairId", k.get("ID", ""))
+            out.sub(item, "keyName", k.get("NAME", ""))
+            out.sub(item, "keyFingerprint", k.get("FINGERPRINT", ""))
+            out.sub(item, "keyType", k.get("TYPE", "rsa"))
+            if k.get("CREATED", "").isdigit():
+                out.sub(item, "createTime", _iso(int(k["CREATED"])))
+            if include:
+                out.sub(item, "publicKey", k.get("PUBLIC_KEY", ""))
+
+    async def delete_key_pair(self, user, params, out):
+        """DeleteKeyPair (``KeyName`` or ``KeyPairId``): forget the key pair;
+        deleting one that does not exist succeeds too, as AWS. Instances
+        started with it keep their key."""
+        key_id = params.get("KeyPairId")
+        name = None if key_id else self._key_name(params)
+        field, value = ("ID", key_id) if key_id else ("NAME", name)
+        found = [k for k in _keypairs(user) if k.get(field) == value]
+        if found:
+            def change(template):
+                kept = [k for k in _keypairs(user) if k.get(field) != value]
+                template.remove("EC2_KEYPAIR")
+                for k in kept:
+                    template.add("EC2_KEYPAIR", k)
+
+            await self._store([(self.nebula.userpool, user, change, ())])
+            out.sub(out.root, "keyPairId", found[0].get("ID", ""))
+        out.sub(out.root, "return", "true")
+
+    # -- elastic IPs -------------------------------------------------------------------
+
+    def _eip_network(self):
+        """The econe.conf ``ELASTIC_IP_NETWORK`` network (an id, or a name:
+        oneadmin's network of that name first).
+
+        :raises EC2Error: ``Unsupported`` when it is not set (3.4 answered
+            the address calls so without ``:elasticips_vnet_id``) or names
+            no network.
+        """
+        value = self.econe.get("ELASTIC_IP_NETWORK") if self.econe is not None else None
+        if not value:
+            raise EC2Error("Unsupported", "Elastic IP addresses are not available here: "
+                                          "econe.conf sets no ELASTIC_IP_NETWORK.")
+        pool = self.nebula.vnpool
+        if value.strip().isdigit():
+            vnet = pool.objects.get(int(value))
+        else:
+            named = sorted((v for v in pool.objects.values() if v.name == value),
+                           key=lambda v: (v.uid != 0, v.oid))
+            vnet = named[0] if named else None
+        if vnet is None:
+            raise EC2Error("Unsupported", f"Elastic IP addresses are not available here: "
+                                          f"the network {value!r} (econe.conf "
+                                          f"ELASTIC_IP_NETWORK) does not exist.")
+        return vnet
+
+    @staticmethod
+    def _entries(vnet):
+        return [v for v in vnet.template.get_all("EC2_ADDRESSES") if isinstance(v, dict)]
+
+    def _associated_vm(self, entry):
+        """The live (not DONE) VM an address entry is associated with, or None."""
+        vid = entry.get("INSTANCE_ID", "")
+        vm = self.nebula.vmpool.objects.get(int(vid)) if vid.isdigit() else None
+        return vm if vm is not None and vm.state != DONE else None
+
+    def _associations(self):
+        """``{vm id: elastic IP}`` of the associated addresses ({} without a
+        network)."""
+        if self.econe is None or not self.econe.get("ELASTIC_IP_NETWORK"):
+            return {}
+        try:
+            vnet = self._eip_network()
+        except EC2Error:
+            return {}
+        found = {}
+        for entry in self._entries(vnet):
+            vm = self._associated_vm(entry)
+            if vm is not None:
+                found[vm.oid] = entry.get("IP", "")
+        return found
+
+    @staticmethod
+    def _public_ip(params):
+        value = params.require("PublicIp")
+        try:
+            return int_to_ip(ip_to_int(value))
+        except ValueError:
+            raise EC2Error("InvalidAddress.Malformed",
+                           f"Invalid value '{value}' for PublicIp.") from None
+
+    def _own_entry(self, vnet, user, ip):
+        """The address entry of ``ip``, which must be the user's.
+
+        :raises EC2Error: InvalidAddress.NotFound (nobody holds it),
+            AuthFailure (another user's; as AWS for an address of another
+            account).
+        """
+        entry = next((e for e in self._entries(vnet) if e.get("IP") == ip), None)
+        if entry is None:
+            raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.")
+        if entry.get("UID") != str(user.oid):
+            raise EC2Error("AuthFailure",
+                           f"You do not have permission to access the address '{ip}'.")
+        return entry
+
+    async def _address_script(self, key, elastic_ip, vm):
+        """Run econe.conf ``key`` (ASSOCIATE_SCRIPT or DISASSOCIATE_SCRIPT)
+        with the elastic IP and the VM's private IP, if it is set.
+
+        :raises EC2Error: InternalError when the script fails (exit status
+            other than 0, killed after :data:`SCRIPT_TIMEOUT`, not startable).
+        """
+        command = self.econe.get(key) if self.econe is not None else None
+        if not command:
+            return
+        private = _vm_ip(vm) if vm is not None else ""
+        args = [elastic_ip, private] if private else [elastic_ip]
+        code, signal, output = await run_script(self._reactor(), command, args)
+        if code != 0:
+            how = f"exit status {code}" if code is not None else (
+                f"signal {signal}" if signal else "it could not run")
+            log.error("EC2 {key} {args} failed ({how}): {output}", key=key, args=args,
+                      how=how, output=output.strip())
+            raise EC2Error("InternalError",
+                           f"The address could not be {'dis' if 'DIS' in key else ''}"
+                           f"associated: {key} failed ({how}).", 500)
+
+    async def allocate_address(self, user, params, out):
+        """AllocateAddress: hold a free lease of the ELASTIC_IP_NETWORK
+        network for the user (USED with VID -1, the 3.4 hold, so no VM NIC
+        gets it) and record it (``EC2_ADDRESSES``), in one write.
+
+        :raises EC2Error: Unsupported (no network), AddressLimitExceeded
+            (no free lease).
+        """
+        vnet = self._eip_network()
+        await self._addresses.acquire()
+        try:
+            from nebtwist.core.vnet import acquire_lease, release_lease
+
+            try:
+                lease = acquire_lease(vnet, -1, self.nebula.config.get("MAC_PREFIX"))
+            except ActionError as e:
+                raise EC2Error("AddressLimitExceeded", str(e)) from None
+            ip = int_to_ip(lease.ip)
+            vector = {"IP": ip, "UID": str(user.oid), "INSTANCE_ID": ""}
+            try:
+                await self._store([(self.nebula.vnpool, vnet,
+                                    lambda t: t.add("EC2_ADDRESSES", vector),
+                                    self.nebula.vnpool.lease_ops(vnet, [lease]))])
+            except BaseException:
+                release_lease(vnet, lease.ip, -1)
+                raise
+        finally:
+            self._addresses.release()
+        log.info("EC2: address {ip} allocated to {user}", ip=ip, user=user.name)
+        out.sub(out.root, "publicIp", ip)
+        out.sub(out.root, "domain", "standard")
+
+    async def release_address(self, user, params, out):
+        """ReleaseAddress: give the lease back to the network; an associated
+        address is disassociated first (DISASSOCIATE_SCRIPT)."""
+        vnet = self._eip_network()
+        ip = self._public_ip(params)
+        await self._addresses.acquire()
+        try:
+            from nebtwist.core.vnet import release_lease
+
+            entry = self._own_entry(vnet, user, ip)
+            vm = self._associated_vm(entry)
+            if vm is not None:
+                await self._address_script("DISASSOCIATE_SCRIPT", ip, vm)
+            number = ip_to_int(ip)
+            lease = release_lease(vnet, number, -1)
+
+            def change(template):
+                kept = [e for e in self._entries(vnet) if e.get("IP") != ip]
+                template.remove("EC2_ADDRESSES")
+                for e in kept:
+                    template.add("EC2_ADDRESSES", e)
+
+            try:
+                await self._store([(self.nebula.vnpool, vnet, change,
+                                    self.nebula.vnpool.lease_ops(vnet, [lease])
+                                    if lease is not None else ())])
+            except BaseException:
+                if lease is not None:
+                    lease.used, lease.vid = True, -1
+                    vnet.leases[number] = lease
+                    vnet.touch()
+                raise
+        finally:
+            self._addresses.release()
+        log.info("EC2: address {ip} released by {user}", ip=ip, user=user.name)
+        out.sub(out.root, "return", "true")
+
+    async def associate_address(self, user, params, out):
+        """AssociateAddress (``PublicIp``, ``InstanceId``): run econe.conf
+        ASSOCIATE_SCRIPT with the elastic IP and the instance's private IP
+        (3.4 ``associate_address``), then record the association
+        (DescribeInstances shows ``ipAddress``). An address associated with
+        another instance, or another address of this instance, is
+        disassociated first (DISASSOCIATE_SCRIPT), as EC2-Classic moved
+        addresses. A failing script is an error and nothing is recorded.
+
+        :raises EC2Error: IncorrectInstanceState for a terminated instance,
+            or one with no private IP when a script is set.
+        """
+        vnet = self._eip_network()
+        ip = self._public_ip(params)
+        iid = params.require("InstanceId")
+        await self._addresses.acquire()
+        try:
+            entry = self._own_entry(vnet, user, ip)
+            vm = self._instances(user, [iid])[0]
+            if vm.state == DONE or ec2_state(vm)[1] in ("terminated", "shutting-down"):
+                raise EC2Error("IncorrectInstanceState",
+                               f"The instance '{iid}' is {ec2_state(vm)[1]}.")
+            if not _vm_ip(vm) and self.econe.get("ASSOCIATE_SCRIPT"):
+                raise EC2Error("IncorrectInstanceState",
+                               f"The instance '{iid}' has no private IP address.")
+            current = self._associated_vm(entry)
+            if current is not None and current.oid == vm.oid:
+                out.sub(out.root, "return", "true")
+                return
+            others = [e for e in self._entries(vnet)
+                      if e is not entry and e.get("INSTANCE_ID") == str(vm.oid)]
+            cleared = []
+            try:
+                if current is not None:
+                    await self._address_script("DISASSOCIATE_SCRIPT", ip, current)
+                    cleared.append(entry)
+                for other in others:
+                    await self._address_script("DISASSOCIATE_SCRIPT", other.get("IP", ""), vm)
+                    cleared.append(other)
+                await self._address_script("ASSOCIATE_SCRIPT", ip, vm)
+            except BaseException:
+                if cleared:  # what was undone on the hosts is undone in the records
+                    await self._set_instances(vnet, {id(e): "" for e in cleared})
+                raise
+            changes = {id(e): "" for e in others}
+            changes[id(entry)] = str(vm.oid)
+            await self._set_instances(vnet, changes)
+        finally:
+            self._addresses.release()
+        log.info("EC2: address {ip} associated with {iid}", ip=ip, iid=iid)
+        out.sub(out.root, "return", "true")
+
+    async def _set_instances(self, vnet, changes):
+        """Set INSTANCE_ID of address entries (``{id(entry): value}``) and store."""
+        def change(template):
+            for e in self._entries(vnet):
+                if id(e) in changes:
+                    e["INSTANCE_ID"] = changes[id(e)]
+
+        await self._store([(self.nebula.vnpool, vnet, change, ())])
+
+    async def disassociate_address(self, user, params, out):
+        """DisassociateAddress (``PublicIp``): run DISASSOCIATE_SCRIPT with the
+        elastic IP and the instance's private IP, then forget the
+        association; an address associated with nothing is fine."""
+        vnet = self._eip_network()
+        ip = self._public_ip(params)
+        await self._addresses.acquire()
+        try:
+            entry = self._own_entry(vnet, user, ip)
+            vm = self._associated_vm(entry)
+            if vm is not None:
+                await self._address_script("DISASSOCIATE_SCRIPT", ip, vm)
+            if entry.get("INSTANCE_ID"):
+                await self._set_instances(vnet, {id(entry): ""})
+        finally:
+            self._addresses.release()
+        out.sub(out.root, "return", "true")
+
+    async def describe_addresses(self, user, params, out):
+        """DescribeAddresses: the user's addresses (``PublicIp.N``; filters
+        public-ip, instance-id, domain), each with ``publicIp``, ``domain``
+        standard and ``instanceId`` (empty when not associated).
+
+        :raises EC2Error: InvalidAddress.NotFound for an address the user
+            does not hold.
+        """
+        vnet = self._eip_network()
+        mine = [e for e in self._entries(vnet) if e.get("UID") == str(user.oid)]
+        wanted = params.indexed("PublicIp")
+        for ip in wanted:
+            if not any(e.get("IP") == ip for e in mine):
+                raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.")
+        if wanted:
+            mine = [e for e in mine if e.get("IP") in wanted]
+        rows = []
+        for e in mine:
+            vm = self._associated_vm(e)
+            rows.append({"public-ip": e.get("IP", ""), "domain": "standard",
+                         "instance-id": instance_id(vm.oid) if vm is not None else ""})
+        for name, values in params.filters().items():
+            if name not in ("public-ip", "instance-id", "domain"):
+                raise EC2Error("InvalidParameterValue",
+                               f"The filter '{name}' is invalid "
+                               f"(known: domain, instance-id, public-ip).")
+            rows = [r for r in rows if _matches([r[name]], values)]
+        addresses = out.sub(out.root, "addressesSet")
+        for r in rows:
+            item = out.sub(addresses, "item")
+            out.sub(item, "publicIp", r["public-ip"])
+            out.sub(item, "domain", r["domain"])
+            out.sub(item, "instanceId", r["instance-id"])
+
+    # -- tags --------------------------------------------------------------------------
+
+    def _taggable(self, user, rid):
+        """``(pool, object, resource type)`` of a resource id the user owns.
+
+        :raises EC2Error: InvalidID (neither ``i-`` nor ``ami-``), the
+            instance and image NotFound/Malformed codes, UnauthorizedOperation
+            (an image the user may see but does not own).
+        """
+        if rid.startswith("i-"):
+            return self.nebula.vmpool, self._instances(user, [rid])[0], "instance"
+        if rid.startswith("ami-"):
+            image = self._image(user, rid)
+            if image.uid != user.oid:
+                raise EC2Error("UnauthorizedOperation",
+                               f"Only the owner of {rid} may change its tags.", 403)
+            return self.nebula.imagepool, image, "image"
+        raise EC2Error("InvalidID", f"The ID '{rid}' is not valid")
+
+    def _tag_targets(self, user, params):
+        ids = params.indexed("ResourceId")
+        if not ids:
+            raise EC2Error("MissingParameter",
+                           "The request must contain the parameter ResourceId")
+        targets = {}
+        for rid in ids:
+            pool, obj, _ = self._taggable(user, rid)
+            targets.setdefault((id(pool), obj.oid), (pool, obj))
+        return list(targets.values())
+
+    @staticmethod
+    def _set_tags(tags):
+        def change(template):
+            template.remove("EC2_TAG")
+            for key, value in tags:
+                template.add("EC2_TAG", {"KEY": key, "VALUE": value})
+        return change
+
+    async def create_tags(self, user, params, out):
+        """CreateTags: add or overwrite ``Tag.N.Key``/``Tag.N.Value`` (value
+        default "") on instances and images the user owns (``ResourceId.N``),
+        all in one write.
+
+        :raises EC2Error: MissingParameter; InvalidParameterValue for a key
+            of more than :data:`MAX_TAG_KEY` characters, a value over
+            :data:`MAX_TAG_VALUE`, an ``aws:`` key or control characters;
+            TagLimitExceeded past :data:`MAX_TAGS` tags on a resource.
+        """
+        targets = self._tag_targets(user, params)
+        tags = params.tags()
+        if not tags:
+            raise EC2Error("MissingParameter", "The request must contain the parameter Tag")
+        for key, value in tags:
+            if not _printable(key, MAX_TAG_KEY) or key.lower().startswith("aws:"):
+                raise EC2Error("InvalidParameterValue",
+                               f"Invalid tag key '{key}': 1 to {MAX_TAG_KEY} characters, no "
+                               f"control characters, not starting with aws:.")
+            if value and not _printable(value, MAX_TAG_VALUE):
+                raise EC2Error("InvalidParameterValue",
+                               f"Invalid value for tag '{key}': at most {MAX_TAG_VALUE} "
+                               f"characters, no control characters.")
+        changes = []
+        for pool, obj in targets:
+            merged = dict(_tags(obj))
+            for key, value in tags:
+                merged[key] = value or ""
+            if len(merged) > MAX_TAGS:
+                raise EC2Error("TagLimitExceeded",
+                               f"A resource may have at most {MAX_TAGS} tags.")
+            changes.append((pool, obj, self._set_tags(list(merged.items())), ()))
+        await self._store(changes)
+        out.sub(out.root, "return", "true")
+
+    async def delete_tags(self, user, params, out):
+        """DeleteTags: remove ``Tag.N.Key`` (any value), or ``Tag.N.Key``
+        with ``Tag.N.Value`` (only with that value, "" included), or every
+        tag when no ``Tag`` is given, as AWS."""
+        targets = self._tag_targets(user, params)
+        tags = params.tags()
+        changes = []
+        for pool, obj in targets:
+            current = _tags(obj)
+            kept = [] if not tags else [
+                (k, v) for k, v in current
+                if not any(k == dk and (dv is None or dv == v) for dk, dv in tags)]
+            if kept != current:
+                changes.append((pool, obj, self._set_tags(kept), ()))
+        if changes:
+            await self._store(changes)
+        out.sub(out.root, "return", "true")
+
+    async def describe_tags(self, user, params, out):
+        """DescribeTags: the tags of the user's instances and images
+        (filters resource-id, resource-type ``instance``/``image``, key,
+        value; ``*``/``?`` wildcards), ordered by resource."""
+        rows = []
+        for vm in self._visible(user, self.nebula.clock.seconds()):
+            rows += [{"resource-id": instance_id(vm.oid), "resource-type": "instance",
+                      "key": k, "value": v} for k, v in _tags(vm)]
+        for image in sorted(self.nebula.imagepool.objects.values(), key=lambda i: i.oid):
+            if image.uid == user.oid:
+                rows += [{"resource-id": ami_id(image.oid), "resource-type": "image",
+                          "key": k, "value": v} for k, v in _tags(image)]
+        for name, values in params.filters().items():
+            if name not in ("resource-id", "resource-type", "key", "value"):
+                raise EC2Error("InvalidParameterValue",
+                               f"The filter '{name}' is invalid "
+                               f"(known: key, resource-id, resource-type, value).")
+            rows = [r for r in rows if _matches([r[name]], values)]
+        tag_set = out.sub(out.root, "tagSet")
+        for r in rows:
+            item = out.sub(tag_set, "item")
+            out.sub(item, "resourceId", r["resource-id"])
+            out.sub(item, "resourceType", r["resource-type"])
+            out.sub(item, "key", r["key"])
+            out.sub(item, "value", r["value"])
+
+
+def _restore(template, saved):
+    """Put ``saved``'s attributes back into ``template`` (in place)."""
+    for name in template.names():
+        template.remove(name)
+    for name, value in saved:
+        template.add(name, value)
 
 
 class _Builder:
@@ -569,3 +1846,13 @@ class _Builder:
 
     def sub(self, parent, tag, text=None):
         return _sub(parent, f"{{{self.ns}}}{tag}", text)
+
+    def tag_set(self, parent, obj):
+        """``tagSet`` of an object's ``EC2_TAG`` vectors (none when untagged)."""
+        tags = _tags(obj)
+        if tags:
+            tag_set = self.sub(parent, "tagSet")
+            for key, value in tags:
+                item = self.sub(tag_set, "item")
+                self.sub(item, "key", key)
+                self.sub(item, "value", value)
