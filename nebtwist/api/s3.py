@@ -1,0 +1,1795 @@
+"""The S3-like image repository: path-style S3 on the public cloud front.
+
+OpenNebula 3.4's econe-server stored uploaded images in ``IMAGE_DIR`` before
+registering them; here that folder is a small S3-compatible object store
+that the AWS CLI, boto3 and other S3 clients use unmodified, on the same
+site and ports as the EC2 Query API (:mod:`nebtwist.api.front` routes
+between the two). The EC2 front's RegisterImage reads objects from it
+(:meth:`Repository.object_file`).
+
+**Operations** (path-style only: ``/bucket/key``), as the Amazon S3 API
+Reference (2006-03-01) describes them: ListBuckets, CreateBucket,
+DeleteBucket, HeadBucket, GetBucketLocation, ListObjects (v1 and v2, with
+``encoding-type=url``), PutObject, CopyObject, GetObject (``Range``,
+``If-*`` conditions, ``response-*`` overrides), HeadObject, DeleteObject,
+DeleteObjects, CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+AbortMultipartUpload, ListParts, ListMultipartUploads. Other sub-resources
+(``?acl``, ``?versioning`` ...) answer ``NotImplemented`` (501).
+
+**Authentication**: :func:`nebtwist.api.awsauth.verify_request` with
+:data:`~nebtwist.api.awsauth.S3_SCHEMES` (SigV4 header and presigned, S3
+SigV2 header and presigned), the access key being the nebtwist user name
+and the secret the SHA1 hex of its password, as for the EC2 front.
+Upload bodies (PutObject, UploadPart) are verified as they stream to disk
+(:func:`~nebtwist.api.awsauth.body_decoder`: ``x-amz-content-sha256``,
+``aws-chunked`` signed chunks and checksum trailers, ``Content-MD5``); the
+front (:mod:`nebtwist.api.front`) calls :meth:`S3Resource.begin_upload` as
+soon as the headers are in, so a refused request stores nothing.
+
+**Ownership**: a bucket belongs to the user who made it; any other user gets
+``AccessDenied`` (403), except that oneadmin (uid 0) may read every bucket.
+Bucket names are global and follow S3's rules (``InvalidBucketName``).
+
+**Storage** under the repository root (econe.conf ``IMAGE_DIR``)::
+
+    .staging/                      bodies being received (same filesystem)
+    buckets/<bucket>/bucket.json   owner, creation time, location
+    buckets/<bucket>/objects/<hh>/<sha256>.json         metadata sidecar
+    buckets/<bucket>/objects/<hh>/<sha256>-<version>    data
+    buckets/<bucket>/uploads/<upload id>/upload.json    a multipart upload
+    buckets/<bucket>/uploads/<upload id>/<NNNNN>-<md5>  its parts
+
+``<sha256>`` is the SHA256 hex of ``bucket/key``: no file name is ever
+built from a key, so a key (``../../etc/passwd``, ``/abs``) is only a name.
+A body is written to ``.staging``, moved next to its sidecar under a new
+version name, then the sidecar (written to a temporary name and renamed) is
+the commit point; the old version is removed after. Start-up
+(:meth:`Repository.load`) reads every sidecar into an in-memory sorted index
+per bucket (listings never touch the disk) and removes what a crash left
+(staging files, unreferenced data, temporary sidecars). Files are not
+fsynced: a crash may lose the last writes, never expose half of one.
+"""
+
+import base64
+import bisect
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+import uuid
+from email.utils import formatdate, parsedate_to_datetime
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
+
+from lxml import etree
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.protocols.basic import FileSender
+from twisted.web import resource, server
+
+from nebtwist.api import awsauth
+
+log = Logger()
+
+#: The S3 XML namespace.
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+#: Default largest body of one PutObject or UploadPart, in bytes (AWS: 5 GiB).
+DEFAULT_MAX_OBJECT_SIZE = 5 * 1024 ** 3
+#: Smallest part of a multipart upload but the last, in bytes (AWS: 5 MiB).
+MIN_PART_SIZE = 5 * 1024 * 1024
+#: Highest part number (AWS: 10,000).
+MAX_PART_NUMBER = 10000
+#: Longest key, in UTF-8 bytes (AWS: 1,024).
+MAX_KEY_BYTES = 1024
+#: Most bytes of user metadata (``x-amz-meta-*`` names and values; AWS: 2 KB).
+MAX_METADATA_BYTES = 2048
+#: Largest max-keys / max-parts / max-uploads (AWS: 1,000).
+MAX_LIST = 1000
+#: Objects up to this size are read in one piece on GET; larger ones stream.
+SMALL_OBJECT = 64 * 1024
+#: Object headers kept with an object and sent back on GET / HEAD.
+STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding",
+                  "content-language", "expires")
+#: GET query parameters that override a response header (presigned URLs).
+RESPONSE_OVERRIDES = {"response-content-type": b"content-type",
+                      "response-content-language": b"content-language",
+                      "response-expires": b"expires",
+                      "response-cache-control": b"cache-control",
+                      "response-content-disposition": b"content-disposition",
+                      "response-content-encoding": b"content-encoding"}
+
+_VERSIONED = re.compile(r"[0-9a-f]{64}-[0-9a-f]{12}\Z")
+_SIDECAR = re.compile(r"[0-9a-f]{64}\.json\Z")
+_PART_FILE = re.compile(r"([0-9]{5})-([0-9a-f]{32})\Z")
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}\Z")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)\Z")
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class S3Error(Exception):
+    """An S3 error response: ``<Error><Code/><Message/>...</Error>``.
+
+    :ivar code: the S3 code (``NoSuchKey``).
+    :ivar status: HTTP status (int).
+    :ivar message: text for the user.
+    :ivar details: more ``<Error>`` elements (name -> text).
+    """
+
+    code = "InternalError"
+    status = 500
+    default_message = "We encountered an internal error. Please try again."
+
+    def __init__(self, message=None, *, code=None, status=None, details=None):
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.details = dict(details or {})
+
+    def __str__(self):
+        return f"{self.code}: {self.message}"
+
+
+def _error_class(name, status, message, code=None):
+    cls = type(name, (S3Error,), {"code": code or name, "status": status,
+                                  "default_message": message,
+                                  "__doc__": f"S3 ``{code or name}`` ({status})."})
+    return cls
+
+
+NoSuchBucket = _error_class("NoSuchBucket", 404, "The specified bucket does not exist.")
+NoSuchKey = _error_class("NoSuchKey", 404, "The specified key does not exist.")
+NoSuchUpload = _error_class("NoSuchUpload", 404, "The specified multipart upload does not "
+                            "exist. The upload ID might be invalid, or the multipart upload "
+                            "might have been aborted or completed.")
+AccessDenied = _error_class("AccessDenied", 403, "Access Denied")
+BucketNotEmpty = _error_class("BucketNotEmpty", 409, "The bucket you tried to delete is not "
+                              "empty.")
+BucketAlreadyExists = _error_class("BucketAlreadyExists", 409, "The requested bucket name is "
+                                   "not available. The bucket namespace is shared by all "
+                                   "users of the system. Please select a different name and "
+                                   "try again.")
+BucketAlreadyOwnedByYou = _error_class("BucketAlreadyOwnedByYou", 409, "Your previous request "
+                                       "to create the named bucket succeeded and you already "
+                                       "own it.")
+InvalidBucketName = _error_class("InvalidBucketName", 400, "The specified bucket is not "
+                                 "valid.")
+InvalidRange = _error_class("InvalidRange", 416, "The requested range is not satisfiable")
+EntityTooLarge = _error_class("EntityTooLarge", 400, "Your proposed upload exceeds the "
+                              "maximum allowed size")
+EntityTooSmall = _error_class("EntityTooSmall", 400, "Your proposed upload is smaller than "
+                              "the minimum allowed object size.")
+MaxMessageLengthExceeded = _error_class("MaxMessageLengthExceeded", 400, "Your request was "
+                                        "too big.")
+MalformedXML = _error_class("MalformedXML", 400, "The XML you provided was not well-formed "
+                            "or did not validate against our published schema.")
+MethodNotAllowed = _error_class("MethodNotAllowed", 405, "The specified method is not "
+                                "allowed against this resource.")
+InvalidPart = _error_class("InvalidPart", 400, "One or more of the specified parts could not "
+                           "be found. The part might not have been uploaded, or the specified "
+                           "entity tag might not have matched the part's entity tag.")
+InvalidPartOrder = _error_class("InvalidPartOrder", 400, "The list of parts was not in "
+                                "ascending order. The parts list must be specified in order "
+                                "by part number.")
+InvalidArgument = _error_class("InvalidArgument", 400, "Invalid Argument")
+InvalidRequest = _error_class("InvalidRequest", 400, "Invalid Request")
+InvalidDigest = _error_class("InvalidDigest", 400, "The Content-MD5 you specified is not "
+                             "valid.")
+InvalidURI = _error_class("InvalidURI", 400, "Couldn't parse the specified URI.")
+KeyTooLongError = _error_class("KeyTooLongError", 400, "Your key is too long")
+MetadataTooLarge = _error_class("MetadataTooLarge", 400, "Your metadata headers exceed the "
+                                "maximum allowed metadata size.")
+MissingContentLength = _error_class("MissingContentLength", 411, "You must provide the "
+                                    "Content-Length HTTP header.")
+NotImplementedHere = _error_class("NotImplemented", 501, "A header or query you provided "
+                                  "implies functionality that is not implemented.",
+                                  code="NotImplemented")
+PreconditionFailed = _error_class("PreconditionFailed", 412, "At least one of the "
+                                  "preconditions you specified did not hold.")
+
+
+def s3_error(error):
+    """An :class:`S3Error` for an :class:`S3Error` or an
+    :class:`~nebtwist.api.awsauth.AWSAuthError` (its ``s3_code``,
+    ``s3_status`` and ``details``)."""
+    if isinstance(error, S3Error):
+        return error
+    if isinstance(error, awsauth.AWSAuthError):
+        return S3Error(error.message, code=error.s3_code, status=error.s3_status,
+                       details=error.details)
+    return S3Error()
+
+
+def error_document(error, resource_path, request_id):
+    """The XML bytes of an S3 ``<Error>``."""
+    root = etree.Element("Error")
+    _sub(root, "Code", error.code)
+    _sub(root, "Message", error.message)
+    for name, value in error.details.items():
+        _sub(root, name, value)
+    _sub(root, "Resource", resource_path)
+    _sub(root, "RequestId", request_id)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def _sub(parent, tag, text=None):
+    el = etree.SubElement(parent, tag)
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _iso(seconds):
+    """``2012-05-01T10:00:00.000Z`` (S3's XML times, milliseconds)."""
+    whole = int(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + \
+        f".{int((seconds - whole) * 1000):03d}Z"
+
+
+def _http_date(seconds):
+    return formatdate(int(seconds), usegmt=True)
+
+
+def _quote_etag(etag):
+    return f'"{etag}"'
+
+
+def _url(text):
+    """``encoding-type=url``: percent-encode all but unreserved characters
+    and ``/`` (spaces and ``+`` encoded, so either decoding is right)."""
+    return quote(text, safe="/~")
+
+
+def valid_bucket_name(name):
+    """True when ``name`` follows S3's rules for new buckets: 3 to 63
+    lower-case letters, digits, dots and hyphens, a letter or digit at each
+    end, no ``..``, ``.-`` or ``-.``, not an IPv4 address, no reserved
+    prefix (``xn--``, ``sthree-``) or suffix (``-s3alias``, ``--ol-s3``)
+    (AWS "Bucket naming rules")."""
+    if not _BUCKET.match(name) or ".." in name or ".-" in name or "-." in name:
+        return False
+    if name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
+        return False
+    try:
+        ipaddress.IPv4Address(name)
+        return False
+    except ValueError:
+        return True
+
+
+def split_path(uri):
+    """``(bucket, key)`` of a path-style request URI (bytes).
+
+    :return: ``(None, None)`` for ``/``, ``(bucket, None)`` for
+        ``/bucket`` and ``/bucket/``, else ``(bucket, key)`` with the key
+        percent-decoded (it may hold ``/``, ``..`` or start with ``/``).
+    :raises InvalidURI: the path is not UTF-8 once decoded.
+    """
+    uri = bytes(uri)
+    if uri[:8].lower().startswith((b"http://", b"https://")):
+        rest = uri.split(b"//", 1)[1]
+        slash = rest.find(b"/")
+        uri = rest[slash:] if slash >= 0 else b"/"
+    path = uri.partition(b"?")[0]
+    try:
+        text = unquote_to_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidURI("The request path is not valid UTF-8.") from None
+    if not text.startswith("/"):
+        raise InvalidURI()
+    bucket, sep, key = text[1:].partition("/")
+    if not bucket:
+        return None, None
+    return bucket, (key if sep and key else None)
+
+
+def query_params(uri):
+    """The decoded query of a request URI: ``{name: value}`` (first value)."""
+    query = bytes(uri).partition(b"?")[2]
+    params = {}
+    for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="utf-8",
+                          errors="surrogateescape"):
+        params.setdefault(k, v)
+    return params
+
+
+def _header(request, name):
+    value = request.requestHeaders.getRawHeaders(name)
+    return value[0].decode("latin-1") if value else None
+
+
+def _md5_header(value):
+    """The hex digest of a ``Content-MD5`` header.
+
+    :raises InvalidDigest: not the base64 of 16 bytes.
+    """
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (ValueError, TypeError):
+        digest = b""
+    if len(digest) != 16:
+        raise InvalidDigest()
+    return digest.hex()
+
+
+def parse_range(value, size):
+    """``(first, last)`` byte offsets (inclusive) of a ``Range`` header, or
+    None when the header is to be ignored (not one ``bytes=`` range, or
+    last before first: RFC 9110 section 14.2).
+
+    :raises InvalidRange: the range starts at or after ``size`` (or asks
+        for the last 0 bytes).
+    """
+    m = _RANGE.match(value.strip())
+    if not m or not (m.group(1) or m.group(2)):
+        return None
+    if m.group(1):
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else size - 1
+        if m.group(2) and last < first:
+            return None
+        if first >= size:
+            raise InvalidRange(details={"RangeRequested": value, "ActualObjectSize": size})
+        return first, min(last, size - 1)
+    suffix = int(m.group(2))
+    if suffix == 0 or size == 0:
+        raise InvalidRange(details={"RangeRequested": value, "ActualObjectSize": size})
+    return max(0, size - suffix), size - 1
+
+
+def _write_json(path, document):
+    """Write ``document`` as JSON to ``path`` atomically (temporary name,
+    then rename)."""
+    tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(document, separators=(",", ":")))
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _concatenate(sources, target):
+    """Copy the files ``sources`` one after the other into ``target`` (in
+    the kernel where it can: ``copy_file_range``). Runs in a thread."""
+    with open(target, "wb") as out:
+        for source in sources:
+            with open(source, "rb") as f:
+                remaining = os.fstat(f.fileno()).st_size
+                try:
+                    while remaining > 0:
+                        n = os.copy_file_range(f.fileno(), out.fileno(), remaining)
+                        if n <= 0:
+                            break
+                        remaining -= n
+                except OSError:
+                    pass
+                if remaining > 0:  # no copy_file_range here: copy the rest by hand
+                    f.seek(os.fstat(f.fileno()).st_size - remaining)
+                    out.seek(0, os.SEEK_END)
+                    shutil.copyfileobj(f, out, 1024 * 1024)
+
+
+# ---------------------------------------------------------------------------
+# The repository
+
+
+def _uid(user):
+    return getattr(user, "oid", user)
+
+
+class ObjectInfo:
+    """One stored object (its sidecar, in memory).
+
+    :ivar key: the key (str).
+    :ivar size: bytes.
+    :ivar etag: MD5 hex (``<md5 of the part MD5s>-N`` for multipart).
+    :ivar mtime: last modified, seconds since the epoch.
+    :ivar content_type: the ``Content-Type`` given at upload.
+    :ivar headers: other stored headers (:data:`STORED_HEADERS`), or {}.
+    :ivar meta: user metadata (``x-amz-meta-`` lower-case name -> value).
+    :ivar data: the data file's name (``<sha256>-<version>``).
+    """
+
+    __slots__ = ("key", "size", "etag", "mtime", "content_type", "headers", "meta", "data")
+
+    def __init__(self, key, size, etag, mtime, content_type, headers, meta, data):
+        self.key, self.size, self.etag, self.mtime = key, size, etag, mtime
+        self.content_type, self.headers, self.meta, self.data = (content_type, headers, meta,
+                                                                 data)
+
+    def document(self):
+        doc = {"key": self.key, "size": self.size, "etag": self.etag, "mtime": self.mtime,
+               "content_type": self.content_type, "data": self.data}
+        if self.headers:
+            doc["headers"] = self.headers
+        if self.meta:
+            doc["meta"] = self.meta
+        return doc
+
+    @classmethod
+    def from_document(cls, doc):
+        if not isinstance(doc, dict) or not isinstance(doc.get("key"), str) \
+                or not _VERSIONED.match(str(doc.get("data", ""))):
+            return None
+        try:
+            return cls(doc["key"], int(doc["size"]), str(doc["etag"]), float(doc["mtime"]),
+                       str(doc.get("content_type") or "binary/octet-stream"),
+                       dict(doc.get("headers") or {}), dict(doc.get("meta") or {}),
+                       doc["data"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class Part:
+    """One uploaded part: ``number``, ``etag`` (MD5 hex), ``size``,
+    ``mtime``, ``file`` (its name in the upload's folder)."""
+
+    __slots__ = ("number", "etag", "size", "mtime", "file")
+
+    def __init__(self, number, etag, size, mtime, file):
+        self.number, self.etag, self.size, self.mtime, self.file = (number, etag, size,
+                                                                   mtime, file)
+
+
+class MultipartUpload:
+    """A multipart upload in progress.
+
+    :ivar upload_id: 32 hex digits.
+    :ivar key: the object's key.
+    :ivar owner: the uid of the user who started it.
+    :ivar parts: part number -> :class:`Part`.
+    :ivar completing: True while CompleteMultipartUpload joins the parts.
+    """
+
+    __slots__ = ("upload_id", "key", "owner", "owner_name", "initiated", "content_type",
+                 "headers", "meta", "path", "parts", "completing")
+
+    def __init__(self, upload_id, key, owner, owner_name, initiated, content_type, headers,
+                 meta, path):
+        self.upload_id, self.key, self.owner, self.owner_name = (upload_id, key, owner,
+                                                                 owner_name)
+        self.initiated, self.content_type, self.headers, self.meta = (initiated, content_type,
+                                                                      headers, meta)
+        self.path = path
+        self.parts = {}
+        self.completing = False
+
+    def document(self):
+        return {"upload_id": self.upload_id, "key": self.key, "owner": self.owner,
+                "owner_name": self.owner_name, "initiated": self.initiated,
+                "content_type": self.content_type, "headers": self.headers,
+                "meta": self.meta}
+
+
+class Bucket:
+    """A bucket: its owner and its sorted key index.
+
+    :ivar name: the bucket name.
+    :ivar owner: the owner's uid; ``owner_name`` its name then.
+    :ivar created: seconds since the epoch.
+    :ivar location: the LocationConstraint given at creation ("" if none).
+    :ivar keys: every key, sorted (code point order = UTF-8 byte order).
+    :ivar objects: key -> :class:`ObjectInfo`.
+    :ivar uploads: upload id -> :class:`MultipartUpload`.
+    """
+
+    __slots__ = ("name", "owner", "owner_name", "created", "location", "path", "keys",
+                 "objects", "uploads", "dirs")
+
+    def __init__(self, name, owner, owner_name, created, location, path):
+        self.name, self.owner, self.owner_name = name, owner, owner_name
+        self.created, self.location, self.path = created, location, path
+        self.keys = []
+        self.objects = {}
+        self.uploads = {}
+        self.dirs = set()  # fan-out folders known to exist
+
+    def document(self):
+        return {"name": self.name, "owner": self.owner, "owner_name": self.owner_name,
+                "created": self.created, "location": self.location}
+
+    def key_hash(self, key):
+        """The SHA256 hex naming ``key``'s files."""
+        return hashlib.sha256(f"{self.name}/{key}".encode("utf-8", "surrogateescape")
+                              ).hexdigest()
+
+    def fan(self, digest):
+        return os.path.join(self.path, "objects", digest[:2])
+
+    def data_path(self, info):
+        return os.path.join(self.fan(info.data[:64]), info.data)
+
+
+class Repository:
+    """The object store of the S3 front (see the module docstring).
+
+    Every method runs in the reactor thread and touches only small files;
+    joining multipart uploads and copies run in a thread.
+
+    :param root: the repository folder (econe.conf ``IMAGE_DIR``), made if
+        missing.
+    :param clock: ``seconds()`` provider (the reactor), for times stored.
+    """
+
+    def __init__(self, root, clock=time):
+        self.root = os.path.abspath(root)
+        #: Where bodies are received before they are moved into place (the
+        #: same filesystem as the objects); see :meth:`staging_file`.
+        self.staging_dir = os.path.join(self.root, ".staging")
+        self.buckets_dir = os.path.join(self.root, "buckets")
+        self.clock = clock
+        #: bucket name -> :class:`Bucket`
+        self.buckets = {}
+
+    def now(self):
+        seconds = getattr(self.clock, "seconds", None)
+        return seconds() if seconds is not None else self.clock.time()
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def load(self):
+        """Make the folders, forget what a crash left, and read every bucket,
+        object sidecar and multipart upload into memory.
+
+        :raises OSError: the root cannot be made or read.
+        """
+        os.makedirs(self.buckets_dir, exist_ok=True)
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        os.makedirs(self.staging_dir, exist_ok=True)
+        self.buckets = {}
+        for entry in sorted(os.scandir(self.buckets_dir), key=lambda e: e.name):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            doc = _read_json(os.path.join(entry.path, "bucket.json"))
+            if not isinstance(doc, dict) or doc.get("name") != entry.name \
+                    or not valid_bucket_name(entry.name):
+                log.warn("S3 repository: {p} is not a bucket (no valid bucket.json); "
+                         "ignored", p=entry.path)
+                continue
+            bucket = Bucket(entry.name, int(doc.get("owner", 0)),
+                            str(doc.get("owner_name", "")), float(doc.get("created", 0)),
+                            str(doc.get("location") or ""), entry.path)
+            self._load_objects(bucket)
+            self._load_uploads(bucket)
+            self.buckets[bucket.name] = bucket
+        count = sum(len(b.objects) for b in self.buckets.values())
+        log.info("S3 repository {root}: {b} buckets, {n} objects", root=self.root,
+                 b=len(self.buckets), n=count)
+
+    def _load_objects(self, bucket):
+        objects = os.path.join(bucket.path, "objects")
+        if not os.path.isdir(objects):
+            return
+        for fan in os.scandir(objects):
+            if not fan.is_dir(follow_symlinks=False):
+                continue
+            bucket.dirs.add(fan.path)
+            names = os.listdir(fan.path)
+            referenced = set()
+            for name in names:
+                if not _SIDECAR.match(name):
+                    continue
+                info = ObjectInfo.from_document(_read_json(os.path.join(fan.path, name)))
+                if info is None or bucket.key_hash(info.key) != name[:64] \
+                        or info.data[:64] != name[:64] or info.data not in names:
+                    log.warn("S3 repository: bad sidecar {p} removed",
+                             p=os.path.join(fan.path, name))
+                    _unlink(os.path.join(fan.path, name))
+                    continue
+                bucket.objects[info.key] = info
+                referenced.add(info.data)
+            for name in names:  # data no sidecar names, temporary sidecars
+                if not _SIDECAR.match(name) and name not in referenced:
+                    _unlink(os.path.join(fan.path, name))
+        bucket.keys = sorted(bucket.objects)
+
+    def _load_uploads(self, bucket):
+        uploads = os.path.join(bucket.path, "uploads")
+        if not os.path.isdir(uploads):
+            return
+        for entry in os.scandir(uploads):
+            doc = _read_json(os.path.join(entry.path, "upload.json"))
+            if not _UPLOAD_ID.match(entry.name) or not isinstance(doc, dict) \
+                    or doc.get("upload_id") != entry.name:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                continue
+            upload = MultipartUpload(entry.name, str(doc["key"]), int(doc.get("owner", 0)),
+                                     str(doc.get("owner_name", "")),
+                                     float(doc.get("initiated", 0)),
+                                     str(doc.get("content_type") or "binary/octet-stream"),
+                                     dict(doc.get("headers") or {}),
+                                     dict(doc.get("meta") or {}), entry.path)
+            for part in sorted(os.scandir(entry.path), key=lambda e: e.stat().st_mtime):
+                m = _PART_FILE.match(part.name)
+                if m is None:
+                    if part.name != "upload.json":
+                        _unlink(part.path)
+                    continue
+                number = int(m.group(1))
+                previous = upload.parts.get(number)
+                if previous is not None:  # replaced, and the old file left by a crash
+                    _unlink(os.path.join(entry.path, previous.file))
+                st = part.stat()
+                upload.parts[number] = Part(number, m.group(2), st.st_size, st.st_mtime,
+                                            part.name)
+            bucket.uploads[upload.upload_id] = upload
+
+    # -- buckets -----------------------------------------------------------------------
+
+    def bucket(self, user, name, write=False):
+        """The bucket ``name`` if ``user`` may use it.
+
+        :param user: the core user (``.oid``) or a uid.
+        :param write: the caller changes the bucket or its objects (only the
+            owner may); reading is also allowed to oneadmin (uid 0).
+        :raises NoSuchBucket: no such bucket.
+        :raises AccessDenied: another user's bucket.
+        """
+        bucket = self.buckets.get(name)
+        if bucket is None:
+            raise NoSuchBucket(details={"BucketName": name})
+        uid = _uid(user)
+        if bucket.owner != uid and (write or uid != 0):
+            raise AccessDenied()
+        return bucket
+
+    def buckets_of(self, user):
+        """The buckets owned by ``user``, by name."""
+        uid = _uid(user)
+        return [b for _, b in sorted(self.buckets.items()) if b.owner == uid]
+
+    def create_bucket(self, user, name, location=""):
+        """Make bucket ``name`` for ``user`` (the core user).
+
+        :raises InvalidBucketName: not a valid S3 bucket name.
+        :raises BucketAlreadyOwnedByYou: the user has it already.
+        :raises BucketAlreadyExists: another user has it.
+        """
+        if not valid_bucket_name(name):
+            raise InvalidBucketName(details={"BucketName": name})
+        existing = self.buckets.get(name)
+        if existing is not None:
+            if existing.owner == _uid(user):
+                raise BucketAlreadyOwnedByYou(details={"BucketName": name})
+            raise BucketAlreadyExists(details={"BucketName": name})
+        path = os.path.join(self.buckets_dir, name)
+        bucket = Bucket(name, _uid(user), getattr(user, "name", ""), self.now(), location or "",
+                        path)
+        shutil.rmtree(path, ignore_errors=True)  # a leftover without bucket.json
+        os.makedirs(os.path.join(path, "objects"))
+        try:
+            _write_json(os.path.join(path, "bucket.json"), bucket.document())
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        self.buckets[name] = bucket
+        return bucket
+
+    def delete_bucket(self, user, name):
+        """Remove an empty bucket (and its unfinished multipart uploads).
+
+        :raises NoSuchBucket, AccessDenied: as :meth:`bucket`.
+        :raises BucketNotEmpty: it holds objects, or an upload is completing.
+        """
+        bucket = self.bucket(user, name, write=True)
+        if bucket.objects or any(u.completing for u in bucket.uploads.values()):
+            raise BucketNotEmpty(details={"BucketName": name})
+        trash = os.path.join(self.staging_dir, f"deleted-{name}-{secrets.token_hex(4)}")
+        os.replace(bucket.path, trash)  # gone at once; removed at leisure
+        del self.buckets[name]
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- objects -----------------------------------------------------------------------
+
+    def staging_file(self, prefix="body-"):
+        """A new empty file in the staging folder: ``(binary file open for
+        writing, path)``. What is written there is moved into place with
+        :meth:`put_object` / :meth:`put_part` (same filesystem), or deleted by
+        the caller. Start-up empties the staging folder."""
+        fd, path = _mkstemp(self.staging_dir, prefix)
+        return os.fdopen(fd, "wb"), path
+
+    def get_object(self, bucket, key):
+        """The :class:`ObjectInfo` of ``key`` in a :class:`Bucket`.
+
+        :raises NoSuchKey: no such key.
+        """
+        info = bucket.objects.get(key)
+        if info is None:
+            raise NoSuchKey(details={"Key": key})
+        return info
+
+    def object_path(self, bucket, info):
+        """The absolute path of an object's data file."""
+        return bucket.data_path(info)
+
+    def object_file(self, user, bucket, key):
+        """The absolute path of the data file of object ``bucket/key``, for
+        ``user`` (the core user or a uid) to read (e.g. RegisterImage).
+
+        The file is replaced, not rewritten, when the object is overwritten:
+        a reader that opened it keeps the version it opened.
+
+        :raises NoSuchBucket: no such bucket.
+        :raises AccessDenied: the user may not read the bucket.
+        :raises NoSuchKey: no such key.
+        """
+        b = self.bucket(user, bucket)
+        return self.object_path(b, self.get_object(b, key))
+
+    def put_object(self, bucket, key, staged, size, etag, content_type=None, headers=None,
+                   meta=None, mtime=None):
+        """Store the staged file ``staged`` as ``key`` (replacing any object
+        of that key): the data file, then the sidecar (the commit point),
+        then the index.
+
+        :return: the new :class:`ObjectInfo`.
+        """
+        digest = bucket.key_hash(key)
+        fan = bucket.fan(digest)
+        if fan not in bucket.dirs:
+            os.makedirs(fan, exist_ok=True)
+            bucket.dirs.add(fan)
+        data = f"{digest}-{secrets.token_hex(6)}"
+        data_path = os.path.join(fan, data)
+        os.replace(staged, data_path)
+        info = ObjectInfo(key, size, etag, self.now() if mtime is None else mtime,
+                          content_type or "binary/octet-stream", dict(headers or {}),
+                          dict(meta or {}), data)
+        try:
+            _write_json(os.path.join(fan, digest + ".json"), info.document())
+        except BaseException:
+            _unlink(data_path)
+            raise
+        old = bucket.objects.get(key)
+        bucket.objects[key] = info
+        if old is None:
+            bisect.insort(bucket.keys, key)
+        else:
+            _unlink(os.path.join(fan, old.data))
+        return info
+
+    def delete_object(self, bucket, key):
+        """Remove ``key`` (nothing when absent, as S3). Returns True if it was there."""
+        info = bucket.objects.pop(key, None)
+        if info is None:
+            return False
+        i = bisect.bisect_left(bucket.keys, key)
+        if i < len(bucket.keys) and bucket.keys[i] == key:
+            del bucket.keys[i]
+        fan = bucket.fan(info.data[:64])
+        _unlink(os.path.join(fan, info.data[:64] + ".json"))
+        _unlink(os.path.join(fan, info.data))
+        return True
+
+    def list_objects(self, bucket, prefix="", delimiter="", after="", limit=MAX_LIST):
+        """A page of a bucket's listing, from the in-memory index.
+
+        :param prefix: only keys starting so.
+        :param delimiter: roll keys whose rest (after the prefix) holds it up
+            to a common prefix (one entry each).
+        :param after: start after this key (marker, start-after, token).
+        :param limit: most entries (objects and common prefixes), 0 allowed.
+        :return: ``(objects, prefixes, truncated, last)``: the
+            :class:`ObjectInfo` list, the common prefixes, whether more
+            follow, and the last entry returned (the next marker).
+        """
+        keys = bucket.keys
+        i = bisect.bisect_right(keys, after) if after else 0
+        if prefix:
+            i = max(i, bisect.bisect_left(keys, prefix))
+        objects, prefixes = [], []
+        last = None
+        while i < len(keys):
+            key = keys[i]
+            if prefix and not key.startswith(prefix):
+                break
+            if delimiter:
+                cut = key.find(delimiter, len(prefix))
+                if cut >= 0:
+                    common = key[:cut + len(delimiter)]
+                    if common == after or (after and after.startswith(common)):
+                        i = bisect.bisect_left(keys, _after_prefix(common), i)
+                        continue
+                    if len(objects) + len(prefixes) >= limit:
+                        return objects, prefixes, True, last
+                    prefixes.append(common)
+                    last = common
+                    i = bisect.bisect_left(keys, _after_prefix(common), i)
+                    continue
+            if len(objects) + len(prefixes) >= limit:
+                return objects, prefixes, True, last
+            objects.append(bucket.objects[key])
+            last = key
+            i += 1
+        return objects, prefixes, False, last
+
+    # -- multipart ---------------------------------------------------------------------
+
+    def create_upload(self, user, bucket, key, content_type=None, headers=None, meta=None):
+        """Start a multipart upload of ``key``; returns the :class:`MultipartUpload`."""
+        upload_id = secrets.token_hex(16)
+        path = os.path.join(bucket.path, "uploads", upload_id)
+        os.makedirs(path)
+        upload = MultipartUpload(upload_id, key, _uid(user), getattr(user, "name", ""),
+                                 self.now(), content_type or "binary/octet-stream",
+                                 dict(headers or {}), dict(meta or {}), path)
+        try:
+            _write_json(os.path.join(path, "upload.json"), upload.document())
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        bucket.uploads[upload_id] = upload
+        return upload
+
+    def upload(self, bucket, upload_id, key=None):
+        """The upload ``upload_id`` of a bucket (of ``key`` if given).
+
+        :raises NoSuchUpload: unknown, of another key, or completing.
+        """
+        upload = bucket.uploads.get(upload_id)
+        if upload is None or upload.completing or (key is not None and upload.key != key):
+            raise NoSuchUpload(details={"UploadId": upload_id})
+        return upload
+
+    def put_part(self, bucket, upload, number, staged, size, etag):
+        """Move a staged part into its upload (replacing an earlier part of
+        that number). Returns the :class:`Part`.
+
+        :raises NoSuchUpload: the upload was aborted or completed meanwhile.
+        """
+        if bucket.uploads.get(upload.upload_id) is not upload or upload.completing:
+            raise NoSuchUpload(details={"UploadId": upload.upload_id})
+        name = f"{number:05d}-{etag}"
+        os.replace(staged, os.path.join(upload.path, name))
+        old = upload.parts.get(number)
+        if old is not None and old.file != name:
+            _unlink(os.path.join(upload.path, old.file))
+        part = Part(number, etag, size, self.now(), name)
+        upload.parts[number] = part
+        return part
+
+    def abort_upload(self, bucket, upload):
+        """Forget an upload and remove its folder and every part file."""
+        bucket.uploads.pop(upload.upload_id, None)
+        shutil.rmtree(upload.path, ignore_errors=True)
+
+    def check_parts(self, upload, wanted):
+        """The parts a CompleteMultipartUpload names, checked.
+
+        :param wanted: ``[(part number, ETag without quotes)]`` in request order.
+        :raises MalformedXML: no part.
+        :raises InvalidPartOrder: numbers not strictly ascending.
+        :raises InvalidPart: a part not uploaded, or of another ETag.
+        :raises EntityTooSmall: a part but the last under :data:`MIN_PART_SIZE`.
+        """
+        if not wanted:
+            raise MalformedXML("The XML you provided was not well-formed or did not "
+                               "validate against our published schema (no Part).")
+        parts = []
+        previous = 0
+        for number, etag in wanted:
+            if number <= previous:
+                raise InvalidPartOrder()
+            previous = number
+            part = upload.parts.get(number)
+            if part is None or part.etag != etag.strip().strip('"').lower():
+                raise InvalidPart(details={"UploadId": upload.upload_id,
+                                           "PartNumber": number, "ETag": etag})
+            parts.append(part)
+        for part in parts[:-1]:
+            if part.size < MIN_PART_SIZE:
+                raise EntityTooSmall(details={"ProposedSize": part.size,
+                                              "MinSizeAllowed": MIN_PART_SIZE,
+                                              "PartNumber": part.number,
+                                              "ETag": part.etag})
+        return parts
+
+    async def complete_upload(self, bucket, upload, parts):
+        """Join ``parts`` (from :meth:`check_parts`) into the object (in a
+        thread), store it and remove the upload.
+
+        :return: the new :class:`ObjectInfo` (ETag: MD5 of the parts' binary
+            MD5s, ``-N``).
+        """
+        upload.completing = True
+        fd, staged = _mkstemp(self.staging_dir, "complete-")
+        os.close(fd)
+        try:
+            await threads.deferToThread(
+                _concatenate, [os.path.join(upload.path, p.file) for p in parts], staged)
+            etag = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts),
+                               usedforsecurity=False).hexdigest() + f"-{len(parts)}"
+            if self.buckets.get(bucket.name) is not bucket:
+                raise NoSuchBucket(details={"BucketName": bucket.name})
+            info = self.put_object(bucket, upload.key, staged, sum(p.size for p in parts),
+                                   etag, upload.content_type, upload.headers, upload.meta)
+        except BaseException:
+            _unlink(staged)
+            upload.completing = False
+            raise
+        self.abort_upload(bucket, upload)
+        return info
+
+    async def copy_object(self, source_bucket, source, bucket, key, content_type, headers,
+                          meta):
+        """Copy an object (in a thread) to ``bucket/key``; returns the new
+        :class:`ObjectInfo` (same ETag)."""
+        fd, staged = _mkstemp(self.staging_dir, "copy-")
+        os.close(fd)
+        try:
+            await threads.deferToThread(_concatenate,
+                                        [self.object_path(source_bucket, source)], staged)
+            if self.buckets.get(bucket.name) is not bucket:
+                raise NoSuchBucket(details={"BucketName": bucket.name})
+            return self.put_object(bucket, key, staged, source.size, source.etag,
+                                   content_type, headers, meta)
+        except BaseException:
+            _unlink(staged)
+            raise
+
+
+def _mkstemp(folder, prefix):
+    while True:
+        path = os.path.join(folder, prefix + secrets.token_hex(8))
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            continue
+
+
+def _after_prefix(common):
+    """The smallest string after every string starting with ``common``."""
+    return common[:-1] + chr(ord(common[-1]) + 1)
+
+
+# ---------------------------------------------------------------------------
+# Streamed bodies
+
+
+class BodySink:
+    """An upload body going to a staging file as it arrives: decoded and
+    verified (:func:`~nebtwist.api.awsauth.body_decoder`), MD5 hashed, and
+    limited to ``limit`` decoded bytes.
+
+    The front feeds it from the request's ``handleContentChunk``; nothing
+    of the body is held in memory beyond one network read.
+
+    :ivar size: decoded bytes written.
+    """
+
+    def __init__(self, file, path, decoder, limit):
+        self.file = file
+        self.path = path
+        self.decoder = decoder
+        self.limit = limit
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+        self.done = False
+
+    def feed(self, data):
+        """Decode and write the next piece of the body.
+
+        :raises EntityTooLarge: more than ``limit`` bytes.
+        :raises awsauth.AWSAuthError: a chunk signature or the framing is wrong.
+        :raises OSError: the disk refused.
+        """
+        out = self.decoder.feed(data)
+        if out:
+            self.size += len(out)
+            if self.size > self.limit:
+                raise EntityTooLarge(details={"MaxSizeAllowed": self.limit})
+            self.md5.update(out)
+            self.file.write(out)
+
+    def finish(self):
+        """The body has ended: check it (signature, SHA256, checksums).
+
+        :return: the MD5 hex of what was written.
+        :raises awsauth.AWSAuthError: the body is not what was signed (the
+            caller then :meth:`discard` s it).
+        """
+        self.decoder.finish()
+        self.file.close()
+        return self.md5.hexdigest()
+
+    def committed(self):
+        """The staging file was moved into place: nothing to delete."""
+        self.done = True
+
+    def discard(self):
+        """Delete the staging file (unless committed)."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        _unlink(self.path)
+
+
+class _Slice:
+    """A file object's ``read`` limited to ``length`` bytes from where it is."""
+
+    def __init__(self, f, length):
+        self.f, self.remaining = f, length
+
+    def read(self, n):
+        n = min(n, self.remaining)
+        if n <= 0:
+            return b""
+        data = self.f.read(n)
+        self.remaining -= len(data)
+        return data
+
+
+class _Sender(FileSender):
+    CHUNK_SIZE = 256 * 1024
+
+
+# ---------------------------------------------------------------------------
+# The resource
+
+
+def _user_metadata(request):
+    """``{x-amz-meta-name (lower case): value}`` of a request's headers.
+
+    :raises MetadataTooLarge: more than :data:`MAX_METADATA_BYTES`.
+    """
+    meta = {}
+    total = 0
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        lname = name.lower()
+        if lname.startswith(b"x-amz-meta-"):
+            key = lname.decode("latin-1")
+            value = ",".join(v.decode("utf-8", "replace") for v in values)
+            meta[key] = value
+            total += len(key) - len("x-amz-meta-") + len(value.encode("utf-8"))
+    if total > MAX_METADATA_BYTES:
+        raise MetadataTooLarge(details={"MaxSizeAllowed": MAX_METADATA_BYTES})
+    return meta
+
+
+def _stored_headers(request):
+    headers = {}
+    for name in STORED_HEADERS:
+        value = _header(request, name.encode())
+        if name == "content-encoding":
+            value = awsauth.stored_content_encoding(value)
+        if value:
+            headers[name] = value
+    return headers
+
+
+def _check_key(key):
+    if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+        raise KeyTooLongError(details={"Size": len(key.encode("utf-8", "surrogateescape")),
+                                       "MaxSizeAllowed": MAX_KEY_BYTES})
+
+
+def _int_param(params, name, default, maximum=None, minimum=0):
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        raise InvalidArgument(f"Provided {name} not an integer or within integer range",
+                              details={"ArgumentName": name, "ArgumentValue": value})
+    return min(number, maximum) if maximum is not None else number
+
+
+def _parse_xml(body):
+    """The root element of a small XML request body (namespace dropped).
+
+    :raises MalformedXML: not XML.
+    """
+    try:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        root = etree.fromstring(body, parser)
+    except (etree.XMLSyntaxError, ValueError):
+        raise MalformedXML() from None
+    for el in root.iter():
+        if isinstance(el.tag, str) and "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    return root
+
+
+def _response_document(tag):
+    return etree.Element(tag, nsmap={None: S3_NS})
+
+
+def _xml_bytes(root):
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+class S3Resource(resource.Resource):
+    """Path-style S3 over a :class:`Repository` (see the module docstring).
+
+    :param nebula: the core (users, ``clock``).
+    :param repository: the :class:`Repository`.
+    :param max_object_size: largest PutObject / UploadPart body, in bytes
+        (econe.conf ``MAX_OBJECT_SIZE``).
+    :param max_body: largest body of any other S3 request, in bytes
+        (econe.conf ``MAX_QUERY_BODY``; CompleteMultipartUpload gets at least
+        4 MiB, for 10,000 parts).
+    """
+
+    isLeaf = True
+
+    def __init__(self, nebula, repository, max_object_size=DEFAULT_MAX_OBJECT_SIZE,
+                 max_body=1024 * 1024):
+        super().__init__()
+        self.nebula = nebula
+        self.repository = repository
+        self.max_object_size = max_object_size
+        self.max_body = max_body
+        self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
+
+    # -- before the body ---------------------------------------------------------------
+
+    def body_limit(self, request):
+        """The most body bytes a non-upload request may send."""
+        if request.method == b"POST" and "uploadId" in query_params(request.uri):
+            return max(self.max_body, 4 * 1024 * 1024)
+        return self.max_body
+
+    def _authenticate(self, request, body=None):
+        auth = awsauth.AuthRequest.from_twisted(request, body=body)
+        found = awsauth.verify_request(auth, self.secret_lookup, self.nebula.clock.seconds(),
+                                       schemes=awsauth.S3_SCHEMES, services=("s3",))
+        user = self.nebula.userpool.find(found.access_key)
+        if user is None:  # removed meanwhile
+            raise AccessDenied()
+        return user, auth, found
+
+    def begin_upload(self, request, length):
+        """Called by the front once the headers of a request are in
+        (``request.method`` and ``request.uri`` set).
+
+        For PutObject and UploadPart: verify the signature, the bucket, its
+        owner, the upload and the size, and open the staging file.
+
+        :param length: the body length (Content-Length), or None (chunked).
+        :return: a :class:`BodySink` to feed the body to, or None when the
+            request is not an upload (its body is handled as usual).
+        :raises S3Error: refused (:class:`EntityTooLarge` when too big).
+        :raises awsauth.AWSAuthError: the signature is wrong.
+        """
+        if request.method != b"PUT" or request.requestHeaders.hasHeader(b"x-amz-copy-source"):
+            return None
+        bucket_name, key = split_path(request.uri)
+        if key is None:
+            return None
+        params = query_params(request.uri)
+        part = None
+        if "partNumber" in params or "uploadId" in params:
+            if "partNumber" not in params or "uploadId" not in params:
+                raise InvalidRequest("UploadPart needs both partNumber and uploadId.")
+            part = _int_param(params, "partNumber", 1, minimum=1)
+            if part > MAX_PART_NUMBER:
+                raise InvalidArgument(f"Part number must be an integer between 1 and "
+                                      f"{MAX_PART_NUMBER}, inclusive",
+                                      details={"ArgumentName": "partNumber",
+                                               "ArgumentValue": params["partNumber"]})
+        elif any(name in awsauth.S3_SUBRESOURCES for name in params):
+            return None  # PUT ?acl, ?tagging ...: answered NotImplemented with its body
+        _check_key(key)
+        user, auth, found = self._authenticate(request)
+        bucket = self.repository.bucket(user, bucket_name, write=True)
+        upload = self.repository.upload(bucket, params["uploadId"], key) if part else None
+        decoded = _header(request, b"x-amz-decoded-content-length")
+        size = int(decoded) if decoded and decoded.strip().isdigit() else None
+        claimed = (_header(request, b"x-amz-content-sha256") or "").strip()
+        if size is None and claimed not in awsauth.STREAMING_MODES:
+            size = length
+        if size is None and length is None and not request.requestHeaders.hasHeader(
+                b"transfer-encoding"):
+            raise MissingContentLength()
+        if size is not None and size > self.max_object_size:
+            raise EntityTooLarge(details={"ProposedSize": size,
+                                          "MaxSizeAllowed": self.max_object_size})
+        md5 = _header(request, b"content-md5")
+        if md5 is not None:
+            _md5_header(md5)
+        decoder = awsauth.body_decoder(auth, found.sigv4)
+        meta = None if part else _user_metadata(request)
+        f, path = self.repository.staging_file()
+        sink = BodySink(f, path, decoder, self.max_object_size)
+        sink.context = (user, bucket, key, upload, part, meta)
+        return sink
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def render(self, request):
+        d = defer.ensureDeferred(self._handle(request))
+
+        def unexpected(f):
+            log.failure("S3 request failed", f)
+            if not request.finished and not request._disconnected:
+                request.setResponseCode(500)
+                request.finish()
+        d.addErrback(unexpected)
+        return server.NOT_DONE_YET
+
+    def error_response(self, request, error, request_id=None):
+        """``(status, headers, body)`` of an S3 error for ``request`` (an
+        :class:`S3Error` or :class:`~nebtwist.api.awsauth.AWSAuthError`)."""
+        error = s3_error(error)
+        request_id = request_id or _request_id()
+        path = bytes(request.uri).partition(b"?")[0].decode("utf-8", "replace")
+        body = b"" if request.method == b"HEAD" else error_document(error, path, request_id)
+        headers = [(b"x-amz-request-id", request_id.encode()),
+                   (b"content-type", b"application/xml")]
+        return error.status, headers, body
+
+    async def _handle(self, request):
+        request_id = _request_id()
+        sink = getattr(request, "sink", None)
+        try:
+            refused = getattr(request, "refused", None)
+            if refused is not None:
+                raise refused
+            await self._dispatch(request, request_id, sink)
+        except (S3Error, awsauth.AWSAuthError) as e:
+            self._send_error(request, e, request_id)
+        except Exception:
+            log.failure("S3 request {id} failed", id=request_id)
+            self._send_error(request, S3Error(), request_id)
+        finally:
+            if sink is not None:
+                sink.discard()
+
+    def _gone(self, request):
+        return request.finished or request._disconnected
+
+    def _send_error(self, request, error, request_id):
+        if self._gone(request):
+            return
+        status, headers, body = self.error_response(request, error, request_id)
+        request.setResponseCode(status)
+        for name, value in headers:
+            request.setHeader(name, value)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        if body:
+            request.write(body)
+        request.finish()
+
+    def _send(self, request, request_id, status=200, body=b"", headers=()):
+        if self._gone(request):
+            return
+        request.setResponseCode(status)
+        request.setHeader(b"x-amz-request-id", request_id.encode())
+        for name, value in headers:
+            request.setHeader(name, value)
+        if body:
+            request.setHeader(b"content-type", b"application/xml")
+        if status != 204:
+            request.setHeader(b"content-length", b"%d" % len(body))
+        if body and request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+
+    def _send_xml(self, request, request_id, root, headers=()):
+        self._send(request, request_id, 200, _xml_bytes(root), headers)
+
+    def _body(self, request):
+        if request.content is None:
+            return b""
+        request.content.seek(0)
+        return request.content.read()
+
+    async def _dispatch(self, request, request_id, sink):
+        method = request.method
+        if sink is not None:
+            return await self._finish_upload(request, request_id, sink)
+        bucket_name, key = split_path(request.uri)
+        params = query_params(request.uri)
+        body = self._body(request)
+        if method in (b"PUT", b"POST") and len(body) > self.body_limit(request):
+            raise MaxMessageLengthExceeded(details={"MaxMessageLengthBytes":
+                                                    self.body_limit(request)})
+        if method == b"PUT" and key is not None \
+                and not request.requestHeaders.hasHeader(b"x-amz-copy-source") \
+                and not any(n in awsauth.S3_SUBRESOURCES for n in params
+                            if n not in ("partNumber", "uploadId")):
+            # An upload whose headers the front could not see first: stream
+            # the body already received through the same checks.
+            sink = self.begin_upload(request, len(body))
+            try:
+                sink.feed(body)
+                return await self._finish_upload(request, request_id, sink)
+            finally:
+                sink.discard()
+        user, auth, found = self._authenticate(request, body)
+        if method not in (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE"):
+            raise MethodNotAllowed()
+        if body:
+            decoder = awsauth.body_decoder(auth, found.sigv4)
+            decoder.feed(body)
+            decoder.finish()
+        if bucket_name is None:
+            if method not in (b"GET", b"HEAD"):
+                raise MethodNotAllowed()
+            return self._list_buckets(request, request_id, user)
+        if key is None:
+            return await self._bucket_op(request, request_id, user, bucket_name, params, body)
+        _check_key(key)
+        return await self._object_op(request, request_id, user, bucket_name, key, params, body)
+
+    # -- service and bucket operations -------------------------------------------------
+
+    def _list_buckets(self, request, request_id, user):
+        root = _response_document("ListAllMyBucketsResult")
+        owner = _sub(root, "Owner")
+        _sub(owner, "ID", user.oid)
+        _sub(owner, "DisplayName", user.name)
+        buckets = _sub(root, "Buckets")
+        for bucket in self.repository.buckets_of(user):
+            item = _sub(buckets, "Bucket")
+            _sub(item, "Name", bucket.name)
+            _sub(item, "CreationDate", _iso(bucket.created))
+        self._send_xml(request, request_id, root)
+
+    async def _bucket_op(self, request, request_id, user, name, params, body):
+        method = request.method
+        repo = self.repository
+        unsupported = [n for n in params if n in awsauth.S3_SUBRESOURCES
+                       and n not in ("location", "uploads", "delete")]
+        if unsupported:
+            raise NotImplementedHere(f"The bucket sub-resource ?{unsupported[0]} is not "
+                                     "implemented.")
+        if method == b"PUT":
+            location = ""
+            if body.strip():
+                root = _parse_xml(body)
+                if root.tag != "CreateBucketConfiguration":
+                    raise MalformedXML()
+                location = (root.findtext("LocationConstraint") or "").strip()
+            repo.create_bucket(user, name, location)
+            return self._send(request, request_id, headers=[(b"location", f"/{name}".encode())])
+        if method == b"DELETE":
+            repo.delete_bucket(user, name)
+            return self._send(request, request_id, 204)
+        if method == b"POST":
+            if "delete" in params:
+                return self._delete_objects(request, request_id, user, name, body)
+            raise MethodNotAllowed()
+        if method not in (b"GET", b"HEAD"):
+            raise MethodNotAllowed()
+        bucket = repo.bucket(user, name)
+        if method == b"HEAD":
+            return self._send(request, request_id, headers=[
+                (b"x-amz-bucket-region", (bucket.location or "us-east-1").encode())])
+        if "location" in params:
+            root = _response_document("LocationConstraint")
+            if bucket.location:
+                root.text = bucket.location
+            return self._send_xml(request, request_id, root)
+        if "uploads" in params:
+            return self._list_uploads(request, request_id, bucket, params)
+        return self._list_objects(request, request_id, bucket, params)
+
+    def _list_objects(self, request, request_id, bucket, params):
+        v2 = params.get("list-type") == "2"
+        if params.get("list-type") not in (None, "1", "2"):
+            raise InvalidArgument("Invalid list-type.")
+        encoding = params.get("encoding-type")
+        if encoding not in (None, "url"):
+            raise InvalidArgument("Invalid Encoding Method specified in Request",
+                                  details={"ArgumentName": "encoding-type",
+                                           "ArgumentValue": encoding})
+        enc = _url if encoding == "url" else (lambda s: s)
+        prefix = params.get("prefix", "")
+        delimiter = params.get("delimiter", "")
+        limit = _int_param(params, "max-keys", MAX_LIST, MAX_LIST)
+        if v2:
+            token = params.get("continuation-token")
+            start_after = params.get("start-after", "")
+            after = start_after
+            if token is not None:
+                try:
+                    after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+                except (ValueError, UnicodeError):
+                    raise InvalidArgument("The continuation token provided is incorrect",
+                                          details={"ArgumentName": "continuation-token"}
+                                          ) from None
+        else:
+            after = params.get("marker", "")
+        objects, prefixes, truncated, last = self.repository.list_objects(
+            bucket, prefix, delimiter, after, limit)
+        root = _response_document("ListBucketResult")
+        _sub(root, "Name", bucket.name)
+        _sub(root, "Prefix", enc(prefix) if v2 else prefix)
+        if v2:
+            if token is not None:
+                _sub(root, "ContinuationToken", token)
+            if start_after:
+                _sub(root, "StartAfter", enc(start_after))
+            _sub(root, "KeyCount", len(objects) + len(prefixes))
+        else:
+            _sub(root, "Marker", enc(after))
+        _sub(root, "MaxKeys", limit)
+        if delimiter:
+            _sub(root, "Delimiter", enc(delimiter))
+        if encoding:
+            _sub(root, "EncodingType", encoding)
+        _sub(root, "IsTruncated", "true" if truncated else "false")
+        if truncated and last is not None:
+            if v2:
+                _sub(root, "NextContinuationToken",
+                     base64.urlsafe_b64encode(last.encode("utf-8")).decode("ascii"))
+            else:
+                _sub(root, "NextMarker", enc(last))
+        owner_id, owner_name = str(bucket.owner), bucket.owner_name
+        for info in objects:
+            item = _sub(root, "Contents")
+            _sub(item, "Key", enc(info.key))
+            _sub(item, "LastModified", _iso(info.mtime))
+            _sub(item, "ETag", _quote_etag(info.etag))
+            _sub(item, "Size", info.size)
+            if not v2 or params.get("fetch-owner") == "true":
+                owner = _sub(item, "Owner")
+                _sub(owner, "ID", owner_id)
+                _sub(owner, "DisplayName", owner_name)
+            _sub(item, "StorageClass", "STANDARD")
+        for common in prefixes:
+            _sub(_sub(root, "CommonPrefixes"), "Prefix", enc(common))
+        self._send_xml(request, request_id, root)
+
+    def _list_uploads(self, request, request_id, bucket, params):
+        prefix = params.get("prefix", "")
+        key_marker = params.get("key-marker", "")
+        id_marker = params.get("upload-id-marker", "")
+        limit = _int_param(params, "max-uploads", MAX_LIST, MAX_LIST)
+        uploads = sorted((u for u in bucket.uploads.values()
+                          if u.key.startswith(prefix) and not u.completing),
+                         key=lambda u: (u.key, u.initiated, u.upload_id))
+        if key_marker:
+            uploads = [u for u in uploads if u.key > key_marker or
+                       (u.key == key_marker and id_marker and u.upload_id > id_marker)]
+        page, truncated = uploads[:limit], len(uploads) > limit
+        root = _response_document("ListMultipartUploadsResult")
+        _sub(root, "Bucket", bucket.name)
+        _sub(root, "KeyMarker", key_marker)
+        _sub(root, "UploadIdMarker", id_marker)
+        if truncated and page:
+            _sub(root, "NextKeyMarker", page[-1].key)
+            _sub(root, "NextUploadIdMarker", page[-1].upload_id)
+        _sub(root, "Prefix", prefix)
+        _sub(root, "MaxUploads", limit)
+        _sub(root, "IsTruncated", "true" if truncated else "false")
+        for upload in page:
+            item = _sub(root, "Upload")
+            _sub(item, "Key", upload.key)
+            _sub(item, "UploadId", upload.upload_id)
+            for tag in ("Initiator", "Owner"):
+                who = _sub(item, tag)
+                _sub(who, "ID", upload.owner)
+                _sub(who, "DisplayName", upload.owner_name)
+            _sub(item, "StorageClass", "STANDARD")
+            _sub(item, "Initiated", _iso(upload.initiated))
+        self._send_xml(request, request_id, root)
+
+    def _delete_objects(self, request, request_id, user, name, body):
+        if not (request.requestHeaders.hasHeader(b"content-md5") or any(
+                n.lower().startswith(b"x-amz-checksum-")
+                for n, _ in request.requestHeaders.getAllRawHeaders())):
+            raise InvalidRequest("Missing required header for this request: Content-MD5")
+        bucket = self.repository.bucket(user, name, write=True)
+        root = _parse_xml(body)
+        if root.tag != "Delete":
+            raise MalformedXML()
+        quiet = (root.findtext("Quiet") or "").strip().lower() == "true"
+        keys = [el.findtext("Key") for el in root.findall("Object")]
+        if len(keys) > MAX_LIST or any(k is None for k in keys):
+            raise MalformedXML()
+        result = _response_document("DeleteResult")
+        for key in keys:
+            try:
+                _check_key(key)
+                self.repository.delete_object(bucket, key)
+            except S3Error as e:
+                item = _sub(result, "Error")
+                _sub(item, "Key", key)
+                _sub(item, "Code", e.code)
+                _sub(item, "Message", e.message)
+                continue
+            if not quiet:
+                _sub(_sub(result, "Deleted"), "Key", key)
+        self._send_xml(request, request_id, result)
+
+    # -- object operations -------------------------------------------------------------
+
+    async def _object_op(self, request, request_id, user, bucket_name, key, params, body):
+        method = request.method
+        repo = self.repository
+        unsupported = [n for n in params if n in awsauth.S3_SUBRESOURCES
+                       and n not in ("uploads", "uploadId", "partNumber")
+                       and not n.startswith("response-")]
+        if unsupported:
+            raise NotImplementedHere(f"The object sub-resource ?{unsupported[0]} is not "
+                                     "implemented.")
+        if method in (b"GET", b"HEAD"):
+            bucket = repo.bucket(user, bucket_name)
+            if "uploadId" in params and method == b"GET":
+                return self._list_parts(request, request_id, bucket, key, params)
+            if "partNumber" in params:
+                raise NotImplementedHere("GET with partNumber is not implemented.")
+            return self._get_object(request, request_id, bucket, key, params)
+        bucket = repo.bucket(user, bucket_name, write=True)
+        if method == b"PUT":
+            if "partNumber" in params or "uploadId" in params:
+                raise NotImplementedHere("UploadPartCopy is not implemented.")
+            return await self._copy_object(request, request_id, user, bucket, key)
+        if method == b"DELETE":
+            if "uploadId" in params:
+                upload = repo.upload(bucket, params["uploadId"], key)
+                repo.abort_upload(bucket, upload)
+            else:
+                repo.delete_object(bucket, key)
+            return self._send(request, request_id, 204)
+        if method == b"POST":
+            if "uploads" in params:
+                upload = repo.create_upload(user, bucket, key, _header(request, b"content-type"),
+                                            _stored_headers(request), _user_metadata(request))
+                root = _response_document("InitiateMultipartUploadResult")
+                _sub(root, "Bucket", bucket.name)
+                _sub(root, "Key", key)
+                _sub(root, "UploadId", upload.upload_id)
+                return self._send_xml(request, request_id, root)
+            if "uploadId" in params:
+                return await self._complete(request, request_id, bucket, key, params, body)
+        raise MethodNotAllowed()
+
+    async def _finish_upload(self, request, request_id, sink):
+        user, bucket, key, upload, part, meta = sink.context
+        md5 = sink.finish()
+        if upload is not None:
+            stored = self.repository.put_part(bucket, upload, part, sink.path, sink.size, md5)
+            sink.committed()
+            return self._send(request, request_id, headers=[
+                (b"etag", _quote_etag(stored.etag).encode())])
+        if self.repository.buckets.get(bucket.name) is not bucket:
+            raise NoSuchBucket(details={"BucketName": bucket.name})
+        info = self.repository.put_object(bucket, key, sink.path, sink.size, md5,
+                                          _header(request, b"content-type"),
+                                          _stored_headers(request), meta)
+        sink.committed()
+        self._send(request, request_id, headers=[(b"etag", _quote_etag(info.etag).encode())])
+
+    def _list_parts(self, request, request_id, bucket, key, params):
+        upload = self.repository.upload(bucket, params["uploadId"], key)
+        marker = _int_param(params, "part-number-marker", 0)
+        limit = _int_param(params, "max-parts", MAX_LIST, MAX_LIST)
+        numbers = sorted(n for n in upload.parts if n > marker)
+        page, truncated = numbers[:limit], len(numbers) > limit
+        root = _response_document("ListPartsResult")
+        _sub(root, "Bucket", bucket.name)
+        _sub(root, "Key", key)
+        _sub(root, "UploadId", upload.upload_id)
+        for tag in ("Initiator", "Owner"):
+            who = _sub(root, tag)
+            _sub(who, "ID", upload.owner)
+            _sub(who, "DisplayName", upload.owner_name)
+        _sub(root, "StorageClass", "STANDARD")
+        _sub(root, "PartNumberMarker", marker)
+        if page:
+            _sub(root, "NextPartNumberMarker", page[-1])
+        _sub(root, "MaxParts", limit)
+        _sub(root, "IsTruncated", "true" if truncated else "false")
+        for number in page:
+            part = upload.parts[number]
+            item = _sub(root, "Part")
+            _sub(item, "PartNumber", number)
+            _sub(item, "LastModified", _iso(part.mtime))
+            _sub(item, "ETag", _quote_etag(part.etag))
+            _sub(item, "Size", part.size)
+        self._send_xml(request, request_id, root)
+
+    async def _complete(self, request, request_id, bucket, key, params, body):
+        upload = self.repository.upload(bucket, params["uploadId"], key)
+        root = _parse_xml(body)
+        if root.tag != "CompleteMultipartUpload":
+            raise MalformedXML()
+        wanted = []
+        for el in root.findall("Part"):
+            number, etag = el.findtext("PartNumber"), el.findtext("ETag")
+            if number is None or etag is None or not number.strip().isdigit():
+                raise MalformedXML()
+            wanted.append((int(number), etag))
+        parts = self.repository.check_parts(upload, wanted)
+        info = await self.repository.complete_upload(bucket, upload, parts)
+        result = _response_document("CompleteMultipartUploadResult")
+        host = _header(request, b"host") or ""
+        scheme = "https" if request.isSecure() else "http"
+        _sub(result, "Location", f"{scheme}://{host}/{bucket.name}/{quote(key, safe='/~')}")
+        _sub(result, "Bucket", bucket.name)
+        _sub(result, "Key", key)
+        _sub(result, "ETag", _quote_etag(info.etag))
+        self._send_xml(request, request_id, result)
+
+    async def _copy_object(self, request, request_id, user, bucket, key):
+        source = _header(request, b"x-amz-copy-source")
+        if source is None:
+            raise MethodNotAllowed()
+        path = source.partition("?")[0]
+        try:
+            path = unquote_to_bytes(path.encode("latin-1")).decode("utf-8")
+        except (UnicodeError, ValueError):
+            raise InvalidArgument("Invalid copy source encoding.") from None
+        src_bucket_name, _, src_key = path.lstrip("/").partition("/")
+        if not src_bucket_name or not src_key:
+            raise InvalidArgument("Copy Source must mention the source bucket and key: "
+                                  "sourcebucket/sourcekey",
+                                  details={"ArgumentName": "x-amz-copy-source",
+                                           "ArgumentValue": source})
+        src_bucket = self.repository.bucket(user, src_bucket_name)
+        src = self.repository.get_object(src_bucket, src_key)
+        self._check_conditions(request, src, prefix=b"x-amz-copy-source-")
+        directive = (_header(request, b"x-amz-metadata-directive") or "COPY").upper()
+        if directive not in ("COPY", "REPLACE"):
+            raise InvalidArgument("Unknown metadata directive.")
+        if directive == "COPY":
+            if src_bucket is bucket and src_key == key:
+                raise InvalidRequest(
+                    "This copy request is illegal because it is trying to copy an object to "
+                    "itself without changing the object's metadata, storage class, website "
+                    "redirect location or encryption attributes.")
+            content_type, headers, meta = src.content_type, src.headers, src.meta
+        else:
+            content_type = _header(request, b"content-type")
+            headers, meta = _stored_headers(request), _user_metadata(request)
+        info = await self.repository.copy_object(src_bucket, src, bucket, key, content_type,
+                                                 headers, meta)
+        root = _response_document("CopyObjectResult")
+        _sub(root, "LastModified", _iso(info.mtime))
+        _sub(root, "ETag", _quote_etag(info.etag))
+        self._send_xml(request, request_id, root)
+
+    def _check_conditions(self, request, info, prefix=b"if-"):
+        """``If-Match``, ``If-None-Match``, ``If-Modified-Since``,
+        ``If-Unmodified-Since`` (or their ``x-amz-copy-source-`` forms).
+
+        :return: True when the answer is 304 Not Modified (GET/HEAD).
+        :raises PreconditionFailed: If-Match / If-Unmodified-Since fail.
+        """
+        etag = info.etag
+
+        def tags(value):
+            return {t.strip().strip('"') for t in value.split(",")}
+
+        def when(value):
+            try:
+                return parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError, IndexError):
+                return None
+
+        match = _header(request, prefix + b"match")
+        none_match = _header(request, prefix + b"none-match")
+        modified = _header(request, prefix + b"modified-since")
+        unmodified = _header(request, prefix + b"unmodified-since")
+        if match is not None and etag not in tags(match) and "*" not in tags(match):
+            raise PreconditionFailed(details={"Condition": "If-Match"})
+        if match is None and unmodified is not None:
+            t = when(unmodified)
+            if t is not None and int(info.mtime) > t:
+                raise PreconditionFailed(details={"Condition": "If-Unmodified-Since"})
+        not_modified = False
+        if none_match is not None:
+            if etag in tags(none_match) or "*" in tags(none_match):
+                not_modified = True
+        elif modified is not None:
+            t = when(modified)
+            if t is not None and int(info.mtime) <= t:
+                not_modified = True
+        if not_modified and prefix != b"if-":
+            raise PreconditionFailed(details={"Condition": "x-amz-copy-source-If-None-Match"})
+        return not_modified
+
+    def _get_object(self, request, request_id, bucket, key, params):
+        info = self.repository.get_object(bucket, key)
+        headers = [(b"etag", _quote_etag(info.etag).encode()),
+                   (b"last-modified", _http_date(info.mtime).encode()),
+                   (b"accept-ranges", b"bytes"),
+                   (b"content-type", info.content_type.encode("latin-1", "replace"))]
+        for name, value in info.headers.items():
+            headers.append((name.encode(), value.encode("latin-1", "replace")))
+        for name, value in info.meta.items():
+            headers.append((name.encode("latin-1"), value.encode("utf-8")))
+        if request.method == b"GET":
+            for name, header in RESPONSE_OVERRIDES.items():
+                if name in params:
+                    headers.append((header, params[name].encode("utf-8")))
+        if self._check_conditions(request, info):
+            request.setResponseCode(304)
+            request.setHeader(b"x-amz-request-id", request_id.encode())
+            for name, value in headers[:2]:
+                request.setHeader(name, value)
+            request.finish()
+            return
+        first, last = 0, info.size - 1
+        status = 200
+        range_header = _header(request, b"range")
+        if range_header is not None:
+            try:
+                wanted = parse_range(range_header, info.size)
+            except InvalidRange:
+                request.setHeader(b"content-range", b"bytes */%d" % info.size)
+                raise
+            if wanted is not None:
+                first, last = wanted
+                status = 206
+                headers.append((b"content-range",
+                                b"bytes %d-%d/%d" % (first, last, info.size)))
+        length = max(0, last - first + 1)
+        request.setResponseCode(status)
+        request.setHeader(b"x-amz-request-id", request_id.encode())
+        for name, value in headers:
+            request.setHeader(name, value)
+        request.setHeader(b"content-length", b"%d" % length)
+        if request.method == b"HEAD" or length == 0:
+            request.finish()
+            return
+        path = self.repository.object_path(bucket, info)
+        f = open(path, "rb")  # noqa: SIM115 - closed when sent
+        if length <= SMALL_OBJECT:
+            with f:
+                f.seek(first)
+                data = f.read(length)
+            request.write(data)
+            request.finish()
+            return
+        f.seek(first)
+        d = _Sender().beginFileTransfer(_Slice(f, length), request)
+
+        def sent(_):
+            f.close()
+            if not request._disconnected and not request.finished:
+                request.finish()
+
+        def stopped(failure):  # the client went away
+            f.close()
+        d.addCallbacks(sent, stopped)
+
+
+def _request_id():
+    return uuid.uuid4().hex[:16].upper()
+
+
+__all__ = ["S3Error", "NoSuchBucket", "NoSuchKey", "NoSuchUpload", "AccessDenied",
+           "Repository", "S3Resource", "BodySink", "error_document", "s3_error",
+           "split_path", "valid_bucket_name", "parse_range"]
