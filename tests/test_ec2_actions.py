@@ -8,7 +8,7 @@ import hashlib
 import os
 
 from lxml import etree
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, threads
 from twisted.trial.unittest import TestCase
 
 from nebtwist import paths, testing
@@ -396,3 +396,76 @@ class TagTests(EC2TestCase):
         # DeleteTags without Tag: all of them.
         await call(c2, "delete_tags", Resources=[iid, ami])
         self.assertEqual((await call(c2, "describe_tags"))["Tags"], [])
+
+
+class BadRequestTests(EC2TestCase):
+    """The new actions with a wrong secret change nothing; missing or bad
+    parameters get their EC2 codes (sent raw: boto3 checks them first)."""
+
+    async def test_bad_requests(self):
+        from tests.test_ec2 import raw_sigv2, sha1_hex
+
+        neb = await self.start(['econe.ELASTIC_IP_NETWORK="eips"'])
+        vnet = await ok(neb, "one.vn.allocate", 'NAME = "eips"\nTYPE = FIXED\nBRIDGE = br1\n'
+                                                'LEASES = [ IP = 203.0.113.10 ]\n')
+        c = client(neb)
+        ami = await ready_image(self, neb, c)
+        iid = (await call(c, "run_instances", ImageId=ami, MinCount=1,
+                          MaxCount=1))["Instances"][0]["InstanceId"]
+        await call(c, "create_key_pair", KeyName="kept")
+        await call(c, "create_tags", Resources=[iid], Tags=[{"Key": "k", "Value": "v"}])
+        nebula = neb.nebula
+
+        def bodies():
+            return (nebula.userpool.get(0).body(), nebula.vmpool.get(0).body(),
+                    nebula.imagepool.get(0).body(), nebula.vnpool.get(vnet).info(),
+                    len(nebula.imagepool), len(nebula.vmpool))
+
+        before = bodies()
+        bad = client(neb, secret=sha1_hex("wrong"), v2=True)
+        tag = [{"Key": "k", "Value": "x"}]
+        for method, kwargs in (
+                ("create_key_pair", dict(KeyName="k")),
+                ("import_key_pair", dict(KeyName="k", PublicKeyMaterial=b"ssh-rsa AAAA")),
+                ("delete_key_pair", dict(KeyName="kept")),
+                ("create_tags", dict(Resources=[iid], Tags=tag)),
+                ("delete_tags", dict(Resources=[iid])),
+                ("stop_instances", dict(InstanceIds=[iid])),
+                ("terminate_instances", dict(InstanceIds=[iid])),
+                ("allocate_address", {}),
+                ("register_image", dict(Name="img", ImageLocation="b/k")),
+                ("deregister_image", dict(ImageId=ami))):
+            await self.fails(bad, method, "AuthFailure", status=401, **kwargs)
+        self.assertEqual(bodies(), before)
+
+        for params, code in (
+                ({"Action": "CreateKeyPair"}, "MissingParameter"),
+                ({"Action": "ImportKeyPair", "KeyName": "k"}, "MissingParameter"),
+                ({"Action": "DeleteKeyPair"}, "MissingParameter"),
+                ({"Action": "CreateTags", "Tag.1.Key": "k"}, "MissingParameter"),
+                ({"Action": "CreateTags", "ResourceId.1": iid, "Tag.1.Value": "v"},
+                 "InvalidParameterValue"),
+                ({"Action": "DeleteTags"}, "MissingParameter"),
+                ({"Action": "StartInstances"}, "MissingParameter"),
+                ({"Action": "StopInstances", "InstanceId.1": iid, "Force": "maybe"},
+                 "InvalidParameterValue"),
+                ({"Action": "RebootInstances"}, "MissingParameter"),
+                ({"Action": "RegisterImage"}, "MissingParameter"),
+                ({"Action": "DeregisterImage"}, "MissingParameter"),
+                ({"Action": "UploadImage"}, "MissingParameter"),
+                ({"Action": "AssociateAddress", "InstanceId": iid}, "MissingParameter"),
+                ({"Action": "AssociateAddress", "PublicIp": "203.0.113.10"},
+                 "MissingParameter"),
+                ({"Action": "ReleaseAddress"}, "MissingParameter"),
+                ({"Action": "DescribeKeyPairs", "Filter.1.Name": "colour",
+                  "Filter.1.Value.1": "red"}, "InvalidParameterValue"),
+                ({"Action": "DescribeAddresses", "PublicIp.1": "203.0.113.10"},
+                 "InvalidAddress.NotFound"),
+                ({"Action": "StartInstances", "InstanceId.1": "i-0x"},
+                 "InvalidInstanceID.Malformed"),
+                ({"Action": "CreateTags", "ResourceId.1": "ami-zz", "Tag.1.Key": "k"},
+                 "InvalidAMIID.Malformed")):
+            status, body = await threads.deferToThread(raw_sigv2, neb.ec2_url, params)
+            self.assertEqual((status, etree.fromstring(body).findtext("Errors/Error/Code")),
+                             (400, code), params)
+        self.assertEqual(bodies(), before)

@@ -812,25 +812,28 @@ class EC2Resource(resource.Resource):
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
     async def _store(self, changes):
-        """Apply template changes to core objects and write them in one
-        transaction; if the write fails, every template is put back.
+        """Give core objects new values of one template attribute each and
+        write them in one transaction; if the write fails, the old values
+        are put back.
 
-        :param changes: ``[(pool, obj, change, extra_ops)]``: ``change(template)``
-            edits ``obj.template`` in place (other holders of the template see
-            the change); ``extra_ops`` more statements (or ``()``).
+        :param changes: ``[(pool, obj, name, values, extra_ops)]``: every
+            ``name`` attribute of ``obj.template`` is replaced by ``values``
+            (vector dicts), in place (other holders of the template, the
+            core's managers, see the change and keep theirs);
+            ``extra_ops`` are more statements (or ``()``).
         """
         saved = []
         ops = []
         try:
-            for pool, obj, change, extra in changes:
-                saved.append((obj, obj.template.copy()))
-                change(obj.template)
+            for pool, obj, name, values, extra in changes:
+                saved.append((obj, name, obj.template.get_all(name)))
+                _replace(obj.template, name, values)
                 obj.touch()
                 ops += pool.write_ops(obj) + list(extra)
             await self.nebula.db.run(ops)
         except BaseException:
-            for obj, template in saved:
-                _restore(obj.template, template)
+            for obj, name, values in reversed(saved):
+                _replace(obj.template, name, values)
                 obj.touch()
             raise
 
@@ -1327,8 +1330,8 @@ class EC2Resource(resource.Resource):
         vector = {"NAME": name, "ID": f"key-{secrets.token_hex(9)[:17]}",
                   "FINGERPRINT": fingerprint, "PUBLIC_KEY": public, "TYPE": kind,
                   "CREATED": str(int(self.nebula.clock.seconds()))}
-        await self._store([(self.nebula.userpool, user,
-                            lambda t: t.add("EC2_KEYPAIR", vector), ())])
+        await self._store([(self.nebula.userpool, user, "EC2_KEYPAIR",
+                            user.template.get_all("EC2_KEYPAIR") + [vector], ())])
         return vector
 
     async def create_key_pair(self, user, params, out):
@@ -1420,13 +1423,9 @@ class EC2Resource(resource.Resource):
         field, value = ("ID", key_id) if key_id else ("NAME", name)
         found = [k for k in _keypairs(user) if k.get(field) == value]
         if found:
-            def change(template):
-                kept = [k for k in _keypairs(user) if k.get(field) != value]
-                template.remove("EC2_KEYPAIR")
-                for k in kept:
-                    template.add("EC2_KEYPAIR", k)
-
-            await self._store([(self.nebula.userpool, user, change, ())])
+            kept = [k for k in user.template.get_all("EC2_KEYPAIR")
+                    if not (isinstance(k, dict) and k.get(field) == value)]
+            await self._store([(self.nebula.userpool, user, "EC2_KEYPAIR", kept, ())])
             out.sub(out.root, "keyPairId", found[0].get("ID", ""))
         out.sub(out.root, "return", "true")
 
@@ -1549,8 +1548,8 @@ class EC2Resource(resource.Resource):
             ip = int_to_ip(lease.ip)
             vector = {"IP": ip, "UID": str(user.oid), "INSTANCE_ID": ""}
             try:
-                await self._store([(self.nebula.vnpool, vnet,
-                                    lambda t: t.add("EC2_ADDRESSES", vector),
+                await self._store([(self.nebula.vnpool, vnet, "EC2_ADDRESSES",
+                                    vnet.template.get_all("EC2_ADDRESSES") + [vector],
                                     self.nebula.vnpool.lease_ops(vnet, [lease]))])
             except BaseException:
                 release_lease(vnet, lease.ip, -1)
@@ -1577,14 +1576,10 @@ class EC2Resource(resource.Resource):
             number = ip_to_int(ip)
             lease = release_lease(vnet, number, -1)
 
-            def change(template):
-                kept = [e for e in self._entries(vnet) if e.get("IP") != ip]
-                template.remove("EC2_ADDRESSES")
-                for e in kept:
-                    template.add("EC2_ADDRESSES", e)
-
+            kept = [e for e in vnet.template.get_all("EC2_ADDRESSES")
+                    if not (isinstance(e, dict) and e.get("IP") == ip)]
             try:
-                await self._store([(self.nebula.vnpool, vnet, change,
+                await self._store([(self.nebula.vnpool, vnet, "EC2_ADDRESSES", kept,
                                     self.nebula.vnpool.lease_ops(vnet, [lease])
                                     if lease is not None else ())])
             except BaseException:
@@ -1652,12 +1647,9 @@ class EC2Resource(resource.Resource):
 
     async def _set_instances(self, vnet, changes):
         """Set INSTANCE_ID of address entries (``{id(entry): value}``) and store."""
-        def change(template):
-            for e in self._entries(vnet):
-                if id(e) in changes:
-                    e["INSTANCE_ID"] = changes[id(e)]
-
-        await self._store([(self.nebula.vnpool, vnet, change, ())])
+        values = [dict(e, INSTANCE_ID=changes[id(e)]) if id(e) in changes else e
+                  for e in vnet.template.get_all("EC2_ADDRESSES")]
+        await self._store([(self.nebula.vnpool, vnet, "EC2_ADDRESSES", values, ())])
 
     async def disassociate_address(self, user, params, out):
         """DisassociateAddress (``PublicIp``): run DISASSOCIATE_SCRIPT with the
@@ -1742,12 +1734,8 @@ class EC2Resource(resource.Resource):
         return list(targets.values())
 
     @staticmethod
-    def _set_tags(tags):
-        def change(template):
-            template.remove("EC2_TAG")
-            for key, value in tags:
-                template.add("EC2_TAG", {"KEY": key, "VALUE": value})
-        return change
+    def _tag_vectors(tags):
+        return [{"KEY": key, "VALUE": value} for key, value in tags]
 
     async def create_tags(self, user, params, out):
         """CreateTags: add or overwrite ``Tag.N.Key``/``Tag.N.Value`` (value
@@ -1780,7 +1768,7 @@ class EC2Resource(resource.Resource):
             if len(merged) > MAX_TAGS:
                 raise EC2Error("TagLimitExceeded",
                                f"A resource may have at most {MAX_TAGS} tags.")
-            changes.append((pool, obj, self._set_tags(list(merged.items())), ()))
+            changes.append((pool, obj, "EC2_TAG", self._tag_vectors(merged.items()), ()))
         await self._store(changes)
         out.sub(out.root, "return", "true")
 
@@ -1797,7 +1785,7 @@ class EC2Resource(resource.Resource):
                 (k, v) for k, v in current
                 if not any(k == dk and (dv is None or dv == v) for dk, dv in tags)]
             if kept != current:
-                changes.append((pool, obj, self._set_tags(kept), ()))
+                changes.append((pool, obj, "EC2_TAG", self._tag_vectors(kept), ()))
         if changes:
             await self._store(changes)
         out.sub(out.root, "return", "true")
@@ -1829,11 +1817,10 @@ class EC2Resource(resource.Resource):
             out.sub(item, "value", r["value"])
 
 
-def _restore(template, saved):
-    """Put ``saved``'s attributes back into ``template`` (in place)."""
-    for name in template.names():
-        template.remove(name)
-    for name, value in saved:
+def _replace(template, name, values):
+    """Replace every ``name`` attribute of ``template`` (in place) by ``values``."""
+    template.remove(name)
+    for value in values:
         template.add(name, value)
 
 
