@@ -157,7 +157,17 @@ class AddressTests(EC2TestCase):
         await self.fails(c, "associate_address", "InvalidInstanceID.NotFound",
                          PublicIp="203.0.113.10", InstanceId="i-99")
 
+        # Terminating an instance disassociates its address.
+        await call(c, "associate_address", PublicIp="203.0.113.10", InstanceId=i1)
+        await call(c, "terminate_instances", InstanceIds=[i1])
+        self.assertEqual(self.calls(folder)[-3:], [f"disassociate 203.0.113.10 {p0}",
+                                                   f"associate 203.0.113.10 {p1}",
+                                                   f"disassociate 203.0.113.10 {p1}"])
+        self.assertEqual((await call(c, "describe_addresses"))["Addresses"][0]
+                         .get("InstanceId", ""), "")
+
         # Releasing an associated address disassociates it first.
+        await call(c, "associate_address", PublicIp="203.0.113.10", InstanceId=i0)
         await call(c, "release_address", PublicIp="203.0.113.10")
         self.assertEqual(self.calls(folder)[-1], f"disassociate 203.0.113.10 {p0}")
         self.assertEqual(set(leases(neb, public).values()), {(False, -1)})

@@ -129,6 +129,18 @@ class ImageTests(EC2TestCase):
         self.assertEqual(len(neb.nebula.imagepool), 1)
         self.assertEqual(staged_files(neb), [])
 
+        # A file over the EC2 resource's max_upload (the front sets it from
+        # econe.conf MAX_OBJECT_SIZE, which also bounds the whole body).
+        site = neb.service.ec2_ports[0].site
+        front = getattr(site, "front", None)
+        ec2 = front.ec2 if front is not None else site.resource
+        ec2.max_upload = 200 * 1024
+        status, root = await threads.deferToThread(upload, neb.ec2_url, data)
+        self.assertEqual((status, root.findtext("Errors/Error/Code")),
+                         (413, "RequestEntityTooLarge"))
+        self.assertEqual(len(neb.nebula.imagepool), 1)
+        self.assertEqual(staged_files(neb), [])
+
     async def test_register_and_deregister(self):
         """RegisterImage ImageLocation=ami-... enables a disabled image (3.4);
         DeregisterImage refuses an image in use and deletes a free one."""

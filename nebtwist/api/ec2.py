@@ -1227,8 +1227,10 @@ class EC2Resource(resource.Resource):
 
     async def terminate_instances(self, user, params, out):
         """TerminateInstances: ``shutdown`` a running VM, else ``finalize``
-        it (3.4 ``terminate_instances``); a DONE one is left alone."""
+        it (3.4 ``terminate_instances``); a DONE one is left alone. Their
+        elastic IPs are disassociated first (:meth:`_drop_addresses`)."""
         vms = self._required_instances(user, params)
+        await self._drop_addresses(vms)
         iset = out.sub(out.root, "instancesSet")
         for vm in vms:
             previous = ec2_state(vm)
@@ -1644,6 +1646,31 @@ class EC2Resource(resource.Resource):
             self._addresses.release()
         log.info("EC2: address {ip} associated with {iid}", ip=ip, iid=iid)
         out.sub(out.root, "return", "true")
+
+    async def _drop_addresses(self, vms):
+        """Disassociate the elastic IPs of instances being terminated, as EC2
+        does: DISASSOCIATE_SCRIPT runs for each (a failure is logged, the
+        instance goes anyway) and the associations are forgotten."""
+        if self.econe is None or not self.econe.get("ELASTIC_IP_NETWORK"):
+            return
+        try:
+            vnet = self._eip_network()
+        except EC2Error:
+            return
+        by_id = {str(vm.oid): vm for vm in vms if vm.state != DONE}
+        await self._addresses.acquire()
+        try:
+            entries = [e for e in self._entries(vnet) if e.get("INSTANCE_ID") in by_id]
+            for entry in entries:
+                try:
+                    await self._address_script("DISASSOCIATE_SCRIPT", entry.get("IP", ""),
+                                               by_id[entry["INSTANCE_ID"]])
+                except EC2Error:
+                    pass  # logged; the instance is terminated all the same
+            if entries:
+                await self._set_instances(vnet, {id(e): "" for e in entries})
+        finally:
+            self._addresses.release()
 
     async def _set_instances(self, vnet, changes):
         """Set INSTANCE_ID of address entries (``{id(entry): value}``) and store."""
