@@ -361,7 +361,8 @@ class _FormError(Exception):
         self.status = status
 
 
-def _read_multipart(content, boundary, folder, max_file, max_field=MAX_FORM_FIELD):
+def _read_multipart(content, boundary, folder, max_file, max_field=MAX_FORM_FIELD,
+                    sha256=True):
     """Parse a ``multipart/form-data`` body from the file ``content``
     (streaming, with the ``multipart`` package's push parser; runs in a
     thread).
@@ -370,7 +371,9 @@ def _read_multipart(content, boundary, folder, max_file, max_field=MAX_FORM_FIEL
     text (UTF-8, undecodable bytes kept as surrogates, as
     :mod:`nebtwist.api.awsauth` reads parameters).
 
-    :return: ``(pairs, upload or None, sha256 hex of the whole body)``.
+    :param sha256: hash the whole body (for a SigV4 signature; econe's SigV2
+        does not cover the body).
+    :return: ``(pairs, upload or None, sha256 hex of the whole body or None)``.
     :raises _FormError: a malformed body, a second file, a field over
         ``max_field`` bytes, or a file over ``max_file`` bytes
         (``RequestEntityTooLarge``, 413). Nothing is left on disk.
@@ -379,7 +382,7 @@ def _read_multipart(content, boundary, folder, max_file, max_field=MAX_FORM_FIEL
 
     content.seek(0)
     parser = multipart.PushMultipartParser(boundary, max_segment_count=256)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if sha256 else None
     pairs = []
     upload = out = None
     name = buf = None
@@ -387,7 +390,8 @@ def _read_multipart(content, boundary, folder, max_file, max_field=MAX_FORM_FIEL
         try:
             while True:
                 chunk = content.read(_CHUNK)
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 for event in parser.parse(chunk):
                     if isinstance(event, multipart.MultipartSegment):
                         name = event.name
@@ -428,7 +432,7 @@ def _read_multipart(content, boundary, folder, max_file, max_field=MAX_FORM_FIEL
         if upload is not None:
             _unlink(upload.path)
         raise
-    return pairs, upload, digest.hexdigest()
+    return pairs, upload, digest.hexdigest() if digest is not None else None
 
 
 # -- associate / disassociate scripts --------------------------------------------------
@@ -732,7 +736,8 @@ class EC2Resource(resource.Resource):
     async def _read_form(self, request, ctype):
         """The parameters and staged file of a multipart body (econe-upload).
 
-        :return: ``(pairs, upload or None, body sha256 hex)``.
+        :return: ``(pairs, upload or None, body sha256 hex)``; the hash only
+            for a SigV4 (``Authorization`` header) request.
         """
         import multipart
 
@@ -745,7 +750,8 @@ class EC2Resource(resource.Resource):
         try:
             pairs, upload, sha = await threads.deferToThreadPool(
                 reactor, reactor.getThreadPool(), _read_multipart, request.content, boundary,
-                self._upload_dir(), self.max_upload or DEFAULT_MAX_UPLOAD)
+                self._upload_dir(), self.max_upload or DEFAULT_MAX_UPLOAD, MAX_FORM_FIELD,
+                request.getHeader(b"authorization") is not None)
         except _FormError as e:
             raise EC2Error(e.code, str(e), e.status) from None
         finally:
