@@ -59,6 +59,27 @@ def upload(url, data, user="helen", secret=None, fields=None, tamper=None, file_
         return e.code, etree.fromstring(e.read())
 
 
+def upload_sigv4(url, data, user="helen", secret=None):
+    """The same upload with its fields but no signature ones, signed with
+    botocore's SigV4 (which covers the body's SHA256); returns (status, root)."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'
+                    f'{v}\r\n'.encode() for k, v in (("Action", "UploadImage"),
+                                                     ("Version", "2008-12-01")))
+    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+             f'filename="disk.img"\r\n\r\n').encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = botocore.awsrequest.AWSRequest(method="POST", url=url, data=body, headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    credentials = botocore.credentials.Credentials(user, secret or sha1_hex("helenpass"))
+    botocore.auth.SigV4Auth(credentials, "ec2", "us-east-1").add_auth(request)
+    req = urllib.request.Request(url, data=body, method="POST", headers=dict(request.headers))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, etree.fromstring(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, etree.fromstring(e.read())
+
+
 def staged_files(neb):
     """Upload files left in the places UploadImage stages them."""
     found = []
@@ -112,6 +133,15 @@ class ImageTests(EC2TestCase):
         rows = await neb.nebula.db.select("SELECT body FROM image_pool WHERE oid = 0")
         self.assertEqual(etree.fromstring(rows[0][0].encode()).findtext("UNAME"), "helen")
 
+        # Signed with SigV4 instead (the body's hash is part of the signature).
+        status, root = await threads.deferToThread(upload_sigv4, neb.ec2_url, b"v4" * 1000)
+        self.assertEqual((status, root.findtext(NS + "imageId")), (200, "ami-00000001"))
+        status, root = await threads.deferToThread(upload_sigv4, neb.ec2_url, b"v4",
+                                                   secret=sha1_hex("wrong"))
+        self.assertEqual((status, root.findtext("Errors/Error/Code")), (401, "AuthFailure"))
+        await self.wait_available(helen, "ami-00000001")
+        await self.no_staged_files(neb)
+
         # Bad requests: nothing registered, nothing left behind.
         cases = [
             (dict(secret=sha1_hex("wrong")), 401, "AuthFailure"),
@@ -126,7 +156,7 @@ class ImageTests(EC2TestCase):
             self.assertEqual(status, want_status, kwargs)
             if code:
                 self.assertEqual(root.findtext("Errors/Error/Code"), code, kwargs)
-        self.assertEqual(len(neb.nebula.imagepool), 1)
+        self.assertEqual(len(neb.nebula.imagepool), 2)
         self.assertEqual(staged_files(neb), [])
 
         # A file over the EC2 resource's max_upload (the front sets it from
@@ -138,7 +168,7 @@ class ImageTests(EC2TestCase):
         status, root = await threads.deferToThread(upload, neb.ec2_url, data)
         self.assertEqual((status, root.findtext("Errors/Error/Code")),
                          (413, "RequestEntityTooLarge"))
-        self.assertEqual(len(neb.nebula.imagepool), 1)
+        self.assertEqual(len(neb.nebula.imagepool), 2)
         self.assertEqual(staged_files(neb), [])
 
     async def test_register_and_deregister(self):
