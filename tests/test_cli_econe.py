@@ -14,7 +14,9 @@ import io
 import os
 import sys
 
-from twisted.internet import defer, reactor, task, utils
+import boto3
+import botocore.config
+from twisted.internet import defer, reactor, task, threads, utils
 from twisted.trial.unittest import TestCase
 
 import nebtwist
@@ -311,9 +313,10 @@ class EconeCommandTests(TestCase):
 
     async def test_upload_register(self):
         """econe-upload streams a file (multipart POST, SigV2) and prints the
-        new image's id, with a progress bar when asked; the image is listed
-        and runs; econe-register takes the id; a missing file is refused
-        before anything is sent."""
+        new image's id, with a progress bar when asked; the file arrives
+        whole; econe-register takes the id, and a bucket/key of the S3
+        repository (put there with boto3); both are listed. A missing file
+        is refused before anything is sent; a wrong password is AuthFailure."""
         neb = await self.start()
         env = dict(base_env(self), EC2_URL=neb.ec2_url)
         src = os.path.join(os.path.abspath(self.mktemp()), "tty linux.img")
@@ -336,8 +339,28 @@ class EconeCommandTests(TestCase):
 
         out, err, code = await econe_cmd(env, "register", str(iid), *creds())
         self.assertEqual((code, out), (0, f"Success: ImageId {iid}\n"), err)
+
+        # An object of the S3 repository (same endpoint, path-style) as bucket/key.
+        s3 = boto3.client("s3", endpoint_url=neb.ec2_url, region_name="us-east-1",
+                          aws_access_key_id=USER, aws_secret_access_key=sha1_hex(PASSWORD),
+                          config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                        retries={"max_attempts": 1}))
+        self.addCleanup(lambda: threads.deferToThread(s3.close))
+        await threads.deferToThread(s3.create_bucket, Bucket="images")
+        await threads.deferToThread(s3.put_object, Bucket="images", Key="dir/tty.img",
+                                    Body=payload[:4096])
+        out, err, code = await econe_cmd(env, "register", "images/dir/tty.img", *creds())
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r"^Success: ImageId [0-9]+\n$")
+        s3_iid = int(out.split()[-1])
+        self.assertEqual(neb.nebula.imagepool.get(s3_iid).uname, USER)
+        self.assertNotEqual(s3_iid, iid)
+
         out, _, code = await econe_cmd(env, "describe-images", *creds())
-        self.assertIn([USER, str(iid)], [line.split()[:2] for line in out.splitlines()])
+        self.assertEqual(code, 0)
+        owned = [line.split()[:2] for line in out.splitlines()]
+        self.assertIn([USER, str(iid)], owned)
+        self.assertIn([USER, str(s3_iid)], owned)
 
         missing = await econe_cmd(env, "upload", src + ".nope", *creds())
         self.assertFails(missing, "econe-upload", "not found")
