@@ -922,11 +922,10 @@ class EC2Resource(resource.Resource):
         ``user``, through the core (the image manager copies it into the
         image datastore, LOCKED until READY); returns the image id.
 
-        A user outside oneadmin's group may not register a local path
-        outside oned.conf ``IMAGE_SAFE_DIRS``; the files here are the
-        front's own (an upload it staged, an object of its repository), so
-        oneadmin registers it under a unique name and the image is then
-        handed to the user with its name, in one write.
+        A user outside oneadmin's group may register a local path only under
+        oned.conf ``IMAGE_SAFE_DIRS``; the files here are the front's own (an
+        upload it staged, an object of its repository), so their folders are
+        passed as the image manager's ``trusted_dirs``.
 
         :param staged: an :class:`_Upload` whose file is deleted once the
             copy ends.
@@ -945,13 +944,12 @@ class EC2Resource(resource.Resource):
             raise EC2Error("InvalidAMIName.Duplicate",
                            f"AMI name {name} is already in use by AMI "
                            f"{ami_id(self.nebula.imagepool.find(name, user.oid).oid)}")
-        admin = self.nebula.is_admin(user)
-        actor = user if admin else self.nebula.userpool.get(0)
-        attrs = [("NAME", name if admin else f"ec2-staging-{uuid.uuid4()}"), ("PATH", path),
-                 ("TYPE", "OS")]
+        attrs = [("NAME", name), ("PATH", path), ("TYPE", "OS")]
         if description:
             attrs.append(("DESCRIPTION", description))
-        oid = await self.requests.image_allocate(actor, Template(attrs).to_text())
+        trusted = [d for d in (self._upload_dir(), getattr(self.repository, "root", None)) if d]
+        oid = await self.requests.image_allocate(user, Template(attrs).to_text(),
+                                                 trusted_dirs=trusted)
         if staged is not None:
             staged.kept = True
             job = getattr(getattr(self.requests, "images", None), "jobs", {}).get(oid)
@@ -959,22 +957,6 @@ class EC2Resource(resource.Resource):
                 _unlink(staged.path)
             else:
                 job.addBoth(lambda result: (_unlink(staged.path), result)[1])
-        if not admin:
-            image = self.nebula.imagepool.get(oid)
-            group = self.nebula.grouppool.objects.get(user.gid)
-            saved = (image.name, image.uid, image.uname, image.gid, image.gname)
-            image.name, image.uid, image.uname = name, user.oid, user.name
-            image.gid, image.gname = user.gid, group.name if group else ""
-            try:
-                await self.nebula.imagepool.update(image)
-            except BaseException:
-                image.name, image.uid, image.uname, image.gid, image.gname = saved
-                image.touch()
-                try:
-                    await self.requests.image_delete(actor, oid)
-                except Exception:  # noqa: BLE001 - the first error is the one reported
-                    log.failure("EC2: cannot remove image {oid}", oid=oid)
-                raise
         log.info("EC2: image {oid} ({name}) registered for {user} from {path}", oid=oid,
                  name=name, user=user.name, path=path)
         return oid

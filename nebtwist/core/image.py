@@ -376,8 +376,8 @@ def release_vm_images(nebula, vm):
 
 
 def _check_safe_path(path, safe_dirs, actor):
-    """Refuse a local PATH outside oned.conf ``IMAGE_SAFE_DIRS`` (blank-separated
-    folders) for a user outside oneadmin's group: the daemon reads the file
+    """Refuse a local PATH outside ``safe_dirs`` (a list of folders: oned.conf
+    ``IMAGE_SAFE_DIRS``, blank-separated, and a front's own) for a user outside oneadmin's group: the daemon reads the file
     with its own rights, so without this any user could copy any file the
     daemon can read into an image (later OpenNebula: ``SAFE_DIRS``). Symbolic
     links are resolved first.
@@ -385,7 +385,7 @@ def _check_safe_path(path, safe_dirs, actor):
     :raises AuthorizationError: the path is not under a safe folder.
     """
     real = os.path.realpath(path)
-    for folder in safe_dirs.split():
+    for folder in safe_dirs:
         base = os.path.realpath(folder)
         if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
             return
@@ -509,7 +509,7 @@ class ImageManager(service.Service):
 
     # -- registration -------------------------------------------------------------
 
-    async def allocate(self, actor, template, datastore_id=-1):
+    async def allocate(self, actor, template, datastore_id=-1, trusted_dirs=()):
         """Register an image from ``template``; returns its id at once.
 
         Template: NAME (required), TYPE (OS, CDROM, DATABLOCK; default
@@ -520,6 +520,9 @@ class ImageManager(service.Service):
         image's TEMPLATE; DEV_PREFIX is added when missing.
 
         :param datastore_id: 1 (or -1: the default image datastore).
+        :param trusted_dirs: folders whose files any user may register, on
+            top of oned.conf ``IMAGE_SAFE_DIRS``: a front's own files (the
+            EC2 front's staged uploads and S3 objects), never a user's path.
         :raises APIError: a malformed or incomplete template.
         :raises NoSuchObject: an unknown datastore.
         :raises AuthorizationError: SOURCE given by a user not in oneadmin's group.
@@ -566,7 +569,8 @@ class ImageManager(service.Service):
             raise APIError(f"PATH must be an absolute file path or an http(s) URL, "
                            f"not {path!r}.")
         if path and not _is_url(path) and not self.nebula.is_admin(actor):
-            _check_safe_path(path, config.get("IMAGE_SAFE_DIRS") or "", actor)
+            _check_safe_path(path, (config.get("IMAGE_SAFE_DIRS") or "").split()
+                             + list(trusted_dirs), actor)
         if source and not (actor.oid == 0 or actor.gid == ONEADMIN_GROUP):
             raise AuthorizationError(
                 f"User [{actor.oid}] : Not authorized to use the restricted attribute SOURCE.")
@@ -883,12 +887,14 @@ class ImageRequests:
 
     # -- images ------------------------------------------------------------------------
 
-    async def image_allocate(self, actor, text, datastore_id=-1):
-        """Register an image (see :meth:`ImageManager.allocate`); returns its id."""
+    async def image_allocate(self, actor, text, datastore_id=-1, trusted_dirs=()):
+        """Register an image (see :meth:`ImageManager.allocate`, ``trusted_dirs``
+        included); returns its id."""
         from nebtwist.core.dm import parse_template
 
         template = parse_template(text, "image template")
-        return await self._image_manager().allocate(actor, template, datastore_id)
+        return await self._image_manager().allocate(actor, template, datastore_id,
+                                                    trusted_dirs=trusted_dirs)
 
     async def image_delete(self, actor, iid):
         """Delete an image no VM uses (MANAGE)."""
