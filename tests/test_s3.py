@@ -943,3 +943,71 @@ class RepositoryTests(TestCase):
             self.assertTrue(s3.valid_bucket_name(good), good)
         for bad in ("ab", "a" * 64, "a..b", "a.-b", "10.0.0.1", "xn--abc", "abc-", "ABC"):
             self.assertFalse(s3.valid_bucket_name(bad), bad)
+
+
+class _Transport:
+    """Records pauseProducing / resumeProducing."""
+
+    def __init__(self):
+        self.calls = []
+
+    def pauseProducing(self):
+        self.calls.append("pause")
+
+    def resumeProducing(self):
+        self.calls.append("resume")
+
+
+class BodySinkTests(TestCase):
+    """A large body goes to disk through the writer thread, with the
+    connection paused while too much waits to be written."""
+
+    def repository(self):
+        repo = s3.Repository(os.path.abspath(self.mktemp()))
+        repo.load()
+        return repo
+
+    async def test_flow_control(self):
+        repo = self.repository()
+        transport = _Transport()
+        sink = s3.BodySink(repo, awsauth.PayloadVerifier(), 64 * MiB, 20 * MiB, transport)
+        self.addCleanup(sink.discard)
+        piece = os.urandom(64 * 1024)
+        # The writer reports progress through the reactor, which does not run
+        # while the pieces are fed: the queue passes HIGH and the transport is paused.
+        for _ in range(20 * 16):
+            sink.feed(piece)
+        self.assertEqual(transport.calls, ["pause"])
+        md5 = await sink.finish()
+        self.assertEqual(md5, hashlib.md5(piece * (20 * 16)).hexdigest())
+        self.assertEqual(transport.calls, ["pause", "resume"])
+        self.assertEqual(os.path.getsize(sink.path), 20 * MiB)
+        sink.discard()
+        self.assertFalse(os.path.exists(sink.path))
+
+    async def test_discard_resumes(self):
+        """A body dropped while the connection is paused lets it be read
+        again (the rest is read and thrown away), and leaves no file."""
+        repo = self.repository()
+        transport = _Transport()
+        sink = s3.BodySink(repo, awsauth.PayloadVerifier(), 64 * MiB, None, transport)
+        for _ in range(10 * 16):
+            sink.feed(b"d" * 65536)
+        self.assertEqual(transport.calls, ["pause"])
+        sink.discard()
+        self.assertEqual(transport.calls, ["pause", "resume"])
+        await sleep(0.2)  # the thread ends
+        self.assertEqual(os.listdir(repo.staging_dir), [])
+
+    def test_small_bodies_stay_in_memory(self):
+        repo = self.repository()
+        sink = s3.BodySink(repo, awsauth.PayloadVerifier(), 64 * MiB, 1000)
+        sink.feed(b"x" * 1000)
+        self.assertIsNone(sink.path)
+        self.assertEqual(os.listdir(repo.staging_dir), [])
+        with self.assertRaises(s3.S3Error):  # more than announced
+            sink.feed(b"y")
+        big = s3.BodySink(repo, awsauth.PayloadVerifier(), 10, None)
+        self.addCleanup(big.discard)
+        with self.assertRaises(s3.EntityTooLarge):
+            big.feed(b"z" * 11)

@@ -57,8 +57,10 @@ import ipaddress
 import json
 import os
 import re
+import queue
 import secrets
 import shutil
+import threading
 import time
 import uuid
 from email.utils import formatdate, parsedate_to_datetime
@@ -90,6 +92,9 @@ MAX_METADATA_BYTES = 2048
 MAX_LIST = 1000
 #: Objects up to this size are read in one piece on GET; larger ones stream.
 SMALL_OBJECT = 64 * 1024
+#: Upload bodies announced at most this long are received in memory (and
+#: written once, at commit); longer ones stream to a staging file.
+SMALL_BODY = 64 * 1024
 #: Object headers kept with an object and sent back on GET / HEAD.
 STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding",
                   "content-language", "expires")
@@ -748,10 +753,11 @@ class Repository:
         return self.object_path(b, self.get_object(b, key))
 
     def put_object(self, bucket, key, staged, size, etag, content_type=None, headers=None,
-                   meta=None, mtime=None):
-        """Store the staged file ``staged`` as ``key`` (replacing any object
-        of that key): the data file, then the sidecar (the commit point),
-        then the index.
+                   meta=None, mtime=None, data=None):
+        """Store the staged file ``staged`` (or the bytes ``data``) as
+        ``key``, replacing any object of that key: the data file (under a
+        new version name), then the sidecar (the commit point), then the
+        index; the old version's file is removed last.
 
         :return: the new :class:`ObjectInfo`.
         """
@@ -760,12 +766,22 @@ class Repository:
         if fan not in bucket.dirs:
             os.makedirs(fan, exist_ok=True)
             bucket.dirs.add(fan)
-        data = f"{digest}-{secrets.token_hex(6)}"
-        data_path = os.path.join(fan, data)
-        os.replace(staged, data_path)
+        name = f"{digest}-{secrets.token_hex(6)}"
+        data_path = os.path.join(fan, name)
+        if data is not None:  # a new name: nothing reads it before the sidecar names it
+            fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, [data])
+            except BaseException:
+                os.close(fd)
+                _unlink(data_path)
+                raise
+            os.close(fd)
+        else:
+            os.replace(staged, data_path)
         info = ObjectInfo(key, size, etag, self.now() if mtime is None else mtime,
                           content_type or "binary/octet-stream", dict(headers or {}),
-                          dict(meta or {}), data)
+                          dict(meta or {}), name)
         try:
             _write_json(os.path.join(fan, digest + ".json"), info.document())
         except BaseException:
@@ -862,15 +878,23 @@ class Repository:
             raise NoSuchUpload(details={"UploadId": upload_id})
         return upload
 
-    def put_part(self, bucket, upload, number, staged, size, etag):
-        """Move a staged part into its upload (replacing an earlier part of
-        that number). Returns the :class:`Part`.
+    def put_part(self, bucket, upload, number, staged, size, etag, data=None):
+        """Move a staged part (or write the bytes ``data``) into its upload,
+        replacing an earlier part of that number. Returns the :class:`Part`.
 
         :raises NoSuchUpload: the upload was aborted or completed meanwhile.
         """
         if bucket.uploads.get(upload.upload_id) is not upload or upload.completing:
             raise NoSuchUpload(details={"UploadId": upload.upload_id})
         name = f"{number:05d}-{etag}"
+        if data is not None:
+            f, staged = self.staging_file()
+            try:
+                with f:
+                    f.write(data)
+            except BaseException:
+                _unlink(staged)
+                raise
         os.replace(staged, os.path.join(upload.path, name))
         old = upload.parts.get(number)
         if old is not None and old.file != name:
@@ -978,65 +1002,225 @@ def _after_prefix(common):
 
 
 class BodySink:
-    """An upload body going to a staging file as it arrives: decoded and
-    verified (:func:`~nebtwist.api.awsauth.body_decoder`), MD5 hashed, and
-    limited to ``limit`` decoded bytes.
+    """An upload body as it arrives: decoded and verified
+    (:func:`~nebtwist.api.awsauth.body_decoder`), MD5 hashed, limited to
+    ``limit`` decoded bytes, and kept where :meth:`Repository.put_object`
+    / :meth:`Repository.put_part` take it from.
 
-    The front feeds it from the request's ``handleContentChunk``; nothing
-    of the body is held in memory beyond one network read.
+    The front feeds it from the request's ``handleContentChunk``. A body
+    announced at most :data:`SMALL_BODY` bytes long stays in memory (one
+    file is written, at commit); any other goes to a staging file, written
+    by a thread of its own (:class:`_Writer`) while the reactor receives
+    and MD5-hashes the next bytes; the connection stops being read while
+    more than :data:`_Writer.HIGH` bytes wait to be written, so memory stays
+    flat whatever the size.
 
-    :ivar size: decoded bytes written.
+    :param repository: the :class:`Repository` (its staging folder).
+    :param decoder: the body decoder (``feed``/``finish``).
+    :param limit: the most decoded bytes.
+    :param expected: the decoded size announced (Content-Length or
+        ``x-amz-decoded-content-length``), or None.
+    :param transport: the connection's transport (paused and resumed), or None.
+    :ivar size: decoded bytes received.
+    :ivar path: the staging file, or None for a body kept in memory.
     """
 
-    def __init__(self, file, path, decoder, limit):
-        self.file = file
-        self.path = path
+    def __init__(self, repository, decoder, limit, expected=None, transport=None):
         self.decoder = decoder
         self.limit = limit
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.expected = expected
         self.size = 0
         self.done = False
+        self.path = None
+        self._memory = None
+        self._writer = None
+        if expected is not None and expected <= SMALL_BODY:
+            self._memory = []
+            self.md5 = hashlib.md5(usedforsecurity=False)
+        else:
+            file, self.path = repository.staging_file()
+            self._writer = _Writer(file, transport)
 
     def feed(self, data):
-        """Decode and write the next piece of the body.
+        """Decode the next piece of the body and pass it on.
 
         :raises EntityTooLarge: more than ``limit`` bytes.
         :raises awsauth.AWSAuthError: a chunk signature or the framing is wrong.
-        :raises OSError: the disk refused.
+        :raises OSError: the disk refused (an earlier piece).
         """
         out = self.decoder.feed(data)
-        if out:
-            self.size += len(out)
-            if self.size > self.limit:
-                raise EntityTooLarge(details={"MaxSizeAllowed": self.limit})
+        if not out:
+            return
+        self.size += len(out)
+        if self.size > self.limit:
+            raise EntityTooLarge(details={"MaxSizeAllowed": self.limit})
+        if self._memory is not None and self.size > self.expected:
+            raise InvalidRequest("The body is longer than its announced length.")
+        if self._writer is not None:
+            self._writer.put(out)
+        else:
             self.md5.update(out)
-            self.file.write(out)
+            self._memory.append(out)
 
-    def finish(self):
-        """The body has ended: check it (signature, SHA256, checksums).
+    async def finish(self):
+        """The body has ended: check it (signature, SHA256, checksums) and
+        wait until it is all on disk.
 
-        :return: the MD5 hex of what was written.
+        :return: the MD5 hex of the body.
         :raises awsauth.AWSAuthError: the body is not what was signed (the
             caller then :meth:`discard` s it).
+        :raises OSError: it could not be written.
         """
         self.decoder.finish()
-        self.file.close()
-        return self.md5.hexdigest()
+        if self._writer is None:
+            return self.md5.hexdigest()
+        return await self._writer.close()
+
+    def data(self):
+        """The body, when it was kept in memory (else None)."""
+        return b"".join(self._memory) if self._memory is not None else None
 
     def committed(self):
-        """The staging file was moved into place: nothing to delete."""
+        """The body was stored: nothing to delete."""
         self.done = True
 
     def discard(self):
-        """Delete the staging file (unless committed)."""
+        """Forget the body and delete its staging file (unless committed)."""
         if self.done:
             return
         self.done = True
+        self._memory = None
+        if self._writer is not None:
+            self._writer.abort()
+        if self.path is not None:
+            _unlink(self.path)
+
+
+class _Writer:
+    """Writes a body to its file in a thread of its own, in order, while
+    the reactor thread receives and MD5-hashes the next bytes.
+
+    The reactor thread :meth:`put` s pieces (hashing them: ``hashlib``
+    releases the GIL, and one thread fewer means fewer GIL hand-overs,
+    which cost more than they save); they go to the writing thread in
+    batches of about :data:`BATCH` bytes. While more than :data:`HIGH` bytes
+    wait to be written the transport is paused; it is resumed below
+    :data:`LOW`.
+    """
+
+    BATCH = 1024 * 1024
+    HIGH = 8 * 1024 * 1024
+    LOW = 2 * 1024 * 1024
+
+    def __init__(self, file, transport=None):
+        from twisted.internet import reactor
+        self.reactor = reactor
+        self.file = file
+        self.transport = transport
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.error = None
+        self.queued = 0
+        self.paused = False
+        self.stopped = False
+        self._batch, self._batch_size = [], 0
+        self._queue = queue.SimpleQueue()
+        self._closed = defer.Deferred()
+        threading.Thread(target=self._run, name="s3-body-writer", daemon=True).start()
+
+    def put(self, data):
+        if self.error is not None:
+            raise self.error
+        self.md5.update(data)
+        self._batch.append(data)
+        self._batch_size += len(data)
+        if self._batch_size >= self.BATCH:
+            self._flush()
+
+    def _flush(self):
+        if self._batch:
+            self.queued += self._batch_size
+            self._queue.put((self._batch, self._batch_size))
+            self._batch, self._batch_size = [], 0
+            if self.queued > self.HIGH and not self.paused and self.transport is not None:
+                self.paused = True
+                self.transport.pauseProducing()
+
+    def _drained(self, size, error):
+        self.queued -= size
+        if error is not None and self.error is None:
+            self.error = error
+        if self.paused and self.queued < self.LOW:
+            self.paused = False
+            if not self.stopped and self.transport is not None:
+                self.transport.resumeProducing()
+
+    def _run(self):
+        fd = self.file.fileno()
+        error = None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            pieces, size = item
+            if error is None and not self.stopped:
+                try:
+                    _write_all(fd, pieces)
+                except OSError as e:
+                    error = e
+            self.reactor.callFromThread(self._drained, size, error)
         try:
             self.file.close()
-        except OSError:
-            pass
-        _unlink(self.path)
+        except OSError as e:
+            error = error or e
+        self.reactor.callFromThread(self._finished, error)
+
+    def _finished(self, error):
+        if error is not None and self.error is None:
+            self.error = error
+        self._closed.callback(None)
+
+    async def close(self):
+        """Write what is left, wait for the thread; the MD5 hex.
+
+        :raises OSError: a write failed.
+        """
+        self._flush()
+        self._queue.put(None)
+        await self._closed
+        if self.error is not None:
+            raise self.error
+        return self.md5.hexdigest()
+
+    def abort(self):
+        """Stop writing (the thread ends and closes the file); a paused
+        transport is resumed (the rest of the body may still be read and
+        dropped)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._batch = []
+        self._queue.put(None)
+        if self.paused:
+            self.paused = False
+            try:
+                self.transport.resumeProducing()
+            except Exception:  # noqa: BLE001 - a transport already gone
+                pass
+
+
+def _write_all(fd, pieces):
+    """``os.writev`` every piece (all of it, in order)."""
+    pieces = [memoryview(p) for p in pieces if len(p)]
+    while pieces:
+        written = os.writev(fd, pieces[:512])
+        while written and pieces:
+            n = len(pieces[0])
+            if written >= n:
+                written -= n
+                pieces.pop(0)
+            else:
+                pieces[0] = pieces[0][written:]
+                written = 0
 
 
 class _Slice:
@@ -1211,10 +1395,11 @@ class S3Resource(resource.Resource):
         user, auth, found = self._authenticate(request)
         bucket = self.repository.bucket(user, bucket_name, write=True)
         upload = self.repository.upload(bucket, params["uploadId"], key) if part else None
-        decoded = _header(request, b"x-amz-decoded-content-length")
-        size = int(decoded) if decoded and decoded.strip().isdigit() else None
         claimed = (_header(request, b"x-amz-content-sha256") or "").strip()
-        if size is None and claimed not in awsauth.STREAMING_MODES:
+        if claimed in awsauth.STREAMING_MODES:  # aws-chunked: the decoded size
+            decoded = (_header(request, b"x-amz-decoded-content-length") or "").strip()
+            size = int(decoded) if decoded.isdigit() else None
+        else:
             size = length
         if size is None and length is None and not request.requestHeaders.hasHeader(
                 b"transfer-encoding"):
@@ -1227,8 +1412,8 @@ class S3Resource(resource.Resource):
             _md5_header(md5)
         decoder = awsauth.body_decoder(auth, found.sigv4)
         meta = None if part else _user_metadata(request)
-        f, path = self.repository.staging_file()
-        sink = BodySink(f, path, decoder, self.max_object_size)
+        transport = getattr(getattr(request, "channel", None), "transport", None)
+        sink = BodySink(self.repository, decoder, self.max_object_size, size, transport)
         sink.context = (user, bucket, key, upload, part, meta)
         return sink
 
@@ -1577,9 +1762,10 @@ class S3Resource(resource.Resource):
 
     async def _finish_upload(self, request, request_id, sink):
         user, bucket, key, upload, part, meta = sink.context
-        md5 = sink.finish()
+        md5 = await sink.finish()
         if upload is not None:
-            stored = self.repository.put_part(bucket, upload, part, sink.path, sink.size, md5)
+            stored = self.repository.put_part(bucket, upload, part, sink.path, sink.size, md5,
+                                              data=sink.data())
             sink.committed()
             return self._send(request, request_id, headers=[
                 (b"etag", _quote_etag(stored.etag).encode())])
@@ -1587,7 +1773,7 @@ class S3Resource(resource.Resource):
             raise NoSuchBucket(details={"BucketName": bucket.name})
         info = self.repository.put_object(bucket, key, sink.path, sink.size, md5,
                                           _header(request, b"content-type"),
-                                          _stored_headers(request), meta)
+                                          _stored_headers(request), meta, data=sink.data())
         sink.committed()
         self._send(request, request_id, headers=[(b"etag", _quote_etag(info.etag).encode())])
 
