@@ -252,7 +252,7 @@ def main(argv=None):
     parser.add_argument("--moto-large-mib", type=int, default=256,
                         help="size of the large upload to moto (default 256)")
     parser.add_argument("--skip-moto", action="store_true", help="nebtwist and the sink only")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # run_all passes its shared options too
     from bench_ec2 import _wait_port
 
     print(common.machine_note())

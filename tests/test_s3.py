@@ -825,8 +825,28 @@ class LimitTests(S3Case):
         answer = await threads.deferToThread(head_only, "/none/x")
         self.assertTrue(answer.startswith(b"HTTP/1.1 404"), answer[:80])
         self.assertIn(b"NoSuchBucket", answer)
+
+        def no_expect(size):
+            """A refused upload without Expect: a small body is read and
+            dropped, then answered (the connection stays usable); a large
+            one is answered at once and the connection closed."""
+            data = b"n" * size
+            hdrs = signed(url, "PUT", "/exp/refused", data, secret="1" * 40)
+            head, address = head_bytes(url, "PUT", "/exp/refused", hdrs)
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.sendall(head)
+                if size < MiB:
+                    sock.sendall(data)
+                return read_response(sock)
+        answer = await threads.deferToThread(no_expect, 50000)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:80])
+        self.assertNotIn(b"Connection: close", answer)
+        answer = await threads.deferToThread(no_expect, 3 * MiB)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:80])
+        self.assertIn(b"Connection: close", answer)
         keys = [o["Key"] for o in (await call(c, "list_objects_v2", Bucket="exp"))["Contents"]]
         self.assertEqual(keys, ["good"])
+        self.assertEqual(self.staging(neb), [])
 
     async def test_interrupted_uploads(self):
         """A client that goes away in the middle of a PutObject or an

@@ -139,10 +139,13 @@ class FrontRequest(server.Request):
         self.body_limit = limit
         server.Request.gotLength(self, length)
 
-    def drop_body(self, error):
-        """Read and drop the body; answer ``error`` at render."""
+    def drop_body(self, error, limit):
+        """Read and drop the body, answer ``error`` at render; ``error`` is
+        answered at once if more than ``limit`` bytes come."""
         self.refused = error
         self._dropping = True
+        self._received = 0
+        self.body_limit = limit
         self.content = io.BytesIO()
 
     def stream_body(self, sink):
@@ -176,28 +179,30 @@ class FrontRequest(server.Request):
             channel.loseConnection()
 
     def handleContentChunk(self, data):
-        if self._dropping:
+        if self._answered:
             return
         if self.sink is not None:
+            front = self.channel.site.front
             try:
                 self.sink.feed(data)
             except s3.EntityTooLarge as e:
-                self.answer_now(*self.channel.site.front.s3.error_response(self, e))
+                self.answer_now(*front.s3.error_response(self, e))
             except (s3.S3Error, awsauth.AWSAuthError) as e:
                 self.sink.discard()
                 self.sink = None
-                self.drop_body(e)
+                self.drop_body(e, front.max_query_body)
             except OSError as e:
                 log.error("S3 upload to {p} failed: {e}", p=self.sink.path, e=str(e))
                 self.sink.discard()
                 self.sink = None
-                self.drop_body(s3.S3Error())
+                self.drop_body(s3.S3Error(), front.max_query_body)
             return
         self._received += len(data)
         if self.body_limit is not None and self._received > self.body_limit:
             self.channel.site.front.too_large(self, self._received)
             return
-        super().handleContentChunk(data)
+        if not self._dropping:
+            super().handleContentChunk(data)
 
     def process(self):
         if self._answered:  # answered before its body; the connection is closing
@@ -246,17 +251,19 @@ class Front:
             return
         try:
             sink = self.s3.begin_upload(request, length)
-        except (s3.S3Error, awsauth.AWSAuthError) as e:
+        except Exception as e:  # noqa: BLE001 - answered in S3's shape
+            if not isinstance(e, (s3.S3Error, awsauth.AWSAuthError)):
+                log.failure("S3 upload could not start")
+                e = s3.S3Error()
             expects = request.requestHeaders.getRawHeaders(b"expect") or []
+            # The client waits for 100 Continue, or would send a large body
+            # for nothing: answer now. Else read and drop the body first.
             if isinstance(e, s3.EntityTooLarge) or any(
-                    v.lower() == b"100-continue" for v in expects):
+                    v.lower() == b"100-continue" for v in expects) or (
+                    length is not None and length > self.max_query_body):
                 request.answer_now(*self.s3.error_response(request, e))
             else:
-                request.drop_body(e)
-            return
-        except Exception:
-            log.failure("S3 upload could not start")
-            request.drop_body(s3.S3Error())
+                request.drop_body(e, self.max_query_body)
             return
         if sink is not None:
             request.stream_body(sink)
@@ -267,7 +274,11 @@ class Front:
             self.too_large(request, length)
 
     def too_large(self, request, size):
-        """Refuse a body over its limit, in the API's error shape, at once."""
+        """Refuse a body over its limit, in the API's error shape, at once
+        (a request already refused: with its own error)."""
+        if request.refused is not None:
+            request.answer_now(*self.s3.error_response(request, request.refused))
+            return
         if request.route == "ec2":
             request_id = str(uuid.uuid4())
             body = ec2_error_document(

@@ -972,8 +972,11 @@ class Repository:
         fd, staged = _mkstemp(self.staging_dir, "copy-")
         os.close(fd)
         try:
-            await threads.deferToThread(_concatenate,
-                                        [self.object_path(source_bucket, source)], staged)
+            try:
+                await threads.deferToThread(_concatenate,
+                                            [self.object_path(source_bucket, source)], staged)
+            except FileNotFoundError:  # deleted or replaced meanwhile
+                raise NoSuchKey(details={"Key": source.key}) from None
             if self.buckets.get(bucket.name) is not bucket:
                 raise NoSuchBucket(details={"BucketName": bucket.name})
             return self.put_object(bucket, key, staged, source.size, source.etag,
