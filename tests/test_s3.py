@@ -891,6 +891,36 @@ class LimitTests(S3Case):
         status, _, body = await threads.deferToThread(raw, neb.ec2_url, "PATCH", "/nob/k")
         self.assertEqual((status, error_code(body)), (405, "MethodNotAllowed"))
 
+    async def test_errors(self):
+        """Malformed XML bodies, HEAD errors without a body, and an internal
+        failure answered as S3's InternalError XML (no traceback), nothing
+        stored."""
+        neb = await self.start()
+        c = client(neb)
+        await call(c, "create_bucket", Bucket="err")
+        url = neb.ec2_url
+        status, _, body = await threads.deferToThread(raw, url, "PUT", "/xml", b"<not xml")
+        self.assertEqual((status, error_code(body)), (400, "MalformedXML"))
+        mp = await call(c, "create_multipart_upload", Bucket="err", Key="m")
+        status, _, body = await threads.deferToThread(
+            raw, url, "POST", f"/err/m?uploadId={mp['UploadId']}", b"<Other/>")
+        self.assertEqual((status, error_code(body)), (400, "MalformedXML"))
+        status, headers, body = await threads.deferToThread(raw, url, "HEAD", "/err/none")
+        self.assertEqual((status, body), (404, b""))
+        self.assertIn("x-amz-request-id", {k.lower() for k in headers})
+
+        repo = neb.service.ec2_ports[0].site.front.s3.repository
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("disk on fire")
+        self.patch(repo, "put_object", broken)
+        status, _, body = await threads.deferToThread(raw, url, "PUT", "/err/k", b"x" * 100)
+        self.assertEqual((status, error_code(body)), (500, "InternalError"))
+        self.assertNotIn(b"Traceback", body)
+        self.assertNotIn(b"disk on fire", body)
+        self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(self.staging(neb), [])
+
 
 class RepositoryTests(TestCase):
     """The repository on disk, without a daemon: what start-up reads back
