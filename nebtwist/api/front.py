@@ -85,6 +85,21 @@ def ec2_error_document(code, message, request_id):
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+#: Socket read size while a large upload body streams in (Twisted reads 64 KiB).
+STREAM_READ_SIZE = 256 * 1024
+
+
+def _read_size(transport, size):
+    """Set the read size of a TCP transport (or of the one under a TLS one)."""
+    for _ in range(3):
+        if transport is None:
+            return
+        if isinstance(getattr(transport, "bufferSize", None), int):
+            transport.bufferSize = max(transport.bufferSize, size)
+            return
+        transport = getattr(transport, "transport", None)
+
+
 class _ResponseHeaders(Headers):
     """Response headers that send ``x-amz-meta-*`` names in lower case, as
     S3 does (Twisted writes every name Capitalized-Like-This; botocore keeps
@@ -152,6 +167,8 @@ class FrontRequest(server.Request):
         """Send the body to ``sink`` as it arrives."""
         self.sink = sink
         self.content = io.BytesIO()
+        if sink.path is not None:  # a large body: read the socket in larger pieces
+            _read_size(self.channel.transport, STREAM_READ_SIZE)
 
     def answer_now(self, status, headers, body):
         """Answer before the body is read, then close the connection.
