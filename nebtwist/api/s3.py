@@ -54,6 +54,7 @@ import base64
 import bisect
 import hashlib
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -62,7 +63,6 @@ import secrets
 import shutil
 import threading
 import time
-import uuid
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
@@ -359,9 +359,13 @@ def _write_json(path, document):
     """Write ``document`` as JSON to ``path`` atomically (temporary name,
     then rename)."""
     tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+    data = json.dumps(document, separators=(",", ":")).encode("utf-8")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(document, separators=(",", ":")))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, [data])
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
@@ -1975,8 +1979,13 @@ class S3Resource(resource.Resource):
         d.addCallbacks(sent, stopped)
 
 
+_REQUEST_IDS = itertools.count(1)
+_REQUEST_PREFIX = secrets.token_hex(4).upper()
+
+
 def _request_id():
-    return uuid.uuid4().hex[:16].upper()
+    """A request id: this process's random prefix and a counter (16 hex digits)."""
+    return f"{_REQUEST_PREFIX}{next(_REQUEST_IDS) & 0xFFFFFFFF:08X}"
 
 
 __all__ = ["S3Error", "NoSuchBucket", "NoSuchKey", "NoSuchUpload", "AccessDenied",
