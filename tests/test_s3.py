@@ -974,6 +974,21 @@ class RepositoryTests(TestCase):
             again.object_file(8, "keep", "a")
         again.object_file(0, "keep", "a")  # oneadmin reads every bucket
 
+    def test_image_dir(self):
+        """econe.conf IMAGE_DIR: absolute as given, relative under
+        $ONE_LOCATION/var, unset $ONE_LOCATION/var/econe; the shipped
+        econe.conf names the default."""
+        from nebtwist.api.front import image_dir
+        from nebtwist.core.config import load_econe
+        from nebtwist.paths import shipped
+
+        shipped_conf = shipped("conf", "econe.conf")
+        self.assertEqual(image_dir(load_econe(shipped_conf), "/one"), "/one/var/econe")
+        for value, expected in (("/srv/s3", "/srv/s3"), ("repo", "/one/var/repo"),
+                                ('""', "/one/var/econe")):
+            econe = load_econe(shipped_conf, [f"econe.IMAGE_DIR={value}"])
+            self.assertEqual(image_dir(econe, "/one"), expected, value)
+
     def test_ranges_and_names(self):
         self.assertEqual(s3.parse_range("bytes=0-0", 10), (0, 0))
         self.assertEqual(s3.parse_range("bytes=-3", 10), (7, 9))
