@@ -891,6 +891,28 @@ class LimitTests(S3Case):
         status, _, body = await threads.deferToThread(raw, neb.ec2_url, "PATCH", "/nob/k")
         self.assertEqual((status, error_code(body)), (405, "MethodNotAllowed"))
 
+    async def test_body_collected_first(self):
+        """An upload whose body Twisted collected before the S3 front saw it
+        (a channel that does not tell the method and path early) is checked
+        and stored the same way."""
+        from twisted.web import server
+
+        from nebtwist.api import front
+
+        self.patch(front.FrontRequest, "gotLength", server.Request.gotLength)
+        neb = await self.start()
+        c = client(neb)
+        await call(c, "create_bucket", Bucket="late")
+        data = os.urandom(300000)
+        await call(c, "put_object", Bucket="late", Key="k", Body=data)
+        got = await call(c, "get_object", Bucket="late", Key="k")
+        self.assertEqual(await threads.deferToThread(got["Body"].read), data)
+        with self.assertRaises(ClientError) as caught:
+            await call(c, "put_object", Bucket="late", Key="bad", Body=b"abc",
+                       ContentMD5=base64.b64encode(hashlib.md5(b"abd").digest()).decode())
+        self.assertEqual(code_of(caught.exception), ("BadDigest", 400))
+        self.assertEqual(self.staging(neb), [])
+
     async def test_errors(self):
         """Malformed XML bodies, HEAD errors without a body, and an internal
         failure answered as S3's InternalError XML (no traceback), nothing

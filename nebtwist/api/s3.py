@@ -1510,28 +1510,35 @@ class S3Resource(resource.Resource):
             return await self._finish_upload(request, request_id, sink)
         bucket_name, key = split_path(request.uri)
         params = query_params(request.uri)
-        body = self._body(request)
-        if method in (b"PUT", b"POST") and len(body) > self.body_limit(request):
-            raise MaxMessageLengthExceeded(details={"MaxMessageLengthBytes":
-                                                    self.body_limit(request)})
         if method == b"PUT" and key is not None \
                 and not request.requestHeaders.hasHeader(b"x-amz-copy-source") \
                 and not any(n in awsauth.S3_SUBRESOURCES for n in params
                             if n not in ("partNumber", "uploadId")):
-            # An upload whose headers the front could not see first: stream
-            # the body already received through the same checks.
-            sink = self.begin_upload(request, len(body))
+            # An upload whose headers the front did not see first (a channel
+            # other than Twisted's HTTP/1.1 one): Twisted collected the body;
+            # it goes through the same checks from there.
+            content = request.content
+            length = 0
+            if content is not None:
+                length = content.seek(0, os.SEEK_END)
+                content.seek(0)
+            sink = self.begin_upload(request, length)
             try:
-                sink.feed(body)
+                for piece in iter(lambda: content.read(1024 * 1024) if content else b"", b""):
+                    sink.feed(piece)
                 return await self._finish_upload(request, request_id, sink)
             finally:
                 sink.discard()
+        body = self._body(request)
+        if len(body) > self.body_limit(request):
+            raise MaxMessageLengthExceeded(details={"MaxMessageLengthBytes":
+                                                    self.body_limit(request)})
         user, auth, found = self._authenticate(request, body)
         if method not in (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE"):
             raise MethodNotAllowed()
-        if body:
+        if body:  # checksums (Content-MD5, x-amz-checksum-*), an aws-chunked frame
             decoder = awsauth.body_decoder(auth, found.sigv4)
-            decoder.feed(body)
+            body = decoder.feed(body)
             decoder.finish()
         if bucket_name is None:
             if method not in (b"GET", b"HEAD"):
