@@ -1116,8 +1116,8 @@ class _Writer:
     """
 
     BATCH = 1024 * 1024
-    HIGH = 8 * 1024 * 1024
-    LOW = 2 * 1024 * 1024
+    HIGH = 4 * 1024 * 1024
+    LOW = 1024 * 1024
 
     def __init__(self, file, transport=None):
         from twisted.internet import reactor
