@@ -12,7 +12,9 @@ A user who is not oneadmin:
    ``oneimage list`` shows;
 3. runs two m1.small instances with boto3 (SigV4), sees them running with
    boto3 ``signature_version='v2'`` (SigV2), terminates them and sees them
-   terminated.
+   terminated;
+4. is refused with a wrong secret, removes the object and the bucket, and
+   nothing is left in the repository (IMAGE_DIR).
 """
 
 import hashlib
@@ -84,17 +86,20 @@ class PublicCloudSessionTest(unittest.TestCase):
             predicate, timeout=timeout,
             message=lambda: f"{message}\n{self.daemon.diagnostics(25)}")
 
-    def aws(self, url, *args):
-        """Run the AWS CLI as the user; returns stdout (fails the test on rc != 0)."""
+    def aws(self, url, *args, secret=SECRET, ok=True):
+        """Run the AWS CLI as the user; returns stdout, or with ``ok=False``
+        (rc, stderr); fails the test on an unexpected rc."""
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=USER, AWS_SECRET_ACCESS_KEY=SECRET,
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=USER, AWS_SECRET_ACCESS_KEY=secret,
                    AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull,
                    AWS_SHARED_CREDENTIALS_FILE=os.devnull, HOME=home,
                    AWS_CA_BUNDLE=self.cert)
         done = subprocess.run(["aws", "--endpoint-url", url, *args], env=env,
                               capture_output=True, text=True, timeout=300,
                               stdin=subprocess.DEVNULL)
+        if not ok:
+            return done.returncode, done.stderr
         self.assertEqual(done.returncode, 0,
                          f"aws {' '.join(args)}: {done.stderr}\n{self.daemon.diagnostics(15)}")
         return done.stdout
@@ -116,10 +121,12 @@ class PublicCloudSessionTest(unittest.TestCase):
 
     def session(self, url):
         bucket = "images"
-        self.aws(url, "s3", "mb", f"s3://{bucket}")
+        self.assertEqual(self.aws(url, "s3", "mb", f"s3://{bucket}").strip(),
+                         f"make_bucket: {bucket}")
         self.aws(url, "s3", "cp", self.image, f"s3://{bucket}/ttylinux.img")
-        listing = self.aws(url, "s3", "ls", f"s3://{bucket}/")
-        self.assertIn(f"{SIZE} ttylinux.img", listing)
+        self.assertRegex(self.aws(url, "s3", "ls"), rf"(?m)^\S+ \S+ {bucket}$")
+        self.assertRegex(self.aws(url, "s3", "ls", f"s3://{bucket}/"),
+                         rf"(?m)^\S+ \S+ +{SIZE} ttylinux\.img$")
         back = os.path.abspath(self.mktemp())
         self.aws(url, "s3", "cp", f"s3://{bucket}/ttylinux.img", back)
         digest = hashlib.md5()
@@ -150,7 +157,20 @@ class PublicCloudSessionTest(unittest.TestCase):
         self.assertEqual({t["PreviousState"]["Name"] for t in terminated}, {"running"})
         self.wait_for(lambda: self.states(c, ids) == dict.fromkeys(ids, "terminated"),
                       "both terminated")
-        return ami
+
+        rc, err = self.aws(url, "s3", "ls", f"s3://{bucket}/", secret="0" * 40, ok=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("SignatureDoesNotMatch", err)
+        self.assertIn(f"delete: s3://{bucket}/ttylinux.img",
+                      self.aws(url, "s3", "rm", f"s3://{bucket}/ttylinux.img"))
+        self.assertEqual(self.aws(url, "s3", "rb", f"s3://{bucket}").strip(),
+                         f"remove_bucket: {bucket}")
+        self.assertEqual(self.aws(url, "s3", "ls").strip(), "")
+        image_dir = self.daemon.path("var", "econe")
+        left = [os.path.join(d, n) for d, _, names in os.walk(image_dir) for n in names]
+        self.assertEqual(left, [])
+        # The image was copied into the image repository: it outlives the object.
+        self.assertEqual(c.describe_images(ImageIds=[ami])["Images"][0]["State"], "available")
 
     def test_over_http(self):
         self.session(f"http://127.0.0.1:{self.http_port}")
