@@ -278,5 +278,15 @@ def main(argv=None):
     return results
 
 
+def run(argv=None):
+    """For run_all: (figure, measured, target) rows."""
+    results = main(argv)
+    neb, moto = results["nebtwist"], results["moto"]
+    return [(f"EC2 DescribeInstances ({neb['count']} instances)", f"{neb['describe']:.0f}/s",
+             f"> moto ({moto['describe']:.1f}/s)"),
+            ("EC2 RunInstances accepted", f"{neb['run']:.0f}/s",
+             f"> moto ({moto['run']:.0f}/s)")]
+
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_ec2  # noqa: E402
 import bench_s3  # noqa: E402
 import bench_scheduler  # noqa: E402
 import bench_vm_info  # noqa: E402
@@ -43,6 +44,8 @@ def main(argv=None):
          ["--vms", "2000", "--repeat", "3"] if args.quick else []),
         ("bench_scheduler", bench_scheduler,
          ["--hosts", "100", "--vms", "1000"] if args.quick else []),
+        ("bench_ec2", bench_ec2,
+         ["--instances", "300", "--seconds", "2", "--runs", "100"] if args.quick else []),
         ("bench_s3", bench_s3,
          ["--objects", "1000", "--large-mib", "128", "--moto-large-mib", "64"]
          if args.quick else []),
