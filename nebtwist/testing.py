@@ -21,7 +21,7 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.address import _ProcessAddress
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.testing import MemoryReactorClock
@@ -287,7 +287,9 @@ class RunningNebula:
     Attributes: ``service``, ``port`` (the API's TCP port), ``url``
     (``http://127.0.0.1:PORT/RPC2``), ``var_dir``, ``one_location``,
     ``nebula`` (the core, for white-box checks) and ``failures`` (start-up
-    failures passed to ``on_failure``).
+    failures passed to ``on_failure``); from :func:`start_nebula` also
+    ``stop()`` (stop the service now, once; the test's clean-up does it
+    otherwise) and ``testcase_cleanup`` (the test's ``addCleanup``).
     """
 
     def __init__(self, service, var_dir, one_location, failures, pool, reactor):
@@ -329,7 +331,7 @@ class RunningNebula:
         return list(params[0])
 
 
-async def start_nebula(testcase, overrides=(), environ=None):
+async def start_nebula(testcase, overrides=(), environ=None, one_location=None):
     """Start a whole nebtwist daemon in-process for ``testcase``.
 
     Uses the global (real) reactor, so it suits trial's ``TestCase``: a fresh
@@ -342,6 +344,9 @@ async def start_nebula(testcase, overrides=(), environ=None):
 
     :param environ: environment for the service and drivers (default
         ``os.environ``); ``ONE_AUTH`` is set to the one_auth file.
+    :param one_location: an existing ``ONE_LOCATION`` (with its one_auth) to
+        start on again, for tests that restart the daemon on the same files
+        (stop the first one with ``RunningNebula.stop()``); None: a fresh one.
     :return: a :class:`RunningNebula` once the API listens.
     :raises: the start-up failure, if the daemon could not start.
     """
@@ -354,11 +359,12 @@ async def start_nebula(testcase, overrides=(), environ=None):
     from nebtwist.core import config as configmod
     from nebtwist.tap import build_service
 
-    one_location = os.path.abspath(testcase.mktemp())
-    os.makedirs(one_location)
+    if one_location is None:
+        one_location = os.path.abspath(testcase.mktemp())
+        os.makedirs(one_location)
+        with open(os.path.join(one_location, "one_auth"), "w", encoding="utf-8") as f:
+            f.write(ONEADMIN_SESSION + "\n")
     auth_path = os.path.join(one_location, "one_auth")
-    with open(auth_path, "w", encoding="utf-8") as f:
-        f.write(ONEADMIN_SESSION + "\n")
     overrides = list(overrides)
     given = {o.split("=", 1)[0].strip().upper() for o in overrides}
     settings = [o for o in FAST_OVERRIDES if o.split("=", 1)[0] not in given] + overrides
@@ -371,10 +377,21 @@ async def start_nebula(testcase, overrides=(), environ=None):
     failures = []
     svc = build_service(config, reactor, var_dir, environ=env, on_failure=failures.append,
                         overrides=settings)
+    stopped = []
+
+    def stop():
+        if stopped:
+            return defer.succeed(None)
+        stopped.append(True)
+        return svc.stopService()
+
     svc.startService()
     # Registered before waiting, so drivers started by a failed start are stopped too.
-    testcase.addCleanup(svc.stopService)
+    testcase.addCleanup(stop)
     await svc.ready
     pool = HTTPConnectionPool(reactor, persistent=False)
     testcase.addCleanup(pool.closeCachedConnections)
-    return RunningNebula(svc, var_dir, one_location, failures, pool, reactor)
+    neb = RunningNebula(svc, var_dir, one_location, failures, pool, reactor)
+    neb.stop = stop
+    neb.testcase_cleanup = testcase.addCleanup
+    return neb

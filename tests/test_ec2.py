@@ -121,7 +121,6 @@ class EC2Tests(TestCase):
 
     async def start(self):
         neb = await start_nebula(self)
-        neb.testcase_cleanup = self.addCleanup  # clients close before the daemon stops
         return neb
 
     async def image(self, neb, c):

@@ -8,11 +8,9 @@ import hashlib
 import os
 
 from lxml import etree
-from twisted.internet import defer, reactor, threads
+from twisted.internet import reactor, threads
 from twisted.trial.unittest import TestCase
 
-from nebtwist import paths, testing
-from nebtwist.core import config as configmod
 from nebtwist.core.objects import STOPPED, SUSPENDED
 from nebtwist.testing import start_nebula
 from tests.test_ec2 import call, client, sleep, states, wait_states
@@ -23,44 +21,6 @@ try:
     from botocore.exceptions import ClientError
 except ImportError:  # pragma: no cover - CI installs boto3 (.ci/run)
     boto3 = None
-
-
-async def start_daemon(testcase, one_location=None, overrides=()):
-    """:func:`nebtwist.testing.start_nebula` on ``one_location`` (a fresh one
-    when None), with a ``stop()`` that may run before the test's clean-up:
-    for tests that restart the daemon on the same files."""
-    from twisted.web.client import HTTPConnectionPool
-
-    from nebtwist.tap import build_service
-
-    if one_location is None:
-        one_location = os.path.abspath(testcase.mktemp())
-        os.makedirs(one_location)
-        with open(os.path.join(one_location, "one_auth"), "w") as f:
-            f.write(testing.ONEADMIN_SESSION + "\n")
-    settings = list(testing.FAST_OVERRIDES) + ["econe.PORT=0"] + list(overrides)
-    config = configmod.load(paths.shipped("conf", "oned.conf"), settings)
-    env = dict(os.environ, ONE_AUTH=os.path.join(one_location, "one_auth"))
-    var_dir = os.path.join(one_location, "var")
-    svc = build_service(config, reactor, var_dir, environ=env, on_failure=[].append,
-                        overrides=settings)
-    stopped = []
-
-    def stop():
-        if stopped:
-            return defer.succeed(None)
-        stopped.append(True)
-        return svc.stopService()
-
-    svc.startService()
-    testcase.addCleanup(stop)
-    await svc.ready
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    testcase.addCleanup(pool.closeCachedConnections)
-    neb = testing.RunningNebula(svc, var_dir, one_location, [], pool, reactor)
-    neb.stop = stop
-    neb.testcase_cleanup = testcase.addCleanup
-    return neb
 
 
 async def ready_image(testcase, neb, c, name="tty"):
@@ -93,7 +53,6 @@ class EC2TestCase(TestCase):
 
     async def start(self, overrides=()):
         neb = await start_nebula(self, overrides)
-        neb.testcase_cleanup = self.addCleanup  # clients close before the daemon stops
         return neb
 
     async def fails(self, c, method, code, status=400, **kwargs):
@@ -292,7 +251,7 @@ class TagTests(EC2TestCase):
     DescribeInstances/DescribeImages and their filters; limits; a restart."""
 
     async def test_tags(self):
-        neb = await start_daemon(self)
+        neb = await start_nebula(self)
         c, v2 = client(neb), client(neb, v2=True)
         ami = await ready_image(self, neb, c)
         iid = (await call(c, "run_instances", ImageId=ami, MinCount=1,
@@ -388,7 +347,7 @@ class TagTests(EC2TestCase):
                           for t in tpl.findall("EC2_TAG")], [("env", "prod")])
         before = (await call(c, "describe_tags"))["Tags"]
         await neb.stop()
-        again = await start_daemon(self, neb.one_location)
+        again = await start_nebula(self, one_location=neb.one_location)
         c2 = client(again)
         self.assertEqual((await call(c2, "describe_tags"))["Tags"], before)
         image = (await call(c2, "describe_images", ImageIds=[ami]))["Images"][0]

@@ -17,7 +17,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server, static
 
-from nebtwist import paths, testing
+from nebtwist import paths
 from nebtwist.core import config as configmod
 from nebtwist.core.image import (CDROM, DATABLOCK, IMG_ERROR, IMG_LOCKED, IMG_READY, IMG_USED,
                                  Image, ImageManager, VMTemplate)
@@ -380,7 +380,7 @@ class RegisterTests(TestCase):
         partial file is gone; after a restart it stays ERROR."""
         stall = _Stalling()
         base = serve(self, stall)
-        neb = await start_daemon(self)
+        neb = await start_nebula(self)
         iid = await ok(neb, "one.image.allocate", f"NAME = slow\nPATH = {base}/x\n", 1)
         await wait_for(lambda: defer.succeed(bool(stall.requests and repository(neb))),
                        "the download to start")
@@ -392,48 +392,11 @@ class RegisterTests(TestCase):
         for request in stall.requests:
             if not request._disconnected:
                 request.finish()
-        again = await start_daemon(self, neb.one_location)
+        again = await start_nebula(self, one_location=neb.one_location)
         el = await image(again, iid)
         self.assertEqual(int(el.findtext("STATE")), IMG_ERROR)
         self.assertIn("interrupted", el.findtext("TEMPLATE/ERROR"))
         self.assertEqual(repository(again), [])
-
-
-async def start_daemon(testcase, one_location=None):
-    """Like :func:`nebtwist.testing.start_nebula`, on ``one_location`` (a fresh
-    one when None) and with a ``stop()`` that may be called before the
-    test's own clean-up: for tests that restart the daemon."""
-    from twisted.web.client import HTTPConnectionPool
-
-    from nebtwist.tap import build_service
-
-    if one_location is None:
-        one_location = os.path.abspath(testcase.mktemp())
-        os.makedirs(one_location)
-        with open(os.path.join(one_location, "one_auth"), "w") as f:
-            f.write(testing.ONEADMIN_SESSION + "\n")
-    config = configmod.load(paths.shipped("conf", "oned.conf"), list(testing.FAST_OVERRIDES))
-    env = dict(os.environ)
-    env["ONE_AUTH"] = os.path.join(one_location, "one_auth")
-    failures = []
-    var_dir = os.path.join(one_location, "var")
-    svc = build_service(config, reactor, var_dir, environ=env, on_failure=failures.append)
-    stopped = []
-
-    def stop():
-        if stopped:
-            return defer.succeed(None)
-        stopped.append(True)
-        return svc.stopService()
-
-    svc.startService()
-    testcase.addCleanup(stop)
-    await svc.ready
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    testcase.addCleanup(pool.closeCachedConnections)
-    neb = testing.RunningNebula(svc, var_dir, one_location, failures, pool, reactor)
-    neb.stop = stop
-    return neb
 
 
 class VMDiskTests(TestCase):
@@ -755,14 +718,14 @@ class RestartTests(TestCase):
     """Images and templates survive a restart; states are fixed at start-up."""
 
     async def test_restart(self):
-        neb = await start_daemon(self)
+        neb = await start_nebula(self)
         src = write(self, b"r" * 10)
         iid, el = await register(neb, f"NAME = keep\nPATH = {src}\n")
         tid = await ok(neb, "one.template.allocate", "NAME = t\nCPU = 1\n")
         vid = await ok(neb, "one.vm.allocate", UNPLACEABLE + f"DISK = [ IMAGE_ID = {iid} ]\n")
         before = (await ok(neb, "one.image.info", iid), await ok(neb, "one.template.info", tid))
         await neb.stop()
-        again = await start_daemon(self, neb.one_location)
+        again = await start_nebula(self, one_location=neb.one_location)
         self.assertEqual((await ok(again, "one.image.info", iid),
                           await ok(again, "one.template.info", tid)), before)
         await ok(again, "one.vm.action", "finalize", vid)
