@@ -33,8 +33,6 @@ import hashlib
 import http.client
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -185,18 +183,6 @@ def fill(peer, image, instances):
         left -= n
 
 
-def _wait_port(port, proc, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
-
-
 def _nebtwist_image(daemon):
     """Register a small image through XML-RPC and wait for READY; its ami id."""
     path = os.path.join(daemon.location, "bench.img")
@@ -245,25 +231,16 @@ def main(argv=None):
     secret = hashlib.sha1(_PASSWORD.encode()).hexdigest()
     port = common.free_port()
     with common.Daemon(overrides=[f"econe.PORT={port}"]) as daemon:
-        _wait_port(port, None)
+        common.wait_port(port)
         image = _nebtwist_image(daemon)
         peer = Peer("nebtwist", port, "oneadmin", secret)
         results["nebtwist"] = _peer_figures(peer, image, args, daemon.rss_mb)
 
     port = common.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log = open(os.path.join(tmp, "moto.log"), "wb")
-        proc = subprocess.Popen([sys.executable, "-c", MOTO_APP, str(port)],
-                                stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        try:
-            _wait_port(port, proc)
-            peer = Peer("moto", port, "testing", "testing")
-            results["moto"] = _peer_figures(peer, "ami-12c6146b", args)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            log.close()
+    with tempfile.TemporaryDirectory() as tmp, \
+            common.peer_server([sys.executable, "-c", MOTO_APP, str(port)], port, tmp, "moto"):
+        peer = Peer("moto", port, "testing", "testing")
+        results["moto"] = _peer_figures(peer, "ami-12c6146b", args)
 
     neb, moto = results["nebtwist"], results["moto"]
     for name, f in results.items():

@@ -45,7 +45,6 @@ import argparse
 import hashlib
 import http.client
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -255,24 +254,6 @@ def vm_hwm_mb(pid):
     return float("nan")
 
 
-def _server(args_list, port, tmp, name):
-    log = open(os.path.join(tmp, f"{name}.log"), "wb")
-    proc = subprocess.Popen(args_list + [str(port)] if name == "sink" else args_list,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=tmp)
-    return proc, log
-
-
-def _stop(proc, log):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--objects", type=int, default=6000,
@@ -285,8 +266,6 @@ def main(argv=None):
                         help="size of the large upload to moto (default 256)")
     parser.add_argument("--skip-moto", action="store_true", help="nebtwist and the sink only")
     args, _ = parser.parse_known_args(argv)  # run_all passes its shared options too
-    from bench_ec2 import _wait_port
-
     print(common.machine_note())
     print(f"client: {args.clients} processes for small objects, botocore SigV4 signed in "
           "advance + http.client keep-alive; one connection for the large upload")
@@ -296,7 +275,7 @@ def main(argv=None):
     secret = hashlib.sha1(_PASSWORD.encode()).hexdigest()
     port = common.free_port()
     with common.Daemon(overrides=[f"econe.PORT={port}"]) as daemon:
-        _wait_port(port, None)
+        common.wait_port(port)
         peer = Peer("nebtwist", port, "oneadmin", secret)
         _make_bucket(peer)
         rss_before = daemon.rss_mb()
@@ -317,21 +296,16 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory() as tmp:
         port = common.free_port()
-        proc, log = _server([sys.executable, "-c", SINK], port, tmp, "sink")
-        try:
-            _wait_port(port, proc)
+        with common.peer_server([sys.executable, "-c", SINK, str(port)], port, tmp, "sink"):
             mbs, _, _, _ = large_upload(Peer("sink", port, "x", "x"), args.large_mib * MiB)
             results["sink"] = {"large": mbs, "large_mib": args.large_mib}
-        finally:
-            _stop(proc, log)
 
         if not args.skip_moto:
             port = common.free_port()
             moto = os.path.join(os.path.dirname(sys.executable), "moto_server")
-            proc, log = _server([moto if os.path.exists(moto) else "moto_server",
-                                 "-H", "127.0.0.1", "-p", str(port)], port, tmp, "moto")
-            try:
-                _wait_port(port, proc)
+            with common.peer_server([moto if os.path.exists(moto) else "moto_server",
+                                     "-H", "127.0.0.1", "-p", str(port)],
+                                    port, tmp, "moto") as proc:
                 peer = Peer("moto", port, "testing", "testing")
                 _make_bucket(peer)
                 put = small_objects(peer, "PUT", args.objects, args.clients, body)
@@ -339,8 +313,6 @@ def main(argv=None):
                 mbs, md5, _, _ = large_upload(peer, args.moto_large_mib * MiB)
                 results["moto"] = {"put": put, "get": get, "large": mbs,
                                    "large_mib": args.moto_large_mib, "hwm": vm_hwm_mb(proc.pid)}
-            finally:
-                _stop(proc, log)
 
     neb = results["nebtwist"]
     for name in ("nebtwist", "moto"):

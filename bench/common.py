@@ -58,6 +58,47 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_port(port, proc=None, timeout=30):
+    """Wait until something accepts connections on 127.0.0.1:``port``.
+
+    :param proc: the ``subprocess.Popen`` expected to listen; its exit is an error.
+    :raises RuntimeError: it exited, or nothing listened in ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def peer_server(argv, port, folder, name):
+    """Run a peer server (moto, a null sink) for the ``with`` block.
+
+    Starts ``argv`` in ``folder`` (its output in ``folder/<name>.log``), waits
+    until it listens on ``port`` and yields the ``Popen``; at the end of the
+    block it is terminated (killed after 10 s), on error too.
+    """
+    log = open(os.path.join(folder, f"{name}.log"), "wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=folder)
+    try:
+        wait_port(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
 class Daemon:
     """A real nebtwist daemon in a temporary ONE_LOCATION.
 
