@@ -13,14 +13,11 @@ it (``econe-describe-images -H``), runs an instance of it
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
-import pyone
-from twisted.trial import unittest
 
-from tests.acceptance.test_seed000 import ADMIN_SESSION, FAST, NebulaDaemon, free_port
+from tests.acceptance.cloud import CloudFrontTestCase
 
 HOST_MONITORED = 2
 USER, PASSWORD = "consequi01", "consequi2010"
@@ -34,39 +31,13 @@ def econe_command(name):
     return [sys.executable, "-m", "nebtwist.cli.econe", name]
 
 
-class EconeSessionTest(unittest.TestCase):
+class EconeSessionTest(CloudFrontTestCase):
+
+    USER, PASSWORD = USER, PASSWORD
 
     def setUp(self):
-        self.http_port, self.tls_port = free_port(), free_port()
-        location = os.path.abspath(self.mktemp())
-        os.makedirs(location)
-        key, self.cert = os.path.join(location, "key.pem"), os.path.join(location, "cert.pem")
-        done = subprocess.run(
-            [sys.executable, "-m", "nebtwist.cli.nebula_cert", "--key", key,
-             "--cert", self.cert], capture_output=True, text=True, timeout=60)
-        self.assertEqual(done.returncode, 0, done.stderr)
-        listen = f"ssl:{self.tls_port}:interface=127.0.0.1:privateKey={key}:certKey={self.cert}"
-        self.daemon = NebulaDaemon(location, list(FAST) + [
-            f"econe.PORT={self.http_port}", f'econe.LISTEN="{listen}"'])
-        self.addCleanup(self.daemon.stop)
-        self.daemon.start()
-        for port in (self.http_port, self.tls_port):
-            self.daemon.wait_for(lambda port=port: self.listens(port),
-                                 message=lambda: self.daemon.diagnostics(25))
-        self.one = pyone.OneServer(self.daemon.endpoint, session=ADMIN_SESSION)
-        for command in (("oneuser", "create", USER, PASSWORD),
-                        ("onehost", "create", "host01", "im_dummy", "vmm_dummy", "tm_dummy")):
-            rc, _, err = self.daemon.cli(*command)
-            self.assertEqual((rc, err), (0, ""))
+        super().setUp()
         self.image = self.daemon.write_file("ttylinux.img", "ttylinux " * 100000)
-
-    @staticmethod
-    def listens(port):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
 
     def econe(self, url, name, *args):
         """Run ``name args -K USER -S PASSWORD`` with ``EC2_URL=url``; its stdout."""

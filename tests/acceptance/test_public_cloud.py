@@ -19,16 +19,12 @@ A user who is not oneadmin:
 
 import hashlib
 import os
-import socket
 import subprocess
-import sys
 
 import boto3
 import botocore.config
-import pyone
-from twisted.trial import unittest
 
-from tests.acceptance.test_seed000 import ADMIN_SESSION, FAST, NebulaDaemon, free_port
+from tests.acceptance.cloud import CloudFrontTestCase
 
 HOST_MONITORED = 2
 USER, PASSWORD = "cloud", "cloudpass"
@@ -36,34 +32,13 @@ SECRET = hashlib.sha1(PASSWORD.encode()).hexdigest()
 SIZE = 100 * 1024 * 1024
 
 
-class PublicCloudSessionTest(unittest.TestCase):
+class PublicCloudSessionTest(CloudFrontTestCase):
+
+    USER, PASSWORD = USER, PASSWORD
 
     def setUp(self):
-        self.http_port, self.tls_port = free_port(), free_port()
-        location = os.path.abspath(self.mktemp())
-        os.makedirs(location)
-        self.key = os.path.join(location, "key.pem")
-        self.cert = os.path.join(location, "cert.pem")
-        done = subprocess.run(
-            [sys.executable, "-m", "nebtwist.cli.nebula_cert", "--key", self.key,
-             "--cert", self.cert, "--cn", "127.0.0.1", "--san", "127.0.0.1"],
-            capture_output=True, text=True, timeout=60)
-        self.assertEqual(done.returncode, 0, done.stderr)
-        listen = (f"ssl:{self.tls_port}:interface=127.0.0.1:privateKey={self.key}"
-                  f":certKey={self.cert}")
-        self.daemon = NebulaDaemon(location, list(FAST) + [
-            f"econe.PORT={self.http_port}", f'econe.LISTEN="{listen}"'])
-        self.addCleanup(self.daemon.stop)
-        self.daemon.start()
-        for port in (self.http_port, self.tls_port):
-            self.wait_for(lambda port=port: self.listens(port), f"the front on {port}")
-        self.one = pyone.OneServer(self.daemon.endpoint, session=ADMIN_SESSION)
-        rc, _, err = self.daemon.cli("oneuser", "create", USER, PASSWORD)
-        self.assertEqual((rc, err), (0, ""))
-        rc, _, err = self.daemon.cli("onehost", "create", "host01", "im_dummy", "vmm_dummy",
-                                     "tm_dummy")
-        self.assertEqual((rc, err), (0, ""))
-        self.image = os.path.join(location, "ttylinux.img")
+        super().setUp()
+        self.image = self.daemon.path("ttylinux.img")
         digest = hashlib.md5()
         with open(self.image, "wb") as f:
             block = os.urandom(1024 * 1024)
@@ -72,19 +47,6 @@ class PublicCloudSessionTest(unittest.TestCase):
                 digest.update(piece)
                 f.write(piece)
         self.md5 = digest.hexdigest()
-
-    @staticmethod
-    def listens(port):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def wait_for(self, predicate, message, timeout=60):
-        return self.daemon.wait_for(
-            predicate, timeout=timeout,
-            message=lambda: f"{message}\n{self.daemon.diagnostics(25)}")
 
     def aws(self, url, *args, secret=SECRET, ok=True):
         """Run the AWS CLI as the user; returns stdout, or with ``ok=False``
