@@ -946,10 +946,10 @@ class EC2Resource(resource.Resource):
         if not self.nebula.can_create(user, "IMAGE"):
             raise EC2Error("UnauthorizedOperation",
                            f"User [{user.oid}] : Not authorized to perform CREATE IMAGE.", 403)
-        if self.nebula.imagepool.find(name, user.oid) is not None:
+        taken = self.nebula.imagepool.find(name, user.oid)
+        if taken is not None:
             raise EC2Error("InvalidAMIName.Duplicate",
-                           f"AMI name {name} is already in use by AMI "
-                           f"{ami_id(self.nebula.imagepool.find(name, user.oid).oid)}")
+                           f"AMI name {name} is already in use by AMI {ami_id(taken.oid)}")
         attrs = [("NAME", name), ("PATH", path), ("TYPE", "OS")]
         if description:
             attrs.append(("DESCRIPTION", description))
