@@ -4,8 +4,10 @@ For each action it fills a :class:`nebtwist.interfaces.VMMAction` (the 3.4
 ``VMM_DRIVER_ACTION_DATA``; ``src/vmm/VirtualMachineManager.cc``) and calls
 the driver named by the VM's current history record (the host's VM_MAD).
 Before a deploy it writes the deployment file ``deployment.<seq>`` into the
-VM's front-end directory (the VM template in OpenNebula's syntax; drivers
-that need a hypervisor format build it from the VM XML they receive).
+VM's front-end directory: libvirt domain XML for a VM_MAD of TYPE kvm, qemu
+or xen (:mod:`nebtwist.core.deployment`), else the VM template in
+OpenNebula's syntax (drivers that need another format build it from the VM
+XML they receive).
 """
 
 import os
@@ -13,6 +15,7 @@ import os
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 
+from nebtwist.core.deployment import HV_TYPES, vm_domain_xml
 from nebtwist.core.objects import ACTIVE, RUNNING, UNKNOWN
 from nebtwist.errors import DriverError
 from nebtwist.interfaces import VMMAction
@@ -71,12 +74,34 @@ class VirtualMachineManager:
         return getattr(drv, method)(vm.oid, data)
 
     def deploy(self, vm):
-        """Write the deployment file and boot the VM; fires with the deploy id."""
+        """Write the deployment file and boot the VM; fires with the deploy id.
+
+        The file is ``<var>/<vid>/deployment.<seq>`` (seq of the current
+        history record). When the host's VM_MAD driver has ``hv_type`` kvm,
+        qemu or xen it is libvirt domain XML from
+        :func:`nebtwist.core.deployment.vm_domain_xml` (the driver's
+        ``defaults`` template filling what the VM lacks, oned.conf
+        ``DEFAULT_DEVICE_PREFIX`` for the context CD-ROM); otherwise the VM
+        template in OpenNebula's syntax. Errbacks with a
+        :class:`~nebtwist.errors.DriverError`: no host, no such driver, a
+        template that makes no domain (:class:`DeploymentError`, nothing
+        written), a write error, or the driver's failure.
+        """
         h = vm.last_history
         if h is None:
             return self._call(vm, "deploy")  # fails: no host
+        drv = self.drivers.get(h.vmm_mad)
+        hv_type = str(getattr(drv, "hv_type", "xml") or "xml").lower()
         path = os.path.join(self.nebula.vm_dir(vm.oid), f"deployment.{h.seq}")
-        d = self.nebula.files.write([(path, vm.template.to_text())])
+        if hv_type in HV_TYPES:
+            prefix = self.nebula.config.get("DEFAULT_DEVICE_PREFIX", "hd") or "hd"
+            try:
+                text = vm_domain_xml(vm, hv_type, getattr(drv, "defaults", None), prefix)
+            except DriverError as e:
+                return defer.fail(e)
+        else:
+            text = vm.template.to_text()
+        d = self.nebula.files.write([(path, text)])
 
         def written(_):
             self.nebula.vm_log(vm, "VMM", "I", f"Deploying on {h.hostname}")
