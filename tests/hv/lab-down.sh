@@ -14,19 +14,24 @@ HOSTS="nt-h1 nt-h2"
 [ "$(id -u)" = 0 ] || { echo "lab-down: run as root" >&2; exit 1; }
 rm -f "$LAB/lab.json"
 
+alive() {  # $1: pid; a zombie (exited, not yet reaped by PID 1) counts as gone
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
 pid_of() {  # $1: pid file -> a live pid, or nothing
     local p
     p=$(cat "$1" 2>/dev/null) || return 0
     case $p in ''|*[!0-9]*) return 0 ;; esac
-    kill -0 "$p" 2>/dev/null && echo "$p"
+    if alive "$p"; then echo "$p"; fi
 }
 stop_pid() {  # $1: pid file; TERM, wait up to 10 s, then KILL
     local p i
     p=$(pid_of "$1")
     [ -n "$p" ] || { rm -f "$1"; return 0; }
     kill "$p" 2>/dev/null
-    for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
+    for i in $(seq 1 50); do alive "$p" || break; sleep 0.1; done
+    alive "$p" && kill -9 "$p" 2>/dev/null
     echo "lab-down: stopped $(basename "$1" .pid) $p"
     rm -f "$1"
 }
