@@ -47,7 +47,7 @@ class VMMAction:
 
     Empty strings stand for elements OpenNebula sends empty. ``vm_xml`` is the
     full ``<VM>`` document as a str (``src/vmm/VirtualMachineManager.cc``
-    ``format_message``).
+    ``format_message``), plus ``migr_shared``.
     """
 
     host: str = ""
@@ -59,6 +59,10 @@ class VMMAction:
     remote_deployment_file: str = ""
     checkpoint_file: str = ""
     vm_xml: str = ""
+    #: nebtwist's addition, on MIGRATE only: ``"YES"`` when the VM's files are
+    #: on storage both hosts share, ``"NO"`` when the driver must copy the
+    #: disks (the core has copied the VM directory to the target first).
+    migr_shared: str = ""
 
 
 class IVirtualMachineDriver(IDriver):

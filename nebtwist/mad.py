@@ -48,6 +48,8 @@ __all__ = [
     "HookMad",
     "build_driver",
     "resolve_executable",
+    "executable_candidates",
+    "not_found_message",
     "format_vmm_message",
 ]
 
@@ -68,25 +70,89 @@ _DOWN = "down"  # dead or failed INIT, restart scheduled
 _STOPPING = "stopping"  # FINALIZE sent, waiting for exit
 
 
+#: OpenNebula's driver executables (``$ONE_LOCATION/lib/mads/one_*``, as an
+#: OpenNebula 1.4-3.4 oned.conf names them) -> the nebtwist driver that does
+#: their work: ``(family, executable)``. ``one_vmm_xen`` is the libvirt driver
+#: too (the VM_MAD's TYPE gives the domain type).
+ONE_EXECUTABLES = {
+    "one_im_ssh": ("im", "ssh"),
+    "one_im_sh": ("im", "ssh"),
+    "one_im_dummy": ("im", "dummy"),
+    "one_vmm_kvm": ("vmm", "kvm"),
+    "one_vmm_xen": ("vmm", "kvm"),
+    "one_vmm_qemu": ("vmm", "kvm"),
+    "one_vmm_dummy": ("vmm", "dummy"),
+    "one_tm": ("tm", "exec"),
+    "one_tm_dummy": ("tm", "dummy"),
+    "one_hm": ("hm", "exec"),
+}
+
+
+def executable_candidates(executable, family):
+    """Every path :func:`resolve_executable` tries for ``executable``, in order.
+
+    :param executable: the oned.conf ``EXECUTABLE`` (str).
+    :param family: ``"im"``, ``"vmm"``, ``"tm"`` or ``"hm"``.
+    :return: list of absolute paths (one for an absolute ``executable``).
+    :raises ValueError: for an unknown family.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown driver family {family!r}")
+    if os.path.isabs(executable):
+        return [executable]
+    names = [executable]
+    alias = ONE_EXECUTABLES.get(os.path.basename(executable))
+    if alias is not None and alias[0] == family:
+        names.append(alias[1])
+    found = []
+    for name in names:
+        for candidate in (paths.shipped("drivers", family, name), paths.shipped("drivers", name)):
+            if candidate not in found:
+                found.append(candidate)
+    return found
+
+
 def resolve_executable(executable, family):
     """Find a driver executable named in oned.conf.
 
     :param executable: the ``EXECUTABLE`` value (str). An absolute path is
         returned unchanged.
     :param family: ``"im"``, ``"vmm"``, ``"tm"`` or ``"hm"``.
-    :return: ``shipped("drivers", family, executable)`` if that exists, else
-        ``shipped("drivers", executable)`` (OpenNebula 3.4 resolved relative
-        names under ``<lib>/mads``; ours live in the shipped ``drivers/``).
+    :return: the first existing path of :func:`executable_candidates`:
+        ``shipped("drivers", family, executable)``, ``shipped("drivers",
+        executable)``, then the same for the nebtwist driver an OpenNebula
+        name stands for (:data:`ONE_EXECUTABLES`: ``one_vmm_kvm`` ->
+        ``drivers/vmm/kvm``; OpenNebula 3.4 resolved relative names under
+        ``<lib>/mads``). When none exists, the first candidate.
     :raises ValueError: for an unknown family.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown driver family {family!r}")
-    if os.path.isabs(executable):
-        return executable
-    candidate = paths.shipped("drivers", family, executable)
-    if os.path.exists(candidate):
-        return candidate
-    return paths.shipped("drivers", executable)
+    candidates = executable_candidates(executable, family)
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return candidate
+    return candidates[0]
+
+
+def available_drivers(family):
+    """The executables shipped for ``family`` (sorted names in ``drivers/<family>``)."""
+    folder = paths.shipped("drivers", family)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(n for n in names if os.path.isfile(os.path.join(folder, n))
+                  and os.access(os.path.join(folder, n), os.X_OK))
+
+
+def not_found_message(executable, family):
+    """The start-up error for a driver executable that is missing: every path
+    tried and the drivers that exist, e.g. ``executable one_vmm_foo not found
+    (tried /a/drivers/vmm/one_vmm_foo, /a/drivers/one_vmm_foo); drivers/vmm has:
+    dummy, kvm``."""
+    tried = ", ".join(executable_candidates(executable, family))
+    have = ", ".join(available_drivers(family)) or "nothing"
+    return (f"executable {executable} not found or not executable (tried {tried}); "
+            f"drivers/{family} has: {have}")
 
 
 class _Pending:
@@ -649,6 +715,7 @@ _VMM_FIELDS = (
     ("local_deployment_file", "LOCAL_DEPLOYMENT_FILE"),
     ("remote_deployment_file", "REMOTE_DEPLOYMENT_FILE"),
     ("checkpoint_file", "CHECKPOINT_FILE"),
+    ("migr_shared", "MIGR_SHARED"),
 )
 
 
@@ -664,8 +731,10 @@ def format_vmm_message(action):
     Follows ``src/vmm/VirtualMachineManager.cc`` ``format_message``:
     ``<VMM_DRIVER_ACTION_DATA>`` holding HOST, NET_DRV, MIGR_HOST,
     MIGR_NET_DRV, DEPLOY_ID, LOCAL_DEPLOYMENT_FILE, REMOTE_DEPLOYMENT_FILE,
-    CHECKPOINT_FILE (empty elements when unused), then the ``<VM>`` document,
-    built with lxml and base64-encoded.
+    CHECKPOINT_FILE (empty elements when unused), then nebtwist's
+    MIGR_SHARED (``YES``/``NO`` on a live migration: whether the VM's files
+    are on storage both hosts share; other drivers ignore it), then the
+    ``<VM>`` document, built with lxml and base64-encoded.
 
     :param action: a :class:`~nebtwist.interfaces.VMMAction`; ``vm_xml`` may
         be empty (no VM element then).
@@ -676,6 +745,8 @@ def format_vmm_message(action):
     root = etree.Element("VMM_DRIVER_ACTION_DATA")
     for attr, tag in _VMM_FIELDS:
         value = getattr(action, attr) or ""
+        if attr == "migr_shared" and not value:
+            continue  # only on MIGRATE: other actions keep 3.4's shape
         etree.SubElement(root, tag).text = str(value) if value else None
     vm_xml = action.vm_xml
     if vm_xml:
@@ -843,6 +914,82 @@ _KINDS = {
 }
 
 
+#: TM script sets whose VM directories are not on storage shared by the hosts
+#: (a live migration must copy the disks); every other set is taken as shared.
+UNSHARED_TM_SETS = ("ssh",)
+
+
+def tm_script_set(arguments):
+    """The script set a TM driver's ARGUMENTS name: the last word, with the
+    1.4 form ``tm_nfs/tm_nfs.conf`` read as ``nfs`` and ``nfs`` as
+    ``shared`` (3.4's name for it); "" when there is none."""
+    words = str(arguments or "").split()
+    if not words:
+        return ""
+    word = words[-1]
+    if "/" in word or word.endswith(".conf"):
+        word = os.path.basename(word.split("/")[0] if "/" in word else word)
+        if word.endswith(".conf"):
+            word = word[:-5]
+    if word.startswith("tm_"):
+        word = word[3:]
+    return "shared" if word == "nfs" else word
+
+
+def _yes_no(value, what):
+    text = str(value).strip().lower()
+    if text in ("yes", "y", "true", "1"):
+        return True
+    if text in ("no", "n", "false", "0"):
+        return False
+    raise ValueError(f"{what} must be YES or NO, not {value!r}")
+
+
+def load_vmm_defaults(default, env=None):
+    """Read a VM_MAD's DEFAULT file (OpenNebula template syntax, 3.4's
+    ``vmm_kvm/vmm_kvm.conf``): the attributes a deployment file takes when the
+    VM template lacks them.
+
+    :param default: the DEFAULT value: an absolute path, or one relative to
+        ``$ONE_LOCATION/etc`` (tried first, from ``env``) or the shipped ``conf/``.
+    :return: a :class:`nebtwist.template.Template`.
+    :raises ValueError: the file is missing (every path tried is named) or
+        has a syntax error (line and column).
+    """
+    from nebtwist.template import Template, TemplateSyntaxError
+
+    env = os.environ if env is None else env
+    if os.path.isabs(default):
+        candidates = [default]
+    else:
+        candidates = []
+        one_location = env.get("ONE_LOCATION")
+        if one_location:
+            candidates.append(os.path.join(one_location, "etc", default))
+        candidates.append(paths.shipped("conf", default))
+    for path in candidates:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise ValueError(f"cannot read DEFAULT file {path}: {e.strerror}") from None
+        try:
+            return Template.parse(text)
+        except TemplateSyntaxError as e:
+            raise ValueError(f"DEFAULT file {path}: {e}") from None
+    raise ValueError(f"DEFAULT file {default} not found (tried {', '.join(candidates)})")
+
+
+_KINDS = {
+    "im": (InformationMad, "im"),
+    "vmm": (VirtualMachineMad, "vmm"),
+    "tm": (TransferMad, "tm"),
+    "hm": (HookMad, "hm"),
+}
+
+
 def build_driver(kind, reactor, conf_vector, env=None):
     """Make a MAD adapter from an oned.conf driver vector.
 
@@ -852,12 +999,18 @@ def build_driver(kind, reactor, conf_vector, env=None):
     :param conf_vector: dict with keys NAME, EXECUTABLE, and optionally
         ARGUMENTS and TIMEOUT (seconds, str or number); keys are matched
         case-insensitively. Without NAME the executable's base name is used
-        (3.4 TM_MAD had no name).
+        (3.4 TM_MAD had no name). A VM_MAD's TYPE (``kvm``, ``qemu``,
+        ``xen``: the core writes libvirt domain XML of that type; ``xml``, the
+        default: the VM template) becomes the adapter's ``hv_type``, its
+        DEFAULT file (:func:`load_vmm_defaults`) its ``defaults`` (a Template,
+        or None). A TM_MAD's SHARED (YES/NO; default NO for the ``ssh`` script
+        set, else YES: OpenNebula 4.x's ``TM_MAD_CONF`` SHARED) becomes its
+        ``shared``.
     :param env: the child's environment (default: a copy of ``os.environ``).
     :return: an :class:`InformationMad`, :class:`VirtualMachineMad`,
         :class:`TransferMad` or :class:`HookMad` (not started).
-    :raises ValueError: for an unknown kind, a missing EXECUTABLE or a bad
-        TIMEOUT.
+    :raises ValueError: for an unknown kind, a missing EXECUTABLE, a bad
+        TIMEOUT, TYPE or SHARED, or a DEFAULT file that cannot be read.
     """
     if kind not in _KINDS:
         raise ValueError(f"unknown driver kind {kind!r} (expected im, vmm, tm or hm)")
@@ -876,10 +1029,24 @@ def build_driver(kind, reactor, conf_vector, env=None):
             raise ValueError(
                 f"driver {name}: TIMEOUT must be a number of seconds, not {timeout!r}"
             ) from None
-    return cls(
-        reactor,
-        name,
-        resolve_executable(executable, family),
-        str(conf.get("ARGUMENTS") or ""),
-        **kwargs,
-    )
+    arguments = str(conf.get("ARGUMENTS") or "")
+    drv = cls(reactor, name, resolve_executable(executable, family), arguments, **kwargs)
+    if kind == "vmm":
+        hv_type = str(conf.get("TYPE") or "xml").strip().lower()
+        if hv_type not in ("xml", "kvm", "qemu", "xen"):
+            raise ValueError(f"driver {name}: TYPE must be kvm, qemu, xen or xml, not {hv_type!r}")
+        drv.hv_type = hv_type
+        default = str(conf.get("DEFAULT") or "").strip()
+        try:
+            drv.defaults = load_vmm_defaults(default, env) if default else None
+        except ValueError as e:
+            raise ValueError(f"driver {name}: {e}") from None
+    elif kind == "tm":
+        drv.script_set = tm_script_set(arguments) if os.path.basename(
+            drv.executable) == "exec" else os.path.basename(drv.executable)
+        shared = conf.get("SHARED")
+        if shared in (None, ""):
+            drv.shared = drv.script_set not in UNSHARED_TM_SETS
+        else:
+            drv.shared = _yes_no(shared, f"driver {name}: SHARED")
+    return drv

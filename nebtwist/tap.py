@@ -39,7 +39,7 @@ from nebtwist.core.scheduler import Scheduler
 from nebtwist.core.tm import TransferManager
 from nebtwist.core.vmm import VirtualMachineManager
 from nebtwist.log import OnedLogObserver, OneLogger
-from nebtwist.mad import build_driver
+from nebtwist.mad import build_driver, not_found_message
 from nebtwist.tls import TLSConfigError
 from nebtwist.tls import server_endpoint as tls_server_endpoint
 
@@ -186,8 +186,9 @@ class NebulaService(service.MultiService):
                 except ValueError as e:
                     raise StartupError(f"{key}: {e}") from None
                 if not os.access(drv.executable, os.X_OK):
-                    raise StartupError(f"{key} {drv.name}: executable {drv.executable} "
-                                       f"not found or not executable")
+                    raise StartupError(f"{key} {drv.name}: " + not_found_message(
+                        str({k.upper(): v for k, v in vector.items()}["EXECUTABLE"]).strip(),
+                        kind))
                 drv.setServiceParent(self)
                 self.drivers[kind][drv.name] = drv
         for kind in self.drivers.values():

@@ -86,10 +86,10 @@ def add_probe(remotes, hypervisor, name, body):
     return path
 
 
-def run_probes(*args, base=IM_DIR):
+def run_probes(*args, base=IM_DIR, env=None):
     """Run ``<base>/run_probes args``; the CompletedProcess (text)."""
     return subprocess.run([os.path.join(base, "run_probes"), *args], capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
 
 
 def start_fake_vms(testcase, count, marker):
@@ -212,6 +212,24 @@ class RunProbesTests(TestCase):
             "Error executing broken.sh (exit 3): disk probe broken",
             "ERROR MESSAGE ------>8--",
         ])
+
+    def test_kvm_needs_libvirt(self):
+        """kvm.d fails when libvirtd does not answer (LIBVIRT_URI, default
+        qemu:///system), naming the URI and libvirt's own message, so the
+        host goes to ERROR with the reason."""
+        if not shutil.which("virsh"):
+            raise SkipTest("virsh (libvirt-clients) is not installed")
+        env = dict(os.environ, LIBVIRT_URI="qemu+unix:///system?socket=/nonexistent/sock")
+        out = run_probes("kvm", env=env)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("Error executing kvm.sh (exit 1): libvirtd does not answer at "
+                      "qemu+unix:///system?socket=/nonexistent/sock: error: failed to connect",
+                      out.stderr)
+        self.assertIn("/nonexistent/sock", out.stderr.split("answer at")[1].split(":", 3)[-1])
+        # libvirt's test driver answers without a daemon
+        ok = run_probes("kvm", env=dict(os.environ, LIBVIRT_URI="test:///default"))
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertEqual(parse(ok.stdout)["HYPERVISOR"], "kvm")
 
     def test_unknown_hypervisor(self):
         """A hypervisor without a probe folder is an error (exit 2)."""
@@ -473,6 +491,60 @@ class UpdateRemotesFlagTests(TestCase):
         self.assertEqual(host.state, HOST_MONITORED)
         core.clock.advance(60)
         self.assertIs(flag(), False)
+
+
+    async def test_onehost_sync(self):
+        """``onehost sync`` touches $ONE_LOCATION/var/remotes; each host
+        monitored after that asks for the remotes again, once (3.4)."""
+        import io
+        import time
+
+        from nebtwist.cli import onehost
+
+        core = await Core.make(self)
+        one_location = os.path.abspath(self.mktemp())
+        os.makedirs(one_location)
+        core.nebula.var_dir = os.path.join(one_location, "var")  # as twistd nebula's
+        core.nebula.config.template.set("HOST_MONITORING_INTERVAL", "60")
+        core.nebula.config.template.set("MANAGER_TIMER", "15")
+        start = int(time.time()) - 1000  # the daemon's clock, in the real past
+        core.clock.advance(start - core.clock.seconds())
+        drv = FakeInformationDriver("im_fake")
+        im = InformationManager(core.nebula, {"im_fake": drv})
+        await core.host("h0")
+        im.start()
+        self.addCleanup(im.stop)
+
+        def flag():
+            return drv.last("monitor").args[-1]
+
+        self.assertIs(flag(), True, "first monitoring")
+        drv.last("monitor").succeed("TOTALCPU=100")
+        await core.nebula.db.run([])
+        core.clock.advance(60)
+        self.assertIs(flag(), False, "no remotes folder, monitored before")
+        drv.last("monitor").succeed("TOTALCPU=100")
+        await core.nebula.db.run([])
+        out, err = io.StringIO(), io.StringIO()
+        environ = dict(os.environ, ONE_LOCATION=one_location)
+        self.assertEqual(onehost.main(["sync"], stdout=out, stderr=err, environ=environ), 0,
+                         err.getvalue())
+        remotes = os.path.join(core.nebula.var_dir, "remotes")
+        self.assertTrue(os.path.isdir(remotes))
+        core.clock.advance(2000)  # past the touch
+        self.assertIs(flag(), True, "after onehost sync")
+        drv.last("monitor").succeed("TOTALCPU=100")
+        await core.nebula.db.run([])
+        core.clock.advance(60)
+        self.assertIs(flag(), False, "copied once")
+        # a folder that cannot be made is a clear error
+        blocker = os.path.join(self.mktemp())
+        with open(blocker, "w") as f:
+            f.write("")
+        err = io.StringIO()
+        self.assertEqual(onehost.main(["sync"], stdout=io.StringIO(), stderr=err,
+                                      environ=dict(os.environ, ONE_LOCATION=blocker)), 1)
+        self.assertIn(f"cannot touch {blocker}/var/remotes", err.getvalue())
 
 
 # ---------------------------------------------------------------------------

@@ -311,6 +311,62 @@ class PathTests(unittest.TestCase):
         self.assertEqual(vm.history[2].reason, REASON_ERROR)
         self.assertEqual((h0.share.running_vms, h1.share.running_vms), (0, 1))
 
+    async def test_live_migration_unshared(self):
+        """Between hosts whose TM is not shared (tm_ssh): premigrate copies the
+        VM directory, the driver is told MIGR_SHARED=NO, postmigrate removes
+        the old copy; a failed migration deletes the new copy instead."""
+        core = await Core.make(self)
+        core.tmd.shared = False
+        await core.setup_net()
+        h0, h1 = await core.host("h0"), await core.host("h1")
+        vm = await self._running(core, h0)
+        vm_dir = core.nebula.remote_vm_dir(vm.oid)
+
+        def script():
+            return open(core.tmd.last("transfer").args[0]).read().split()
+
+        await core.dm.migrate(vm, h1, live=True)
+        self.assertEqual(vm.lcm_state, MIGRATE)
+        self.assertEqual(script(), ["PREMIGRATE", "tm_fake", f"h0:{vm_dir}", f"h1:{vm_dir}"])
+        self.assertEqual(core.vmmd.pending("migrate"), [])  # not before the copy
+        core.tmd.last("transfer").succeed()
+        await core.settle()
+        action = core.vmmd.last("migrate").args[0]
+        self.assertEqual((action.host, action.migr_host, action.migr_shared),
+                         ("h0", "h1", "NO"))
+        core.vmmd.last("migrate").succeed()
+        self.assertEqual(script(), ["POSTMIGRATE", "tm_fake", f"h0:{vm_dir}", f"h1:{vm_dir}"])
+        self.assertEqual(vm.lcm_state, MIGRATE)  # until the old copy is gone
+        core.tmd.last("transfer").succeed()
+        await core.settle()
+        self.assertEqual(vm.lcm_state, RUNNING)
+        self.assertEqual([h.hostname for h in vm.history], ["h0", "h1"])
+        # failure: the copy on the target goes, the VM stays on h1
+        await core.dm.migrate(vm, h0, live=True)
+        core.tmd.last("transfer").succeed()
+        await core.settle()
+        core.vmmd.last("migrate").fail("Unsafe migration")
+        self.assertEqual(script(), ["DELETE", "tm_fake", f"h0:{vm_dir}"])
+        core.tmd.last("transfer").succeed()
+        await core.settle()
+        self.assertEqual(vm.lcm_state, RUNNING)
+        self.assertEqual([h.hostname for h in vm.history], ["h0", "h1", "h0", "h1"])
+        self.assertIn("Unsafe migration", open(os.path.join(core.nebula.vm_dir(vm.oid),
+                                                            "vm.log")).read())
+        # a failed copy never reaches the hypervisor
+        await core.dm.migrate(vm, h0, live=True)
+        migrations = len(core.vmmd.calls)
+        core.tmd.last("transfer").fail("scp: No space left on device")
+        await core.settle()
+        self.assertEqual(vm.lcm_state, RUNNING)
+        self.assertEqual(len(core.vmmd.calls), migrations)
+        # shared TMs (the default) migrate without a copy, MIGR_SHARED=YES
+        core.tmd.shared = True
+        transfers = len(core.tmd.pending())
+        await core.dm.migrate(vm, h0, live=True)
+        self.assertEqual(core.vmmd.last("migrate").args[0].migr_shared, "YES")
+        self.assertEqual(len(core.tmd.pending()), transfers)
+
     async def test_cold_migration(self):
         core = await Core.make(self)
         await core.setup_net()

@@ -25,6 +25,8 @@ from nebtwist.mad import (
     TransferMad,
     VirtualMachineMad,
     build_driver,
+    executable_candidates,
+    not_found_message,
     format_vmm_message,
     resolve_executable,
 )
@@ -719,10 +721,80 @@ class ResolveAndBuildTests(SynchronousTestCase):
         self.assertTrue(os.path.isabs(resolve_executable("dummy", "tm")))
 
     def test_fallback(self):
-        """Otherwise it resolves under drivers/."""
+        """Otherwise it resolves under drivers/ (the first candidate when nothing exists)."""
         self.assertEqual(
-            resolve_executable("one_im_ssh", "im"), paths.shipped("drivers", "one_im_ssh")
+            resolve_executable("one_im_nothing", "im"), paths.shipped("drivers", "im",
+                                                                      "one_im_nothing")
         )
+
+    def test_opennebula_names(self):
+        """The seed's oned.conf executables (OpenNebula 1.4/3.4 mads) resolve to
+        the nebtwist drivers doing their work."""
+        for name, family, ours in (("one_im_ssh", "im", "ssh"), ("one_vmm_kvm", "vmm", "kvm"),
+                                   ("one_vmm_xen", "vmm", "kvm"), ("one_tm", "tm", "exec"),
+                                   ("one_hm", "hm", "exec")):
+            self.assertEqual(resolve_executable(name, family),
+                             paths.shipped("drivers", family, ours), name)
+        # an alias of another family is not taken
+        self.assertNotEqual(resolve_executable("one_tm", "vmm"),
+                            paths.shipped("drivers", "tm", "exec"))
+
+    def test_not_found_message(self):
+        """A missing driver is reported with every path tried and what exists."""
+        message = not_found_message("one_vmm_nothing", "vmm")
+        for path in executable_candidates("one_vmm_nothing", "vmm"):
+            self.assertIn(path, message)
+        self.assertIn(paths.shipped("drivers", "vmm", "one_vmm_nothing"), message)
+        self.assertIn("drivers/vmm has: ", message)
+        self.assertIn("dummy", message.split("has: ")[1])
+
+    def test_vmm_type_and_defaults(self):
+        """A VM_MAD's TYPE and DEFAULT file become hv_type and defaults."""
+        reactor = FakeProcessReactor()
+        drv = build_driver("vmm", reactor, {"NAME": "vmm_qemu", "EXECUTABLE": "dummy",
+                                            "TYPE": "QEMU"}, {})
+        self.assertEqual((drv.hv_type, drv.defaults), ("qemu", None))
+        self.assertEqual(build_driver("vmm", reactor, {"EXECUTABLE": "dummy"}, {}).hv_type,
+                         "xml")
+        with self.assertRaises(ValueError) as e:
+            build_driver("vmm", reactor, {"EXECUTABLE": "dummy", "TYPE": "vbox"}, {})
+        self.assertIn("TYPE must be", str(e.exception))
+        etc = self.mktemp()
+        os.makedirs(os.path.join(etc, "etc", "vmm_x"))
+        with open(os.path.join(etc, "etc", "vmm_x", "x.conf"), "w") as f:
+            f.write('OS = [ ARCH = "x86_64" ]\n')
+        drv = build_driver("vmm", reactor, {"EXECUTABLE": "dummy", "TYPE": "kvm",
+                                            "DEFAULT": "vmm_x/x.conf"}, {"ONE_LOCATION": etc})
+        self.assertEqual(drv.defaults.get("OS"), {"ARCH": "x86_64"})
+        with self.assertRaises(ValueError) as e:
+            build_driver("vmm", reactor, {"EXECUTABLE": "dummy", "TYPE": "kvm",
+                                          "DEFAULT": "vmm_x/missing.conf"}, {"ONE_LOCATION": etc})
+        self.assertIn(os.path.join(etc, "etc", "vmm_x", "missing.conf"), str(e.exception))
+        with open(os.path.join(etc, "etc", "vmm_x", "bad.conf"), "w") as f:
+            f.write('OS = [ ARCH = \n')
+        with self.assertRaises(ValueError):
+            build_driver("vmm", reactor, {"EXECUTABLE": "dummy", "TYPE": "kvm",
+                                          "DEFAULT": "vmm_x/bad.conf"}, {"ONE_LOCATION": etc})
+
+    def test_tm_script_set_and_shared(self):
+        """A TM_MAD's script set comes from its ARGUMENTS (1.4 form too); ssh is
+        not shared unless SHARED says so."""
+        reactor = FakeProcessReactor()
+
+        def tm(arguments, **extra):
+            return build_driver("tm", reactor, dict(EXECUTABLE="one_tm", ARGUMENTS=arguments,
+                                                    **extra), {})
+
+        self.assertEqual((tm("ssh").script_set, tm("ssh").shared), ("ssh", False))
+        self.assertEqual((tm("tm_nfs/tm_nfs.conf").script_set, tm("nfs").shared),
+                         ("shared", True))
+        self.assertEqual(tm("-w 60 tm_ssh/tm_ssh.conf").script_set, "ssh")
+        self.assertEqual(tm("qcow2").shared, True)
+        self.assertEqual(tm("ssh", SHARED="yes").shared, True)
+        self.assertEqual(tm("qcow2", SHARED="NO").shared, False)
+        self.assertRaises(ValueError, tm, "ssh", SHARED="maybe")
+        dummy = build_driver("tm", reactor, {"EXECUTABLE": "dummy"}, {})
+        self.assertEqual((dummy.script_set, dummy.shared), ("dummy", True))
 
     def test_bad_family(self):
         self.assertRaises(ValueError, resolve_executable, "x", "zz")

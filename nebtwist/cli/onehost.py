@@ -8,11 +8,19 @@ Subcommands::
     onehost show <id|name>
     onehost enable <id|name>
     onehost disable <id|name>
+    onehost sync
 
 ``create`` with four driver arguments uses the OpenNebula 1.4 form
 ``one.host.allocate(session, name, im, vmm, tm)``; with three it uses
 ``one.host.allocate(session, name, im, vmm, -1)`` (no cluster).
+
+``sync`` touches ``$ONE_LOCATION/var/remotes`` (creating it when missing),
+as OpenNebula 3.4's ``onehost sync`` did: every host monitored after that
+moment gets its remote scripts copied again by its information driver.
 """
+
+import os
+import time
 
 from nebtwist.cli import common
 from nebtwist.cli.common import Column, integer, text
@@ -76,6 +84,20 @@ def do_enable(ctx, args):
 def do_disable(ctx, args):
     """``onehost disable``: stop monitoring and scheduling onto a host."""
     ctx.call("one.host.enable", common.resolve_host(ctx, args.host), False)
+
+
+def do_sync(ctx, args):
+    """``onehost sync``: copy the remotes to every host at its next monitoring
+    (touch ``$ONE_LOCATION/var/remotes``; ONE_LOCATION defaults to the
+    current folder, as for ``twistd nebula``)."""
+    environ = os.environ if ctx.environ is None else ctx.environ
+    remotes = os.path.join(environ.get("ONE_LOCATION") or os.getcwd(), "var", "remotes")
+    try:
+        os.makedirs(remotes, exist_ok=True)
+        now = time.time()
+        os.utime(remotes, (now, now))
+    except OSError as e:
+        raise common.CommandError(f"cannot touch {remotes}: {e.strerror}") from None
 
 
 def do_list(ctx, args):
@@ -146,6 +168,8 @@ def configure(subparsers):
         sub = common.add_command(subparsers, name, handler, help_text)
         sub.add_argument("host", help="host id or name")
     common.add_command(subparsers, "list", do_list, "List the hosts", xml=True)
+    common.add_command(subparsers, "sync", do_sync,
+                       "Copy the remote scripts to every host at its next monitoring")
     sub = common.add_command(subparsers, "show", do_show, "Show a host", xml=True)
     sub.add_argument("host", help="host id or name")
 

@@ -14,6 +14,8 @@ A newly created or enabled host is monitored at once (3.4 waits for the
 next tick).
 """
 
+import os
+
 from twisted.internet.task import LoopingCall
 
 from nebtwist.core.objects import (HOST_DISABLED, HOST_ERROR, HOST_INIT, HOST_MONITORED,
@@ -87,6 +89,14 @@ class InformationManager:
                 hook(host, old, state)
         return d
 
+    def remotes_mtime(self):
+        """Modification time (UNIX s) of ``$ONE_LOCATION/var/remotes``, which
+        ``onehost sync`` touches; 0 when it does not exist."""
+        try:
+            return os.stat(os.path.join(self.nebula.var_dir, "remotes")).st_mtime
+        except OSError:
+            return 0
+
     def monitor(self, host):
         """Monitor ``host`` now; returns a Deferred firing when stored."""
         drv = self.drivers.get(host.im_mad)
@@ -96,10 +106,12 @@ class InformationManager:
             host.last_mon_time = int(self.nebula.clock.seconds())
             return self._set_state(host, HOST_ERROR)
         # Ask the driver to copy its remotes (probes) first on the host's first
-        # monitoring and after a failed one (3.4 InformationManager::timer_action
-        # also compared the remotes folder's mtime; our ssh driver keeps a
-        # checksum per host for that).
-        update_remotes = host.last_mon_time == 0 or host.state == HOST_ERROR
+        # monitoring, after a failed one, and after `onehost sync` touched the
+        # remotes folder (3.4 InformationManager::timer_action compared the
+        # folder's mtime with the host's last monitoring; our ssh driver also
+        # keeps a checksum per host, so edited probes are copied anyway).
+        update_remotes = (host.last_mon_time == 0 or host.state == HOST_ERROR
+                          or self.remotes_mtime() >= host.last_mon_time)
         host.monitoring_started = self.nebula.clock.seconds()
         self._set_state(host, HOST_MONITORING)
         d = drv.monitor(host.oid, host.name, update_remotes)

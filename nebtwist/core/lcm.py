@@ -475,8 +475,32 @@ class LifeCycleManager:
                     "cancelling VM")
 
     def _a_vmm_migrate(self, vm, **_):
-        self._watch(vm, self.vmm.migrate(vm), "migrate_success", "migrate_failure",
+        self._watch(vm, self._live_migrate(vm), "migrate_success", "migrate_failure",
                     "live-migrating VM")
+
+    def _live_migrate(self, vm):
+        """Live migration; between hosts whose TM drivers do not share storage,
+        wrapped in the TM's premigrate (copy the VM directory to the new host)
+        and postmigrate (remove the old copy), the copy deleted again if the
+        migration fails. Deferred firing when the VM runs on the new host."""
+        if self.tm.migration_shared(vm):
+            return self.vmm.migrate(vm, shared=True)
+
+        def undo(f):
+            d = self.tm.premigrate_undo(vm)
+            d.addErrback(lambda g: self.nebula.vm_log(
+                vm, "TM", "W", f"premigrate undo: {_message(g)}"))
+            return d.addCallback(lambda _: f)
+
+        def cleanup(result):
+            d = self.tm.postmigrate(vm)
+            d.addErrback(lambda g: self.nebula.vm_log(
+                vm, "TM", "W", f"postmigrate: {_message(g)}"))
+            return d.addCallback(lambda _: result)
+
+        d = self.tm.premigrate(vm)
+        d.addCallback(lambda _: self.vmm.migrate(vm, shared=False).addCallbacks(cleanup, undo))
+        return d
 
     def _a_vmm_save_migrate(self, vm, **_):
         self._watch(vm, self.vmm.save(vm, previous=True), "save_success", "save_failure",

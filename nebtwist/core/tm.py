@@ -157,6 +157,54 @@ class TransferManager:
         line = f"MV {h.tm_mad} {self.frontend}:{self.stopped_dir(vm)} {h.hostname}:{h.vm_dir}"
         return self._run(vm, "prolog_resume", [line])
 
+    def shared(self, name):
+        """Is the VM directory of TM driver ``name`` on storage its hosts share?
+        The driver's ``shared`` attribute (oned.conf TM_MAD SHARED; see
+        :func:`nebtwist.mad.build_driver`), True for drivers without one."""
+        return bool(getattr(self.drivers.get(name), "shared", True))
+
+    def migration_shared(self, vm):
+        """True when a live migration of ``vm`` (previous host -> current one)
+        needs no copy of its files: both hosts' TM drivers are shared."""
+        h, prev = vm.last_history, vm.previous_history
+        if h is None or prev is None:
+            return True
+        return self.shared(h.tm_mad) and self.shared(prev.tm_mad)
+
+    def _migrate_line(self, vm, op):
+        h, prev = vm.last_history, vm.previous_history
+        if prev is None:
+            raise DriverError("the VM has no previous host")
+        return f"{op} {h.tm_mad} {prev.hostname}:{prev.vm_dir} {h.hostname}:{h.vm_dir}"
+
+    def premigrate(self, vm):
+        """Before a live migration between hosts that do not share storage:
+        copy the VM's directory from its previous host to its new one
+        (``PREMIGRATE <tm> <prev>:<dir> <new>:<dir>``; OpenNebula 4.x+ TM
+        ``premigrate``), so the disks, the context CD-ROM and the checkpoint
+        path exist there; Deferred (errback DriverError)."""
+        try:
+            line = self._migrate_line(vm, "PREMIGRATE")
+        except DriverError as e:
+            return defer.fail(e)
+        return self._run(vm, "premigrate", [line])
+
+    def postmigrate(self, vm):
+        """After such a live migration succeeded: remove the previous host's
+        copy (``POSTMIGRATE <tm> <prev>:<dir> <new>:<dir>``); Deferred."""
+        try:
+            line = self._migrate_line(vm, "POSTMIGRATE")
+        except DriverError as e:
+            return defer.fail(e)
+        return self._run(vm, "postmigrate", [line])
+
+    def premigrate_undo(self, vm):
+        """After such a live migration failed: delete the copy made on the new
+        host (``DELETE <tm> <new>:<dir>``), the VM still running on the previous
+        one; Deferred."""
+        h = vm.last_history
+        return self._run(vm, "premigrate_undo", [f"DELETE {h.tm_mad} {h.hostname}:{h.vm_dir}"])
+
     def epilog_delete(self, vm):
         """Delete the VM's files without saving (finalize, resubmit); Deferred."""
         h = vm.last_history

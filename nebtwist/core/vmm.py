@@ -134,8 +134,12 @@ class VirtualMachineManager:
         """Restore the VM from its checkpoint on its current host; fires with the deploy id."""
         return self._call(vm, "restore")
 
-    def migrate(self, vm):
-        """Live-migrate from the previous host to the current one; Deferred."""
+    def migrate(self, vm, shared=True):
+        """Live-migrate from the previous host to the current one; Deferred.
+
+        :param shared: False when the hosts do not share the VM's storage: the
+            driver is told (``MIGR_SHARED`` = ``NO``) to copy the disks too.
+        """
         prev = vm.previous_history
         if prev is None:
             return defer.fail(DriverError("the VM has no previous host"))
@@ -145,7 +149,8 @@ class VirtualMachineManager:
         except KeyError:
             return defer.fail(DriverError(f"VMM driver {prev.vmm_mad!r} is not loaded"))
         data = VMMAction(host=prev.hostname, net_drv=prev.vnm_mad, migr_host=h.hostname,
-                         migr_net_drv=h.vnm_mad, deploy_id=vm.deploy_id, vm_xml=vm.info())
+                         migr_net_drv=h.vnm_mad, deploy_id=vm.deploy_id, vm_xml=vm.info(),
+                         migr_shared="YES" if shared else "NO")
         return drv.migrate(vm.oid, data)
 
     def poll(self, vm):
