@@ -13,9 +13,11 @@ in a cleanup; every process started is stopped.
 
 import base64
 import os
+import shutil
 import signal
 import socket
 import stat
+import tempfile
 import textwrap
 import time
 
@@ -376,7 +378,10 @@ class ConnectionTests(KvmDriverMixin, TestCase):
         if not os.path.exists(real):
             raise SkipTest(f"no root libvirtd socket at {real}")
         proxy = UnixProxy(real)
-        sock = os.path.join(self.tmp, "proxy.sock")
+        # A short path: a unix socket's path is limited to 107 bytes.
+        folder = tempfile.mkdtemp(prefix="nt-kvm-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        sock = os.path.join(folder, "proxy.sock")
         port = real_reactor.listenUNIX(sock, proxy)
         self.addCleanup(port.stopListening)
         self.addCleanup(proxy.cut)
@@ -384,23 +389,46 @@ class ConnectionTests(KvmDriverMixin, TestCase):
         a = self.action(990, deploy_id="nebtwist-no-such-domain")
         self.assertIn("STATE=d", await mad.poll(990, a))
         self.assertEqual(proxy.opened, 1)
+        # Cut between actions: the close callback / isAlive() notice it; a new connection.
         proxy.cut()
         self.assertIn("STATE=d", await mad.poll(990, a))
         self.assertEqual(proxy.opened, 2)
-        # A non-retryable action on a cut connection fails, and the next one reconnects.
+        # Cut in the middle of a POLL (request held, then the link dropped): retried once.
+        proxy.hold = True
+        polled = mad.poll(990, a)
+        self.assertTrue(await wait_for(lambda: proxy.held, 20))
         proxy.cut()
-        await deferLater(0.5)
-        e = await self.assertFailure(mad.reboot(990, a), DriverError)
-        self.assertIn("nebtwist-no-such-domain", e.message)
+        self.assertIn("STATE=d", await polled)
+        self.assertEqual(proxy.opened, 3)
+        self.assertTrue(self.logged(990, "POLL on localhost: connection lost"))
+        self.assertTrue(self.logged(990, "retrying on a new connection"))
+        # A REBOOT cut the same way is not repeated: it fails with libvirt's text.
+        proxy.hold = True
+        rebooted = mad.reboot(990, a)
+        self.assertTrue(await wait_for(lambda: proxy.held, 20))
+        proxy.cut()
+        e = await self.assertFailure(rebooted, DriverError)
+        self.assertTrue(e.message.startswith("domain nebtwist-no-such-domain on localhost: "),
+                        e.message)
+        self.assertNotIn("Domain not found", e.message)
+        self.assertEqual(proxy.opened, 3)
+        self.assertIn("STATE=d", await mad.poll(990, a))
+        self.assertEqual(proxy.opened, 4)
 
 
 class _Pipe(protocol.Protocol):
-    def __init__(self, peer=None):
+    """One side of a proxied link; holds client data while its factory's ``hold`` is set."""
+
+    def __init__(self, factory, peer=None, front=False):
+        self.factory = factory
         self.peer = peer
+        self.front = front
         self.buffer = []
 
     def dataReceived(self, data):
-        if self.peer is not None and self.peer.transport is not None:
+        if self.front and self.factory.hold:
+            self.factory.held.append(data)
+        elif self.peer is not None and self.peer.transport is not None:
             self.peer.transport.write(data)
         else:
             self.buffer.append(data)
@@ -411,17 +439,23 @@ class _Pipe(protocol.Protocol):
 
 
 class UnixProxy(protocol.Factory):
-    """Forwards each accepted unix connection to ``target``; :meth:`cut` drops them all."""
+    """Forwards each accepted unix connection to ``target``.
+
+    :meth:`cut` aborts every link; while ``hold`` is true, data from the
+    client is kept in ``held`` instead of being forwarded (a hung peer).
+    """
 
     def __init__(self, target):
         self.target = target
         self.opened = 0
         self.links = []
+        self.hold = False
+        self.held = []
 
     def buildProtocol(self, addr):
         self.opened += 1
-        front = _Pipe()
-        back = _Pipe(front)
+        front = _Pipe(self, front=True)
+        back = _Pipe(self, front)
         front.peer = back
         factory = protocol.ClientFactory()
         factory.protocol = lambda: back
@@ -439,6 +473,8 @@ class UnixProxy(protocol.Factory):
         return front
 
     def cut(self):
+        self.hold = False
+        self.held = []
         for front, back in self.links:
             for p in (front, back):
                 if p.transport is not None:
