@@ -582,3 +582,19 @@ class CloneBenchmark(SshHostsBase):
             shutil.rmtree(d)
             print(f"  round {rnd + 1}: CLONE 1 GiB ssh (scp over loopback) {t_ssh:.2f} s, "
                   f"qcow2 overlay {t_q:.3f} s; sshd connections so far {self.connections()}")
+
+    async def test_small_ops_sharing(self):
+        """20 MKSWAP 1 MB on hosta with and without connection sharing."""
+        for sharing, vid in (("yes", 60), ("no", 61)):
+            self.env["NEBTWIST_TM_SHARING"] = sharing
+            mad = await self.start("ssh")
+            a = self.vm_dir("hosta", vid)
+            path = self.script(vid, "prolog", [f"MKSWAP tm_ssh 1 hosta:{a}/disk.{i}"
+                                               for i in range(20)])
+            before = self.connections()
+            t0 = time.monotonic()
+            await mad.transfer(vid, path)
+            took = time.monotonic() - t0
+            print(f"\n  20 x MKSWAP 1 MB over ssh, sharing={sharing}: {took:.2f} s "
+                  f"({took / 20 * 1000:.0f} ms/op), {self.connections() - before} connections")
+            await mad.stopService()

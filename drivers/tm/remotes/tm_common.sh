@@ -82,14 +82,15 @@ arg_path() {
     echo "$_p"
 }
 
-# is_local HOST: true for the front-end itself ("", localhost, 127.0.0.1, or
-# the output of `hostname` / `hostname -f`); commands then run here, no ssh.
+# The front-end's own name, as the core writes it (Python's socket.gethostname()).
+TM_HOSTNAME=$(hostname 2>/dev/null || uname -n)
+
+# is_local HOST: true for the front-end itself ("", localhost, 127.0.0.1, ::1
+# or the output of `hostname`); commands then run here, no ssh.
 is_local() {
     case $1 in
-    "" | localhost | localhost.localdomain | 127.0.0.1 | ::1) return 0 ;;
+    "" | localhost | localhost.localdomain | 127.0.0.1 | ::1 | "$TM_HOSTNAME") return 0 ;;
     esac
-    [ "$1" = "$(hostname 2>/dev/null)" ] && return 0
-    [ "$1" = "$(hostname -f 2>/dev/null)" ] && return 0
     return 1
 }
 
@@ -273,9 +274,9 @@ check_size() {
 tm_mkswap() {
     check_size "$1"
     check_path "$3" destination
-    ssh_make_path "$2" "$(dirname "$3")"
     log "Creating ${1}MB swap image in ${2:+$2:}$3"
-    ssh_exec_and_log "$2" "rm -f $(q "$3") && truncate -s $1M $(q "$3") && mkswap -q $(q "$3")" \
+    # One round trip: the folder is made by the same command.
+    ssh_exec_and_log "$2" "mkdir -p $(q "$(dirname "$3")") && rm -f $(q "$3") && truncate -s $1M $(q "$3") && mkswap -q $(q "$3")" \
         "Error creating swap image ${2:+$2:}$3"
 }
 
@@ -305,9 +306,8 @@ tm_mkimage() {
     *)
         _tm_cmd="rm -f $_tm_p && truncate -s $1M $_tm_p && mkfs -t $_tm_fmt $_tm_p" ;;
     esac
-    ssh_make_path "$3" "$(dirname "$4")"
     log "Creating ${1}MB $_tm_fmt image in ${3:+$3:}$4"
-    ssh_exec_and_log "$3" "$_tm_cmd" "Error creating $_tm_fmt image ${3:+$3:}$4"
+    ssh_exec_and_log "$3" "mkdir -p $(q "$(dirname "$4")") && $_tm_cmd" "Error creating $_tm_fmt image ${3:+$3:}$4"
 }
 
 # download_cmd URL PATH: a sh command string fetching URL into PATH (curl,
