@@ -47,6 +47,12 @@ for h in $HOSTS; do
                 && echo "lab-down: destroyed $dom on $h"
         done
     fi
+    # open ssh sessions first (children of the listener, by parent pid): a session
+    # outlives its listener and would hold on to the deleted namespace
+    sp=$(pid_of "$d/sshd.pid")
+    if [ -n "$sp" ]; then
+        for c in $(ps -o pid= --ppid "$sp" 2>/dev/null); do kill "$c" 2>/dev/null || true; done
+    fi
     stop_pid "$d/sshd.pid"
     stop_pid "$d/libvirtd.pid"
     stop_pid "$d/virtlogd.pid"
