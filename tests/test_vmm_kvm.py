@@ -626,3 +626,25 @@ class SystemLibvirtTests(KvmDriverMixin, TestCase):
         self.assertTrue(e.message.startswith(f"Could not create domain {name}: "), e.message)
         self.assertIn("no-such-disk.qcow2", e.message)
         self.assertFalse(self.exists(name))
+
+
+class MissingLibraryTests(TestCase):
+    """Without libvirt-python (and lxml) the driver still starts, so a daemon whose
+    oned.conf ships vmm_kvm starts too; each action then fails with the reason."""
+
+    def test_actions_fail_with_the_reason(self):
+        import subprocess
+        import sys
+
+        # -S: no site-packages, so neither libvirt nor lxml can be imported
+        done = subprocess.run([sys.executable, "-S", KVM], input="INIT\nPOLL 3 AAAA\nFINALIZE\n",
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.splitlines()
+        self.assertTrue(lines[0].startswith("LOG E - "), lines)
+        self.assertIn("is not available", lines[0])
+        self.assertIn("pip install 'nebtwist[libvirt]'", lines[0])
+        self.assertEqual(lines[1], "INIT SUCCESS")
+        self.assertTrue(lines[2].startswith("POLL FAILURE 3 "), lines)
+        self.assertIn("is not available: No module named", lines[2])
+        self.assertEqual(len(lines), 3, lines)

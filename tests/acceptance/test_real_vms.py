@@ -1,0 +1,363 @@
+"""Acceptance: real VMs on real hosts, as seed 000 Part II's administrator runs them.
+
+A real ``twistd -n nebula`` on the shipped ``oned.conf`` drives the lab's two hosts
+(``tests/hvlab.py``: namespaced hosts ``nt-h1`` and ``nt-h2``, each with its own
+libvirtd and sshd) through the real drivers: ``im_kvm`` (probes over ssh), ``vmm_qemu``
+(libvirt-python, QEMU TCG) and ``tm_ssh`` / ``tm_shared`` / ``tm_qcow2`` (transfer
+scripts). Everything is done with the real ``one*`` commands; the guest is the lab's
+tiny Linux, whose serial console (a RAW ``<serial>`` to a file) shows what it read
+from its CONTEXT CD-ROM, its disk and its network, and ticks every 2 s.
+
+The tests skip, saying why, without the lab (``tests/hv/lab-up.sh`` as root); each
+records itself in ``$NEBTWIST_LAB/ran-tests.txt`` so CI knows they ran.
+"""
+
+import os
+import re
+import signal
+import time
+import uuid
+
+from twisted.trial import unittest
+
+from tests.acceptance.test_seed000 import (FAST, NebulaDaemon, SeedCloudTestCase,
+                                           parse_show)
+from tests.hvlab import load_lab, mark_ran, read_console, ticks, wait_console
+
+#: Seconds a guest may take to boot under TCG on a loaded 2-core machine.
+BOOT_TIMEOUT = 300
+#: Seconds an operation that copies or boots nothing may take.
+OP_TIMEOUT = 120
+
+
+class LabDaemon(NebulaDaemon):
+    """A :class:`NebulaDaemon` whose drivers reach the lab's hosts: the lab's ssh
+    wrappers first on PATH, as an operator's ~/.ssh/config would be."""
+
+    def __init__(self, lab, location, settings=()):
+        super().__init__(location, settings)
+        self.lab = lab
+
+    def environ(self, auth_file=None):
+        return self.lab.env(super().environ(auth_file))
+
+
+class RealVMTestCase(SeedCloudTestCase):
+    """A daemon on the shipped oned.conf with the lab's hosts; helpers to watch
+    guests. ``tm``: the hosts' transfer driver. ``shared_storage``: whether
+    DATASTORE_LOCATION is on the lab's shared folder (tm_shared, tm_qcow2) or
+    on each host's own disk (tm_ssh)."""
+
+    tm = "tm_ssh"
+    shared_storage = False
+    extra_settings = ()
+
+    def setUp(self):
+        self.lab = load_lab()
+        mark_ran(self)
+        tag = f"t-{uuid.uuid4().hex[:8]}"
+        base = self.lab.shared_dir if self.shared_storage else self.lab.local_dir
+        self.ds = os.path.join(base, tag, "datastores")
+        self.scratch = os.path.join(self.lab.shared_dir, tag)
+        os.makedirs(self.scratch)
+        self.vids = []
+        settings = list(FAST) + [
+            f"DATASTORE_LOCATION={self.ds}",
+            f"SCRIPTS_REMOTE_DIR={self.scratch}/remotes",
+            "HOST_MONITORING_INTERVAL=4",
+            "VM_POLLING_INTERVAL=4",
+        ] + list(self.extra_settings)
+        self.one = LabDaemon(self.lab, self.mktemp(), settings)
+        self.addCleanup(self._clean_lab, os.path.join(base, tag))
+        self.addCleanup(self.one.stop)
+        self.one.start(timeout=60)
+
+    def _clean_lab(self, top):
+        """Destroy what a failed test left on the hosts and remove its files."""
+        import shutil
+        for vid in self.vids:
+            for host in self.lab.hosts:
+                self.lab.destroy_domain(host, f"one-{vid}")
+        for host in self.lab.hosts:
+            shutil.rmtree(self.lab.host_path(host, top), ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # -- set-up as the administrator does it ---------------------------------------------
+
+    def add_hosts(self, vmm="vmm_qemu"):
+        """``onehost create nt-hN im_kvm <vmm> <tm>`` (seed 000's 1.4 form) for both
+        lab hosts; wait until both are MONITORED with the capacity the probes read."""
+        for host in self.lab.hosts:
+            self.assertEqual(self.ok("onehost", "create", host, "im_kvm", vmm, self.tm), "")
+        total_cpu = str(100 * os.cpu_count())
+
+        def monitored():
+            rows = self.hosts()
+            return len(rows) == 2 and all(
+                r["STAT"] == "on" and r["TCPU"] == total_cpu and int(r["TMEM"]) > 0
+                for r in rows.values()) and rows
+        rows = self.wait_for(monitored, "both lab hosts monitored with their real capacity",
+                             timeout=OP_TIMEOUT)
+        with open("/proc/meminfo") as f:
+            mem_total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1])
+        for host, row in rows.items():
+            # the namespaced hosts share this machine's memory: the probes see it all
+            self.assertEqual(int(row["TMEM"]), mem_total, host)
+            info = parse_show(self.ok("onehost", "show", host))
+            self.assertEqual(info["STATE"], "MONITORED")
+            out = self.ok("onehost", "show", host)
+            self.assertIn("HYPERVISOR=kvm", out)
+            self.assertIn(f"HOSTNAME={host}", out)
+
+    def register_image(self):
+        """``oneimage register`` of the guest's disk (qcow2); wait until READY."""
+        self.one.write_file("guest.img.one", (
+            'NAME = "guest-disk"\n'
+            f'PATH = "{self.lab.guest.disk}"\n'
+            'TYPE = OS\nDEV_PREFIX = "vd"\nBUS = "virtio"\nDRIVER = "qcow2"\n'))
+        self.ok("oneimage", "register", "guest.img.one")
+        self.wait_for(lambda: any(r["STAT"] == "rdy" for r in self.table("oneimage")),
+                      "the guest image READY", timeout=OP_TIMEOUT)
+
+    def create_network(self, ips=("203.0.113.10", "203.0.113.11", "203.0.113.12")):
+        """A FIXED network on the hosts' bridge onebr0."""
+        leases = "\n".join(f'LEASES = [ IP = "{ip}" ]' for ip in ips)
+        self.one.write_file("lab.net", f'NAME = "lab-net"\nTYPE = FIXED\n'
+                                       f'BRIDGE = "{self.lab.bridge}"\n{leases}\n')
+        self.ok("onevnet", "create", "lab.net")
+
+    def console_path(self, name):
+        return os.path.join(self.scratch, f"{name}.console")
+
+    def guest_template(self, name, token, kernel=None, extra=""):
+        """A VM template with the lab guest's kernel/initrd, the registered disk,
+        a NIC on lab-net, CONTEXT and a RAW serial console to a file."""
+        console = self.console_path(name)
+        return (
+            f'NAME = "{name}"\nCPU = 0.5\nVCPU = 1\nMEMORY = 128\n'
+            f'OS = [ KERNEL = "{kernel or self.lab.guest.kernel}", '
+            f'INITRD = "{self.lab.guest.initrd}", KERNEL_CMD = "console=ttyS0 quiet" ]\n'
+            'DISK = [ IMAGE = "guest-disk" ]\n'
+            'NIC = [ NETWORK = "lab-net", MODEL = "virtio" ]\n'
+            f'CONTEXT = [ HOSTNAME = "$NAME", IP = "$NIC[IP]", TOKEN = "{token}" ]\n'
+            'RAW = [ TYPE = "kvm", DATA = "<devices><serial type=\'file\'>'
+            f'<source path=\'{console}\' append=\'on\'/><target port=\'0\'/></serial>'
+            '</devices>" ]\n' + extra)
+
+    def create_guest(self, name, **kwargs):
+        token = f"ctx-{uuid.uuid4().hex[:10]}"
+        vid = self.create_vm(self.guest_template(name, token, **kwargs),
+                             filename=f"{name}.one")
+        self.vids.append(vid)
+        return vid, token
+
+    # -- watching ----------------------------------------------------------------------
+
+    def row(self, vid):
+        return self.vms().get(vid)
+
+    def wait_stat(self, vid, stat, timeout=OP_TIMEOUT):
+        """Wait until ``onevm list`` shows ``stat``; fail at once on ``fail``."""
+        def check():
+            r = self.row(vid)
+            if r is not None and r["STAT"] == "fail" and stat != "fail":
+                self.fail(f"VM {vid} FAILED waiting for {stat}:\n{self.vm_log(vid)}")
+            return r if r is not None and r["STAT"] == stat else None
+        return self.wait_for(check, lambda: f"VM {vid} in {stat!r}; onevm list:\n"
+                             + self.ok("onevm", "list") + "\nvm.log:\n" + self.vm_log(vid),
+                             timeout=timeout)
+
+    def vm_log(self, vid):
+        try:
+            with open(os.path.join(self.one.var, str(vid), "vm.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def alive(self, console):
+        """The guest ticks on: two ticks after the last one seen now."""
+        seen = ticks(console)
+        last = seen[-1] if seen else 0
+        text = read_console(console)
+        wait_console(console, f"NEBTWIST-TICK {last + 2}",
+                     count=text.count(f"NEBTWIST-TICK {last + 2}") + 1, timeout=BOOT_TIMEOUT)
+
+    def boots(self, console):
+        return read_console(console).count("NEBTWIST-GUEST-BOOTED")
+
+    def vm_dir(self, vid):
+        return f"{self.ds}/0/{vid}"
+
+    def where(self, vid):
+        """Hosts where domain one-<vid> is defined or running."""
+        return [h for h in self.lab.hosts if f"one-{vid}" in self.lab.domains(h)]
+
+    def other(self, host):
+        return next(h for h in self.lab.hosts if h != host)
+
+    def ping(self, host, ip):
+        def answers():
+            r = self.lab.netns_exec(host, ["ping", "-c", "1", "-W", "2", ip], timeout=30)
+            return r.returncode == 0
+        self.wait_for(answers, f"{ip} answers ping from {host}", timeout=OP_TIMEOUT)
+
+    def assert_gone(self, vid):
+        """No domain and no files of VM ``vid`` are left on any host."""
+        for host in self.lab.hosts:
+            self.assertNotIn(f"one-{vid}", self.lab.domains(host), host)
+            if not self.shared_storage:
+                self.assertEqual(self.lab.files_under(host, self.vm_dir(vid)), [], host)
+        if self.shared_storage:
+            self.assertFalse(os.path.exists(self.vm_dir(vid)), self.vm_dir(vid))
+
+    # -- the life of a guest -------------------------------------------------------------
+
+    def life(self, reboot=True, check_storage=None):
+        """Boot, context, suspend/resume, stop/resume, livemigrate, migrate,
+        (reboot), shutdown: the guest checked alive after each step."""
+        self.add_hosts()
+        self.register_image()
+        self.create_network()
+        vid, token = self.create_guest("web")
+        console = self.console_path("web")
+        row = self.wait_stat(vid, "runn", timeout=OP_TIMEOUT)
+        host = row["HOSTNAME"]
+        self.assertEqual(self.where(vid), [host])
+        wait_console(console, "NEBTWIST-CONTEXT-END", timeout=BOOT_TIMEOUT)
+        wait_console(console, "NEBTWIST-NET eth0", timeout=OP_TIMEOUT)
+        text = read_console(console)
+        # the CONTEXT values the guest read from its CD-ROM, and its IP
+        context = text.split("NEBTWIST-CONTEXT-BEGIN", 1)[1].split("NEBTWIST-CONTEXT-END")[0]
+        self.assertIn('HOSTNAME="web"', context)
+        self.assertIn('IP="203.0.113.10"', context)
+        self.assertIn(f'TOKEN="{token}"', context)
+        self.assertIn("NEBTWIST-DISK hello-from-vda", text)
+        self.assertRegex(text, r"NEBTWIST-NET eth0 02:00:cb:00:71:0a 203\.0\.113\.10")
+        self.ping(host, "203.0.113.10")
+        files = self.lab.files_under(host, self.vm_dir(vid))
+        self.assertIn("disk.0", files)
+        self.assertIn("disk.1", files)  # the context CD-ROM
+        if check_storage:
+            check_storage(vid, host)
+        self.alive(console)
+
+        # suspend / resume: checkpoint on the host, same boot
+        self.ok("onevm", "suspend", vid)
+        self.wait_stat(vid, "susp")
+        self.assertEqual(self.where(vid), [])
+        self.assertIn("checkpoint", self.lab.files_under(host, self.vm_dir(vid)))
+        frozen = ticks(console)[-1]
+        self.ok("onevm", "resume", vid)
+        self.wait_stat(vid, "runn")
+        self.alive(console)
+        self.assertGreater(ticks(console)[-1], frozen)
+        self.assertEqual(self.boots(console), 1)
+
+        # stop / resume: the checkpoint travels with the TM to the front-end and back
+        self.ok("onevm", "stop", vid)
+        self.wait_stat(vid, "stop")
+        self.assertEqual(self.where(vid), [])
+        if not self.shared_storage:
+            self.assertEqual(self.lab.files_under(host, self.vm_dir(vid)), [])
+        stopped = os.path.join(self.one.var, str(vid), "images")
+        self.assertIn("checkpoint", os.listdir(stopped))
+        self.ok("onevm", "resume", vid)
+        row = self.wait_stat(vid, "runn", timeout=OP_TIMEOUT)
+        host = row["HOSTNAME"]
+        self.assertEqual(self.where(vid), [host])
+        self.alive(console)
+        self.assertEqual(self.boots(console), 1)
+
+        # live migration: the guest keeps running, it is not rebooted
+        target = self.other(host)
+        before = ticks(console)[-1]
+        self.ok("onevm", "livemigrate", vid, target)
+        self.wait_for(lambda: (self.row(vid) or {}).get("HOSTNAME") == target
+                      and self.row(vid)["STAT"] == "runn", "live migration done",
+                      timeout=OP_TIMEOUT)
+        self.assertEqual(self.where(vid), [target])
+        self.alive(console)
+        self.assertEqual(self.boots(console), 1)
+        self.assertGreaterEqual(ticks(console)[-1], before + 2)
+        if not self.shared_storage:
+            self.assertEqual(self.lab.files_under(host, self.vm_dir(vid)), [])
+            self.assertIn("disk.0", self.lab.files_under(target, self.vm_dir(vid)))
+        self.ping(target, "203.0.113.10")
+        host = target
+
+        # cold migration back: save, move, restore
+        target = self.other(host)
+        self.ok("onevm", "migrate", vid, target)
+        self.wait_for(lambda: (self.row(vid) or {}).get("HOSTNAME") == target
+                      and self.row(vid)["STAT"] == "runn", "cold migration done",
+                      timeout=OP_TIMEOUT)
+        self.assertEqual(self.where(vid), [target])
+        self.alive(console)
+        self.assertEqual(self.boots(console), 1)
+        host = target
+
+        if reboot:
+            self.ok("onevm", "reboot", vid)
+            wait_console(console, "NEBTWIST-GUEST-BOOTED", count=2, timeout=BOOT_TIMEOUT)
+            self.alive(console)
+            self.assertEqual(self.row(vid)["STAT"], "runn")
+
+        # ACPI shutdown to DONE; nothing left on the hosts
+        self.ok("onevm", "shutdown", vid)
+        self.wait_for(lambda: vid not in self.vms(), "VM shut down (DONE)",
+                      timeout=OP_TIMEOUT)
+        self.assertIn("NEBTWIST-ACPI-POWEROFF", read_console(console))
+        self.assert_gone(vid)
+        # deploy, resume after stop, live and cold migration: four placements
+        history = self.ok("onevm", "history", vid)
+        self.assertEqual(len(history.strip().splitlines()) - 1, 4, history)
+
+        # cancel, on another VM: destroyed at once
+        vid2, _ = self.create_guest("db")
+        self.wait_stat(vid2, "runn", timeout=OP_TIMEOUT)
+        self.ok("onevm", "cancel", vid2)
+        self.wait_for(lambda: vid2 not in self.vms(), "VM cancelled (DONE)",
+                      timeout=OP_TIMEOUT)
+        self.assert_gone(vid2)
+
+
+class SSHStorageLife(RealVMTestCase):
+    """The whole life with tm_ssh: images copied to each host's own disk."""
+
+    tm = "tm_ssh"
+
+    def test_life(self):
+        self.life(reboot=True)
+
+
+class SharedStorageLife(RealVMTestCase):
+    """The same life with tm_shared (1.4's tm_nfs): one shared DATASTORE_LOCATION."""
+
+    tm = "tm_shared"
+    shared_storage = True
+
+    def test_life(self):
+        self.life(reboot=False)
+
+
+class Qcow2StorageLife(RealVMTestCase):
+    """The same life with tm_qcow2: the disk is a copy-on-write overlay of the image."""
+
+    tm = "tm_qcow2"
+    shared_storage = True
+
+    def test_life(self):
+        import json
+        import subprocess
+
+        def overlay(vid, host):
+            disk = self.lab.host_path(host, f"{self.vm_dir(vid)}/disk.0")
+            info = json.loads(subprocess.run(
+                ["qemu-img", "info", "--force-share", "--output=json", disk],
+                capture_output=True, text=True, check=True).stdout)
+            self.assertEqual(info["format"], "qcow2")
+            self.assertTrue(info.get("backing-filename", "").startswith(f"{self.ds}/1/"),
+                            info)
+        self.life(reboot=False, check_storage=overlay)
+
