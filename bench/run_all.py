@@ -14,6 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_ec2  # noqa: E402
+import bench_realvm  # noqa: E402
 import bench_s3  # noqa: E402
 import bench_scheduler  # noqa: E402
 import bench_vm_info  # noqa: E402
@@ -49,6 +50,9 @@ def main(argv=None):
         ("bench_s3", bench_s3,
          ["--objects", "1000", "--large-mib", "128", "--moto-large-mib", "64"]
          if args.quick else []),
+        # real VMs on the lab (tests/hvlab.py); prints a skip and adds one row without it
+        ("bench_realvm", bench_realvm,
+         ["--runs", "2", "--migrations", "2", "--clone-mib", "256"] if args.quick else []),
     ]
     for name, module, extra in benches:
         print(f"=== {name}")
