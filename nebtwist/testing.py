@@ -278,6 +278,12 @@ FAST_OVERRIDES = (
     "MANAGER_TIMER=0.2",
     "HOST_MONITORING_INTERVAL=1",
     "VM_POLLING_INTERVAL=1",
+    # Only the dummy drivers (the shipped oned.conf also starts the libvirt,
+    # ssh-probe and script TM drivers); a test that gives IM_MAD, VM_MAD or
+    # TM_MAD replaces these.
+    'IM_MAD=[name="im_dummy", executable="dummy"]',
+    'VM_MAD=[name="vmm_dummy", executable="dummy", type="xml"]',
+    'TM_MAD=[name="tm_dummy", executable="dummy"]',
 )
 
 

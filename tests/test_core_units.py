@@ -114,7 +114,13 @@ class ConfigTests(unittest.TestCase):
 
         c = configmod.load(shipped("conf", "oned.conf"))
         self.assertEqual(c.get_int("PORT"), 2633)
-        self.assertEqual([v["NAME"] for v in c.vectors("IM_MAD")], ["im_dummy"])
+        self.assertEqual([v["NAME"] for v in c.vectors("IM_MAD")], ["im_dummy", "im_kvm"])
+        self.assertEqual([v["NAME"] for v in c.vectors("VM_MAD")],
+                         ["vmm_dummy", "vmm_kvm", "vmm_qemu", "vmm_xen"])
+        self.assertEqual([(v["NAME"], v.get("TYPE")) for v in c.vectors("VM_MAD")][1:],
+                         [("vmm_kvm", "kvm"), ("vmm_qemu", "qemu"), ("vmm_xen", "xen")])
+        self.assertEqual([v["NAME"] for v in c.vectors("TM_MAD")],
+                         ["tm_dummy", "tm_ssh", "tm_shared", "tm_qcow2"])
 
     def test_set_replaces_every_attribute_of_a_key(self):
         path = self._file('PORT = 1\nVM_HOOK = [ name = "a" ]\nVM_HOOK = [ name = "b" ]\n')

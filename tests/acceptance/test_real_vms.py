@@ -361,3 +361,128 @@ class Qcow2StorageLife(RealVMTestCase):
                             info)
         self.life(reboot=False, check_storage=overlay)
 
+
+
+def _children(pid):
+    """Pids of the live children of ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Failures(RealVMTestCase):
+    """What goes wrong on real hosts fails cleanly, and the daemon keeps serving:
+    a host whose libvirtd is stopped, a template whose kernel is missing, the
+    VMM driver killed in the middle of a deploy."""
+
+    tm = "tm_shared"
+    shared_storage = True
+    # one libvirt driver process, so the test knows which one to kill
+    extra_settings = ('VM_MAD=[name="vmm_qemu", executable="kvm", '
+                      'default="vmm_kvm/vmm_kvm.conf", type="qemu"]',)
+
+    def setUp(self):
+        super().setUp()
+        self.add_hosts()
+        self.register_image()
+        self.create_network()
+
+    def vm_log_has(self, vid, text):
+        return self.wait_for(lambda: text in self.vm_log(vid),
+                             lambda: f"{text!r} in VM {vid}'s log:\n{self.vm_log(vid)}")
+
+    def test_host_without_libvirtd(self):
+        host = self.lab.hosts[1]
+        pid_file = self.lab.host(host)["pid_files"]["libvirtd"]
+        with open(pid_file) as f:
+            pid = int(f.read())
+        os.kill(pid, signal.SIGTERM)
+        self.addCleanup(self._start_libvirtd, host, pid_file)
+        # the probes say why, and the host goes to ERROR
+        self.wait_for(lambda: self.hosts()[host]["STAT"] == "err", f"{host} in ERROR",
+                      timeout=OP_TIMEOUT)
+        show = self.ok("onehost", "show", host)
+        self.assertIn("STATE                 : ERROR", show)
+        self.assertIn("libvirtd does not answer at qemu:///system", show)
+        # the scheduler leaves it alone; deployed there by hand, the VM FAILS
+        # with libvirt's message
+        vid, _ = self.create_guest("lost", extra=f'REQUIREMENTS = "NAME = \\"{host}\\""\n')
+        self.wait_stat(vid, "pend")
+        self.ok("onevm", "deploy", vid, host)
+        self.wait_stat(vid, "fail", timeout=OP_TIMEOUT)
+        log = self.vm_log_has(vid, f"cannot connect to qemu+ssh://{host}/system")
+        self.assertIn("libvirt-sock", self.vm_log(vid), log)
+        self.assertEqual(self.vms()[vid]["STAT"], "fail")  # the daemon serves on
+        self.ok("onevm", "delete", vid)
+        self.wait_for(lambda: vid not in self.vms(), "the failed VM deleted")
+        # back when libvirtd is; nothing of the VM was left there
+        self._start_libvirtd(host, pid_file)
+        self.wait_for(lambda: self.hosts()[host]["STAT"] == "on", f"{host} monitored again",
+                      timeout=OP_TIMEOUT)
+        self.assertEqual(self.where(vid), [])
+
+    def _start_libvirtd(self, host, pid_file):
+        """Start the host's libvirtd again (as lab-up.sh did), inside the host."""
+        r = self.lab.ssh(host, f"test -S /run/libvirt/libvirt-sock && virsh -c qemu:///system "
+                               f"version >/dev/null 2>&1 || libvirtd -d -p {pid_file}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        def answers():
+            return self.lab.ssh(host, "virsh -c qemu:///system hostname").returncode == 0
+        self.wait_for(answers, f"libvirtd on {host} answers", timeout=OP_TIMEOUT)
+
+    def test_missing_kernel(self):
+        vid, _ = self.create_guest("nokernel", kernel="/nonexistent/vmlinuz-none")
+        self.wait_stat(vid, "fail", timeout=OP_TIMEOUT)
+        self.vm_log_has(vid, "/nonexistent/vmlinuz-none")
+        self.assertIn("Error deploying VM", self.vm_log(vid))
+        self.assertEqual(self.where(vid), [])
+        self.assertEqual(parse_show(self.ok("onevm", "show", vid))["STATE"], "FAILED")
+
+    def test_driver_killed_mid_deploy(self):
+        daemon = self.one.process.pid
+
+        def kvm_driver():
+            pids = [p for p in _children(daemon) if "drivers/vmm/kvm" in _cmdline(p)]
+            return pids[0] if len(pids) == 1 else None
+        first = self.wait_for(kvm_driver, "one kvm driver process")
+        # frozen before the deploy reaches it, killed with the deploy in flight
+        os.kill(first, signal.SIGSTOP)
+        try:
+            vid, _ = self.create_guest("victim")
+            self.wait_stat(vid, "boot", timeout=OP_TIMEOUT)
+            self.assertIn("Deploying on", self.vm_log(vid))
+        finally:
+            os.kill(first, signal.SIGKILL)
+        # the VM is settled (FAILED, the reason in its log), the driver restarted
+        self.wait_stat(vid, "fail", timeout=OP_TIMEOUT)
+        self.vm_log_has(vid, "Error deploying VM")
+        second = self.wait_for(lambda: (p := kvm_driver()) not in (None, first) and p,
+                               "the kvm driver restarted", timeout=OP_TIMEOUT)
+        self.assertNotEqual(first, second)
+        self.assertEqual(self.where(vid), [])
+        self.ok("onevm", "delete", vid)
+        # the daemon kept serving, and the new driver process works
+        vid2, _ = self.create_guest("after")
+        row = self.wait_stat(vid2, "runn", timeout=OP_TIMEOUT)
+        self.assertEqual(self.where(vid2), [row["HOSTNAME"]])
+        self.ok("onevm", "cancel", vid2)
+        self.wait_for(lambda: vid2 not in self.vms(), "cancelled")
+        self.assert_gone(vid2)

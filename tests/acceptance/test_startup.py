@@ -36,6 +36,17 @@ class StartupFailureTest(unittest.TestCase):
         self.assertIn("nonexistent", lines[0])
         self.assertNotIn("Traceback", log)
 
+    def test_missing_driver_names_paths_and_drivers(self):
+        """An OpenNebula driver name nebtwist has no match for is reported with
+        every path tried and the drivers that exist."""
+        rc, log = self.start_daemon('VM_MAD=[name="vmm_vbox", executable="one_vmm_vbox"]')
+        self.assertEqual(rc, 1)
+        line = [line for line in log.splitlines() if "could not start" in line][0]
+        self.assertIn("VM_MAD vmm_vbox: executable one_vmm_vbox not found", line)
+        self.assertIn(os.path.join("drivers", "vmm", "one_vmm_vbox"), line)
+        self.assertIn(os.path.join("drivers", "one_vmm_vbox"), line)
+        self.assertIn("drivers/vmm has: dummy, kvm", line)
+
     def test_bad_listen_endpoint(self):
         rc, log = self.start_daemon('LISTEN="ssl:0:privateKey=/nonexistent.pem"')
         self.assertEqual(rc, 1)
