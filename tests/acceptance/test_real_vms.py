@@ -486,3 +486,37 @@ class Failures(RealVMTestCase):
         self.ok("onevm", "cancel", vid2)
         self.wait_for(lambda: vid2 not in self.vms(), "cancelled")
         self.assert_gone(vid2)
+
+
+class SeedOnedConf(RealVMTestCase):
+    """Seed 000's driver entries (OpenNebula 1.4/3.4 executables and arguments),
+    given as written, start nebtwist's drivers and monitor the lab's hosts."""
+
+    tm = "tm_nfs"
+    shared_storage = True
+    extra_settings = (
+        'IM_MAD=[name="im_kvm", executable="one_im_ssh", arguments="im_kvm/im_kvm.conf"]',
+        'VM_MAD=[name="vmm_kvm", executable="one_vmm_kvm", default="vmm_kvm/vmm_kvm.conf", '
+        'type="kvm"]',
+        'VM_MAD=[name="vmm_xen", executable="one_vmm_xen", default="vmm_xen/vmm_xen.conf", '
+        'type="xen"]',
+        'TM_MAD=[name="tm_nfs", executable="one_tm", arguments="tm_nfs/tm_nfs.conf"]',
+        'TM_MAD=[name="tm_ssh", executable="one_tm", arguments="tm_ssh/tm_ssh.conf"]',
+        'TM_MAD=[name="tm_dummy", executable="one_tm", arguments="tm_dummy/tm_dummy.conf"]',
+    )
+
+    def test_seed_drivers(self):
+        daemon = self.one.process.pid
+        drivers = sorted(_cmdline(p).split()[1].split("/drivers/", 1)[1] + " "
+                         + " ".join(_cmdline(p).split()[2:])
+                         for p in _children(daemon) if "/drivers/" in _cmdline(p))
+        self.assertEqual(drivers, [
+            "hm/exec -t 60", "im/ssh im_kvm/im_kvm.conf", "tm/exec tm_dummy/tm_dummy.conf",
+            "tm/exec tm_nfs/tm_nfs.conf", "tm/exec tm_ssh/tm_ssh.conf", "vmm/kvm ", "vmm/kvm ",
+        ])
+        # seed 000: onehost create host01 im_xen vmm_xen tm_nfs, here with KVM probes
+        self.add_hosts(vmm="vmm_kvm")
+        for host in self.lab.hosts:
+            out = self.ok("onehost", "show", host)
+            self.assertIn("VM_MAD                : vmm_kvm", out)
+            self.assertIn("TM_MAD                : tm_nfs", out)
