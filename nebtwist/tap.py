@@ -189,6 +189,8 @@ class NebulaService(service.MultiService):
                     raise StartupError(f"{key} {drv.name}: " + not_found_message(
                         str({k.upper(): v for k, v in vector.items()}["EXECUTABLE"]).strip(),
                         kind))
+                if kind in ("vmm", "tm"):
+                    drv.on_log = _vm_log_writer(nebula, {"vmm": "VMM", "tm": "TM"}[kind])
                 drv.setServiceParent(self)
                 self.drivers[kind][drv.name] = drv
         for kind in self.drivers.values():
@@ -265,6 +267,17 @@ class NebulaService(service.MultiService):
 
     def stopService(self):
         return defer.ensureDeferred(self._stop())
+
+
+def _vm_log_writer(nebula, module):
+    """A MAD ``on_log`` callback that copies a VMM or TM driver's ``LOG`` lines about
+    a VM into that VM's ``vm.log`` (OpenNebula 3.4 did; the MAD adapter has already
+    written them to oned.log)."""
+    def on_log(level, oid, message):
+        vm = nebula.vmpool.objects.get(oid) if oid is not None else None
+        if vm is not None:
+            nebula.vm_log(vm, module, level, message, to_oned=False)
+    return on_log
 
 
 def build_service(config, reactor, var_dir, environ=None, on_failure=None, overrides=()):

@@ -332,21 +332,28 @@ def _tail(text, lines=25):
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _console_check(path, marker, count, timeout, t0):
+    """Seconds since ``t0`` when ``path`` holds ``marker`` ``count`` times, None
+    while waiting; :class:`ConsoleTimeout` past ``timeout``."""
+    text = read_console(path)
+    if text.count(marker) >= count:
+        return time.monotonic() - t0
+    if time.monotonic() - t0 > timeout:
+        raise ConsoleTimeout(
+            f"{marker!r} x{count} not seen in {path} within {timeout} s "
+            f"(seen {text.count(marker)}); console tail:\n{_tail(text)}")
+    return None
+
+
 def wait_console(path, marker, count=1, timeout=240, poll=0.5):
     """Block until console file ``path`` holds ``marker`` (str) at least ``count`` times;
     return the seconds waited (float). Raises :class:`ConsoleTimeout` (an
     ``AssertionError``, with the console's last lines) after ``timeout`` seconds.
     For code that runs the reactor, use :func:`wait_console_async`."""
     t0 = time.monotonic()
-    while True:
-        text = read_console(path)
-        if text.count(marker) >= count:
-            return time.monotonic() - t0
-        if time.monotonic() - t0 > timeout:
-            raise ConsoleTimeout(
-                f"{marker!r} x{count} not seen in {path} within {timeout} s "
-                f"(seen {text.count(marker)}); console tail:\n{_tail(text)}")
+    while (waited := _console_check(path, marker, count, timeout, t0)) is None:
         time.sleep(poll)
+    return waited
 
 
 def wait_console_async(path, marker, count=1, timeout=240, poll=0.5, clock=None):
@@ -359,15 +366,9 @@ def wait_console_async(path, marker, count=1, timeout=240, poll=0.5, clock=None)
 
     @defer.inlineCallbacks
     def loop():
-        while True:
-            text = read_console(path)
-            if text.count(marker) >= count:
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                raise ConsoleTimeout(
-                    f"{marker!r} x{count} not seen in {path} within {timeout} s "
-                    f"(seen {text.count(marker)}); console tail:\n{_tail(text)}")
+        while (waited := _console_check(path, marker, count, timeout, t0)) is None:
             yield task.deferLater(clock, poll, lambda: None)
+        return waited
 
     return loop()
 

@@ -462,20 +462,25 @@ class UpdateRemotesFlagTests(TestCase):
     """InformationManager asks for the remotes on a host's first monitoring
     and after it was in ERROR (MONITOR's last argument)."""
 
-    async def test_flag(self):
-        core = await Core.make(self)
+    async def _monitoring(self, core, before_start=None):
+        """An InformationManager on a fake driver (monitoring every 60 s) and
+        one host; ``(driver, host, flag)``, ``flag()`` the last MONITOR's
+        update-remotes argument. ``before_start()`` runs before the loop."""
         core.nebula.config.template.set("HOST_MONITORING_INTERVAL", "60")
         core.nebula.config.template.set("MANAGER_TIMER", "15")
         drv = FakeInformationDriver("im_fake")
         im = InformationManager(core.nebula, {"im_fake": drv})
         host = await core.host("h0")
-        core.clock.advance(1000)  # LAST_MON_TIME stays 0 until monitored
+        if before_start is not None:
+            before_start()
         im.start()
         self.addCleanup(im.stop)
+        return drv, host, lambda: drv.last("monitor").args[-1]
 
-        def flag():
-            return drv.last("monitor").args[-1]
-
+    async def test_flag(self):
+        core = await Core.make(self)
+        # LAST_MON_TIME stays 0 until monitored
+        drv, host, flag = await self._monitoring(core, lambda: core.clock.advance(1000))
         self.assertIs(flag(), True, "first monitoring")
         drv.last("monitor").succeed("TOTALCPU=100")
         await core.nebula.db.run([])
@@ -492,7 +497,6 @@ class UpdateRemotesFlagTests(TestCase):
         core.clock.advance(60)
         self.assertIs(flag(), False)
 
-
     async def test_onehost_sync(self):
         """``onehost sync`` touches $ONE_LOCATION/var/remotes; each host
         monitored after that asks for the remotes again, once (3.4)."""
@@ -505,19 +509,9 @@ class UpdateRemotesFlagTests(TestCase):
         one_location = os.path.abspath(self.mktemp())
         os.makedirs(one_location)
         core.nebula.var_dir = os.path.join(one_location, "var")  # as twistd nebula's
-        core.nebula.config.template.set("HOST_MONITORING_INTERVAL", "60")
-        core.nebula.config.template.set("MANAGER_TIMER", "15")
         start = int(time.time()) - 1000  # the daemon's clock, in the real past
         core.clock.advance(start - core.clock.seconds())
-        drv = FakeInformationDriver("im_fake")
-        im = InformationManager(core.nebula, {"im_fake": drv})
-        await core.host("h0")
-        im.start()
-        self.addCleanup(im.stop)
-
-        def flag():
-            return drv.last("monitor").args[-1]
-
+        drv, _, flag = await self._monitoring(core)
         self.assertIs(flag(), True, "first monitoring")
         drv.last("monitor").succeed("TOTALCPU=100")
         await core.nebula.db.run([])

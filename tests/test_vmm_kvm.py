@@ -342,7 +342,6 @@ class ConnectionTests(KvmDriverMixin, TestCase):
         hung.addBoth(done.append)
         self.assertTrue(await wait_for(lambda: os.path.exists(pidfile), 20))
         # The hung host's DEPLOY is stuck in connection set-up; others proceed.
-        started = time.monotonic()
         self.assertEqual(await mad.deploy(3, self.action(3, host="good",
                                           local_deployment_file=self.deployment(
                                               3, TEST_DOMAIN.format(name="one-3", vid=3)))),
@@ -350,9 +349,12 @@ class ConnectionTests(KvmDriverMixin, TestCase):
         self.assertIn("STATE=a", await mad.poll(3, self.action(3, host="good")))
         self.assertIn("STATE=d", await mad.poll(4, self.action(4, host="localhost")))
         e = await self.assertFailure(mad.poll(5, self.action(5, host="down02")), DriverError)
-        self.assertIn("Connection refused", e.message)
-        elapsed = time.monotonic() - started
-        self.assertLess(elapsed, 10)
+        # libvirt reports ssh's refusal, or (when ssh exited first, on a busy
+        # machine) only that its socket closed
+        self.assertTrue(e.message.startswith(
+            f"cannot connect to qemu+ssh://down02/system?command={ssh}: "), e.message)
+        # every answer above came while the hung host's DEPLOY still waits: no
+        # time bound is needed to show it did not hold them up
         await deferLater(0.5)
         self.assertEqual(done, [])
         hung.cancel()

@@ -235,13 +235,15 @@ class Nebula:
         """The VM's directory on its host: ``<DATASTORE_LOCATION>/0/<vid>`` (3.4)."""
         return f"{self.datastore_location}/0/{vid}"
 
-    def vm_log(self, vm, module, level, message, to_file=True):
-        """Log a VM event to oned.log and (``to_file``) to the VM's own ``vm.log``.
+    def vm_log(self, vm, module, level, message, to_file=True, to_oned=True):
+        """Log a VM event to oned.log (``to_oned``) and (``to_file``) to the VM's
+        own ``vm.log``.
 
         :param level: ``"I"``, ``"E"``, ``"W"`` or ``"D"``.
         """
-        emit = {"E": vmlog.error, "W": vmlog.warn, "D": vmlog.debug}.get(level, vmlog.info)
-        emit("VM {vid}: [{module}] {message}", vid=vm.oid, module=module, message=message)
+        if to_oned:
+            emit = {"E": vmlog.error, "W": vmlog.warn, "D": vmlog.debug}.get(level, vmlog.info)
+            emit("VM {vid}: [{module}] {message}", vid=vm.oid, module=module, message=message)
         if not to_file:
             return
         stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(self.clock.seconds()))

@@ -171,11 +171,13 @@ class TransferManager:
             return True
         return self.shared(h.tm_mad) and self.shared(prev.tm_mad)
 
-    def _migrate_line(self, vm, op):
+    def _run_migrate(self, vm, op):
+        """Run ``<OP> <tm> <prev>:<dir> <new>:<dir>`` as transfer ``op.lower()``."""
         h, prev = vm.last_history, vm.previous_history
         if prev is None:
-            raise DriverError("the VM has no previous host")
-        return f"{op} {h.tm_mad} {prev.hostname}:{prev.vm_dir} {h.hostname}:{h.vm_dir}"
+            return defer.fail(DriverError("the VM has no previous host"))
+        line = f"{op} {h.tm_mad} {prev.hostname}:{prev.vm_dir} {h.hostname}:{h.vm_dir}"
+        return self._run(vm, op.lower(), [line])
 
     def premigrate(self, vm):
         """Before a live migration between hosts that do not share storage:
@@ -183,20 +185,12 @@ class TransferManager:
         (``PREMIGRATE <tm> <prev>:<dir> <new>:<dir>``; OpenNebula 4.x+ TM
         ``premigrate``), so the disks, the context CD-ROM and the checkpoint
         path exist there; Deferred (errback DriverError)."""
-        try:
-            line = self._migrate_line(vm, "PREMIGRATE")
-        except DriverError as e:
-            return defer.fail(e)
-        return self._run(vm, "premigrate", [line])
+        return self._run_migrate(vm, "PREMIGRATE")
 
     def postmigrate(self, vm):
         """After such a live migration succeeded: remove the previous host's
         copy (``POSTMIGRATE <tm> <prev>:<dir> <new>:<dir>``); Deferred."""
-        try:
-            line = self._migrate_line(vm, "POSTMIGRATE")
-        except DriverError as e:
-            return defer.fail(e)
-        return self._run(vm, "postmigrate", [line])
+        return self._run_migrate(vm, "POSTMIGRATE")
 
     def premigrate_undo(self, vm):
         """After such a live migration failed: delete the copy made on the new

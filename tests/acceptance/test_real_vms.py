@@ -168,6 +168,11 @@ class RealVMTestCase(SeedCloudTestCase):
                              + self.ok("onevm", "list") + "\nvm.log:\n" + self.vm_log(vid),
                              timeout=timeout)
 
+    def wait_moved(self, vid, host, what):
+        """Wait until ``onevm list`` shows VM ``vid`` RUNNING on ``host``."""
+        self.wait_for(lambda: (self.row(vid) or {}).get("HOSTNAME") == host
+                      and self.row(vid)["STAT"] == "runn", what, timeout=OP_TIMEOUT)
+
     def vm_log(self, vid):
         try:
             with open(os.path.join(self.one.var, str(vid), "vm.log")) as f:
@@ -273,9 +278,11 @@ class RealVMTestCase(SeedCloudTestCase):
         target = self.other(host)
         before = ticks(console)[-1]
         self.ok("onevm", "livemigrate", vid, target)
-        self.wait_for(lambda: (self.row(vid) or {}).get("HOSTNAME") == target
-                      and self.row(vid)["STAT"] == "runn", "live migration done",
-                      timeout=OP_TIMEOUT)
+        self.wait_moved(vid, target, "live migration done")
+        # the drivers' own LOG lines reach the VM's log, as in 3.4
+        self.assertRegex(self.vm_log(vid), rf"\[VMM\]\[I\]: .*migrated one-{vid} from "
+                                           rf"{host} to {target} in [0-9.]+ s")
+        self.assertRegex(self.vm_log(vid), r"\[TM\]\[I\]: (PREMIGRATE|CLONE)")
         self.assertEqual(self.where(vid), [target])
         self.alive(console)
         self.assertEqual(self.boots(console), 1)
@@ -289,9 +296,7 @@ class RealVMTestCase(SeedCloudTestCase):
         # cold migration back: save, move, restore
         target = self.other(host)
         self.ok("onevm", "migrate", vid, target)
-        self.wait_for(lambda: (self.row(vid) or {}).get("HOSTNAME") == target
-                      and self.row(vid)["STAT"] == "runn", "cold migration done",
-                      timeout=OP_TIMEOUT)
+        self.wait_moved(vid, target, "cold migration done")
         self.assertEqual(self.where(vid), [target])
         self.alive(console)
         self.assertEqual(self.boots(console), 1)
