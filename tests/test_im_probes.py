@@ -319,6 +319,36 @@ class SshDriverTests(DriverMixin, TestCase):
         self.assertIn(("I", 4, f"Copying probes to 127.0.0.1:{self.remote_dir}/im"),
                       self.logs)
 
+    async def test_other_remotes_on_update(self):
+        """With OpenNebula's layout (probes in <remotes>/im), flag 1 also copies
+        the other host-side folders (remote hooks...) to SCRIPTS_REMOTE_DIR,
+        never tm/ (front-end scripts); flag 0 leaves them alone."""
+        root = os.path.abspath(self.mktemp())
+        shutil.copytree(self.remotes, os.path.join(root, "im"), symlinks=True)
+        self.remotes = os.path.join(root, "im")
+        os.makedirs(os.path.join(root, "hooks"))
+        os.makedirs(os.path.join(root, "tm", "ssh"))
+        with open(os.path.join(root, "hooks", "notify.sh"), "w") as f:
+            f.write("#!/bin/sh\necho v1\n")
+        os.chmod(os.path.join(root, "hooks", "notify.sh"), 0o755)
+        mad = await self.start()
+        await mad.monitor(1, "127.0.0.1", True)
+        hook = os.path.join(self.remote_dir, "hooks", "notify.sh")
+        with open(hook) as f:
+            self.assertEqual(f.read(), "#!/bin/sh\necho v1\n")
+        self.assertTrue(os.access(hook, os.X_OK))
+        self.assertFalse(os.path.exists(os.path.join(self.remote_dir, "tm")))
+        self.assertIn(("I", 1, f"Copying remotes hooks to 127.0.0.1:{self.remote_dir}"),
+                      self.logs)
+        with open(os.path.join(root, "hooks", "notify.sh"), "w") as f:
+            f.write("#!/bin/sh\necho v2\n")
+        await mad.monitor(1, "127.0.0.1", False)
+        with open(hook) as f:
+            self.assertIn("v1", f.read())  # only on an update (onehost sync)
+        await mad.monitor(1, "127.0.0.1", True)
+        with open(hook) as f:
+            self.assertIn("v2", f.read())
+
     async def test_copied_only_when_changed(self):
         """Unchanged remotes are not copied again; an added probe is copied
         at the next MONITOR and its metric reported; flag 1 forces a copy;
