@@ -500,7 +500,15 @@ class MoreActionTests(unittest.TestCase):
         self.assertEqual(vm.state, FAILED)
         await core.dm.action(vm, "resubmit")
         self.assertEqual(vm.state, PENDING)
+        # the domain is cancelled on the last host (nothing may be left there),
+        # then the files are deleted, even when the cancel fails
+        cancel = core.vmmd.last("cancel")
+        self.assertEqual(cancel.args[0].host, "h0")
+        self.assertEqual(len(core.tmd.calls), 1)
+        cancel.fail("Domain not found")
         self.assertIn("DELETE", open(core.tmd.last("transfer").args[0]).read())
+        self.assertIn("cancel: Domain not found",
+                      open(os.path.join(core.nebula.vm_dir(vm.oid), "vm.log")).read())
         self.assertEqual(core.nebula.vnpool.get(0).used_leases, 1)
         with self.assertRaises(ActionError):
             await core.dm.action(vm, "suspend")

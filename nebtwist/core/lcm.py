@@ -164,7 +164,7 @@ TRANSITIONS = [
     Transition(ACTIVE, CLEANUP, "cleanup_finalize", DONE, LCM_INIT, _DONE),
     Transition(ACTIVE, CLEANUP, "cleanup_resubmit", PENDING, LCM_INIT, ()),
     # -- resubmit: back to PENDING, keeping leases ----------------------------------------
-    Transition(FAILED, LCM_INIT, "resubmit", PENDING, LCM_INIT, ("tm_epilog_delete_quiet",)),
+    Transition(FAILED, LCM_INIT, "resubmit", PENDING, LCM_INIT, ("clean_failed",)),
     Transition(HOLD, LCM_INIT, "resubmit", PENDING, LCM_INIT, ()),
     Transition(STOPPED, LCM_INIT, "resubmit", PENDING, LCM_INIT, ("forget_checkpoint",)),
     Transition(PENDING, LCM_INIT, "resubmit", PENDING, LCM_INIT, ()),
@@ -173,7 +173,7 @@ TRANSITIONS = [
     Transition(SUSPENDED, LCM_INIT, "finalize", DONE, LCM_INIT,
                ("close_history_user", "del_capacity", "tm_epilog_delete_quiet") + _DONE),
     Transition(FAILED, LCM_INIT, "finalize", DONE, LCM_INIT,
-               ("tm_epilog_delete_quiet",) + _DONE),
+               ("clean_failed",) + _DONE),
 ]
 for _state in (INIT, PENDING, HOLD, STOPPED):
     TRANSITIONS.append(Transition(_state, LCM_INIT, "finalize", DONE, LCM_INIT, _DONE))
@@ -535,6 +535,19 @@ class LifeCycleManager:
         """Delete the VM's files on its last host; failures are only logged."""
         self.tm.epilog_delete(vm).addErrback(
             lambda f: self.nebula.vm_log(vm, "TM", "W", f"epilog delete: {_message(f)}"))
+
+    def _a_clean_failed(self, vm, **_):
+        """A FAILED VM leaves its last host: the domain is cancelled there (a
+        crashed guest, or one a crashed driver created without answering, may
+        still be defined; a domain that is not there is no error), then its
+        files are deleted. Failures are only logged. 3.4 only deleted the
+        files; its drivers created transient domains."""
+        h = vm.last_history
+        if h is None:
+            return
+        d = self.vmm.cancel(vm)
+        d.addErrback(lambda f: self.nebula.vm_log(vm, "VMM", "W", f"cancel: {_message(f)}"))
+        d.addCallback(lambda _: self._a_tm_epilog_delete_quiet(vm))
 
     def _cleanup(self, vm, done_event):
         """3.4 CLEANUP: cancel the VM on its host (if it was booted), delete its

@@ -460,6 +460,12 @@ class Failures(RealVMTestCase):
         self.assertIn("Error deploying VM", self.vm_log(vid))
         self.assertEqual(self.where(vid), [])
         self.assertEqual(parse_show(self.ok("onevm", "show", vid))["STATE"], "FAILED")
+        # a FAILED VM keeps its files until deleted; then nothing is left
+        self.assertIn("disk.0", os.listdir(self.vm_dir(vid)))
+        self.ok("onevm", "delete", vid)
+        self.wait_for(lambda: vid not in self.vms(), "the failed VM deleted")
+        self.wait_for(lambda: not os.path.exists(self.vm_dir(vid)), "its files deleted")
+        self.assert_gone(vid)
 
     def test_driver_killed_mid_deploy(self):
         daemon = self.one.process.pid
