@@ -204,7 +204,11 @@ class NebulaService(service.MultiService):
                         f"{DRIVER_START_TIMEOUT:g} s; see the log above") from None
 
         vmm = VirtualMachineManager(nebula, self.drivers["vmm"])
-        tm = TransferManager(nebula, self.drivers["tm"])
+        default_tm = self.config.get("DEFAULT_TM_MAD") or None
+        if default_tm is not None and default_tm not in self.drivers["tm"]:
+            raise StartupError(f"DEFAULT_TM_MAD {default_tm!r} is not a TM_MAD (have: "
+                               f"{', '.join(self.drivers['tm']) or 'none'})")
+        tm = TransferManager(nebula, self.drivers["tm"], default_tm)
         lcm = LifeCycleManager(nebula, vmm, tm)
         vmm.lcm = lcm
         dm = DispatchManager(nebula, lcm)

@@ -568,6 +568,32 @@ class OneHostTests(FakeServerMixin, unittest.TestCase):
             ("one.host.allocate", SESSION, "host02", "im_kvm", "vmm_kvm", -1)])
 
     @defer.inlineCallbacks
+    def test_create_34_form(self):
+        """--im/--vm[/--net/--cluster] send 3.4's (name, im, vmm, vnm, cluster)."""
+        result = yield self.run_cli(onehost.main, "create", "host03", "--im", "im_kvm",
+                                    "--vm", "vmm_kvm", "--net", "ebtables", "--cluster", "2")
+        self.assertSuccess(result, "")
+        result = yield self.run_cli(onehost.main, "create", "host04", "--im", "im_kvm",
+                                    "--vm", "vmm_qemu")
+        self.assertSuccess(result, "")
+        self.assertEqual(self.fake.calls, [
+            ("one.host.allocate", SESSION, "host03", "im_kvm", "vmm_kvm", "ebtables", 2),
+            ("one.host.allocate", SESSION, "host04", "im_kvm", "vmm_qemu", "dummy", -1)])
+
+    @defer.inlineCallbacks
+    def test_create_forms_not_mixed(self):
+        """Options and positional drivers together, or half the options, are
+        refused before anything is sent."""
+        for argv, message in (
+                (("host05", "im_kvm", "vmm_kvm", "--net", "fw"), "not both"),
+                (("host05", "--im", "im_kvm"), "--im and --vm are both needed"),
+                (("host05", "im_kvm"), "the information and virtualization drivers")):
+            status, out, err = yield self.run_cli(onehost.main, "create", *argv)
+            self.assertEqual((status, out), (1, ""))
+            self.assertIn(message, err)
+        self.assertEqual(self.fake.calls, [])
+
+    @defer.inlineCallbacks
     def test_list(self):
         """The seed's columns, numbers right-aligned, short states."""
         result = yield self.run_cli(onehost.main, "list")
@@ -685,7 +711,7 @@ class OneHostTests(FakeServerMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_usage_error(self):
         """Bad arguments: usage on stderr, status 1, nothing sent."""
-        status, out, err = yield self.run_cli(onehost.main, "create", "host01")
+        status, out, err = yield self.run_cli(onehost.main, "create")
         self.assertEqual((status, out), (1, ""))
         self.assertIn("usage: onehost create", err)
         self.assertIn("error:", err)

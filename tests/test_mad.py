@@ -6,7 +6,7 @@ import os
 from lxml import etree
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import LogLevel, formatEvent
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from nebtwist import paths
@@ -835,3 +835,35 @@ class ResolveAndBuildTests(SynchronousTestCase):
             ValueError, build_driver, "im", reactor,
             {"NAME": "a", "EXECUTABLE": "d", "TIMEOUT": "soon"}, None,
         )
+
+
+class DefaultTransferDriverTests(TestCase):
+    """DEFAULT_TM_MAD: the TM driver of hosts created without one (3.4 form)."""
+
+    async def test_host_without_tm_takes_the_default(self):
+        from lxml import etree as et
+
+        from nebtwist.testing import start_nebula
+
+        neb = await start_nebula(self, [
+            'TM_MAD=[name="tm_dummy", executable="dummy"]',
+            'TM_MAD=[name="tm_other", executable="dummy"]',
+            "DEFAULT_TM_MAD=tm_other",
+        ])
+        ok, hid, *_ = await neb.call("one.host.allocate", "h34", "im_dummy", "vmm_dummy",
+                                     "dummy", -1)
+        self.assertTrue(ok, hid)
+        ok, vid, *_ = await neb.call("one.vm.allocate", "NAME = a\nCPU = 0.1\nMEMORY = 8\n")
+        self.assertTrue(ok, vid)
+        ok, err, *_ = await neb.call("one.vm.deploy", vid, hid)
+        self.assertTrue(ok, err)
+        ok, body, *_ = await neb.call("one.vm.info", vid)
+        self.assertEqual(et.fromstring(body.encode()).findtext(".//HISTORY/TMMAD"), "tm_other")
+
+    async def test_unknown_default_is_a_startup_error(self):
+        from nebtwist.testing import start_nebula
+
+        with self.assertRaises(Exception) as e:
+            await start_nebula(self, ["DEFAULT_TM_MAD=tm_nothing"])
+        self.assertIn("DEFAULT_TM_MAD 'tm_nothing' is not a TM_MAD (have: tm_dummy)",
+                      str(e.exception))

@@ -3,6 +3,7 @@
 Subcommands::
 
     onehost create <name> <im_mad> <vmm_mad> [<tm_mad>]
+    onehost create <name> --im <im_mad> --vm <vmm_mad> [--net <vnm_mad>] [--cluster <id>]
     onehost delete <id|name>
     onehost list
     onehost show <id|name>
@@ -12,7 +13,11 @@ Subcommands::
 
 ``create`` with four driver arguments uses the OpenNebula 1.4 form
 ``one.host.allocate(session, name, im, vmm, tm)``; with three it uses
-``one.host.allocate(session, name, im, vmm, -1)`` (no cluster).
+``one.host.allocate(session, name, im, vmm, -1)`` (no cluster). The options
+form (OpenNebula 3.4's ``--im``/``--vm``/``--net``, and the current one
+without ``--net``) sends 3.4's ``one.host.allocate(session, name, im, vmm,
+vnm, cluster)``, ``vnm`` ``dummy`` and cluster -1 by default; such a host
+takes the TM driver ``DEFAULT_TM_MAD`` of oned.conf.
 
 ``sync`` touches ``$ONE_LOCATION/var/remotes`` (creating it when missing),
 as OpenNebula 3.4's ``onehost sync`` did: every host monitored after that
@@ -64,6 +69,20 @@ LIST_COLUMNS = [
 
 def do_create(ctx, args):
     """``onehost create``: allocate a host, print ``ID: n`` with ``-v``."""
+    options = (args.im, args.vm, args.net, args.cluster)
+    if any(o is not None for o in options):
+        if args.im_mad is not None:
+            raise common.CommandError(
+                "give the drivers either as arguments (1.4) or with --im/--vm (3.4), not both")
+        if args.im is None or args.vm is None:
+            raise common.CommandError("--im and --vm are both needed")
+        oid = ctx.call("one.host.allocate", args.name, args.im, args.vm, args.net or "dummy",
+                       -1 if args.cluster is None else args.cluster)
+        common.print_created(ctx, oid)
+        return
+    if args.im_mad is None or args.vmm_mad is None:
+        raise common.CommandError("the information and virtualization drivers are needed: "
+                                  "onehost create <name> <im_mad> <vmm_mad> [<tm_mad>]")
     if args.tm_mad is not None:
         oid = ctx.call("one.host.allocate", args.name, args.im_mad, args.vmm_mad, args.tm_mad)
     else:
@@ -157,9 +176,13 @@ def configure(subparsers):
     """Add the ``onehost`` subcommands to ``subparsers``."""
     sub = common.add_command(subparsers, "create", do_create, "Create a new host")
     sub.add_argument("name", help="host name")
-    sub.add_argument("im_mad", help="information driver")
-    sub.add_argument("vmm_mad", help="virtualization driver")
+    sub.add_argument("im_mad", nargs="?", default=None, help="information driver")
+    sub.add_argument("vmm_mad", nargs="?", default=None, help="virtualization driver")
     sub.add_argument("tm_mad", nargs="?", default=None, help="transfer driver (1.4 form)")
+    sub.add_argument("--im", default=None, help="information driver (3.4 form)")
+    sub.add_argument("--vm", default=None, help="virtualization driver (3.4 form)")
+    sub.add_argument("--net", default=None, help="network driver (3.4 form; default dummy)")
+    sub.add_argument("--cluster", type=int, default=None, help="cluster id (default -1)")
     for name, handler, help_text in (
         ("delete", do_delete, "Delete a host"),
         ("enable", do_enable, "Enable a host"),
