@@ -187,8 +187,7 @@ class NebulaService(service.MultiService):
                     raise StartupError(f"{key}: {e}") from None
                 if not os.access(drv.executable, os.X_OK):
                     raise StartupError(f"{key} {drv.name}: " + not_found_message(
-                        str({k.upper(): v for k, v in vector.items()}["EXECUTABLE"]).strip(),
-                        kind))
+                        str(vector["EXECUTABLE"]).strip(), kind))
                 if kind in ("vmm", "tm"):
                     drv.on_log = _vm_log_writer(nebula, {"vmm": "VMM", "tm": "TM"}[kind])
                 drv.setServiceParent(self)
