@@ -533,30 +533,34 @@ class LifeCycleManager:
 
     def _a_tm_epilog_delete_quiet(self, vm, **_):
         """Delete the VM's files on its last host; failures are only logged."""
-        self.tm.epilog_delete(vm).addErrback(
-            lambda f: self.nebula.vm_log(vm, "TM", "W", f"epilog delete: {_message(f)}"))
+        self._cancel_and_delete(vm, False, "epilog")
+
+    def _cancel_and_delete(self, vm, cancel, what):
+        """Cancel the VM on its last host (when ``cancel``), then delete its
+        files there; each failure is only logged (``<what> cancel: ...``,
+        ``<what> delete: ...``). Deferred."""
+        d = self.vmm.cancel(vm) if cancel else defer.succeed(None)
+        d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W",
+                                                  f"{what} cancel: {_message(f)}"))
+        d.addCallback(lambda _: self.tm.epilog_delete(vm))
+        d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W",
+                                                  f"{what} delete: {_message(f)}"))
+        return d
 
     def _a_clean_failed(self, vm, **_):
         """A FAILED VM leaves its last host: the domain is cancelled there (a
         crashed guest, or one a crashed driver created without answering, may
         still be defined; a domain that is not there is no error), then its
-        files are deleted. Failures are only logged. 3.4 only deleted the
-        files; its drivers created transient domains."""
-        h = vm.last_history
-        if h is None:
-            return
-        d = self.vmm.cancel(vm)
-        d.addErrback(lambda f: self.nebula.vm_log(vm, "VMM", "W", f"cancel: {_message(f)}"))
-        d.addCallback(lambda _: self._a_tm_epilog_delete_quiet(vm))
+        files are deleted. 3.4 only deleted the files; its drivers created
+        transient domains."""
+        if vm.last_history is not None:
+            self._cancel_and_delete(vm, True, "failed VM")
 
     def _cleanup(self, vm, done_event):
         """3.4 CLEANUP: cancel the VM on its host (if it was booted), delete its
         files, then fire ``done_event`` whatever the drivers said."""
         vid = vm.oid
-        d = self.vmm.cancel(vm) if vm.deploy_id else defer.succeed(None)
-        d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W", f"cleanup cancel: {_message(f)}"))
-        d.addCallback(lambda _: self.tm.epilog_delete(vm))
-        d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W", f"cleanup delete: {_message(f)}"))
+        d = self._cancel_and_delete(vm, bool(vm.deploy_id), "cleanup")
         d.addCallback(lambda _: self.on_driver(vid, done_event))
         return d
 
