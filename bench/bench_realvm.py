@@ -502,16 +502,6 @@ def bench_migrate(cloud, migrations):
 
 # -- main ---------------------------------------------------------------------------------
 
-def table(rows):
-    head = ("figure", "measured", "floor / peer", "ratio")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(4)]
-    line = "  ".join("-" * w for w in widths)
-    out = [line, "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), line]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    out.append(line)
-    return "\n".join(out)
-
-
 def run(argv=None):
     parser = common.new_parser(__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="boots (default 5)")
@@ -570,7 +560,7 @@ def run(argv=None):
     finally:
         ws.clean()
     print(f"=== bench_realvm summary ({common.machine_note()}; load average {loadavg()})")
-    print(table(summary))
+    print(common.table(("figure", "measured", "floor / peer", "ratio"), summary))
     return rows
 
 

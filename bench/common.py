@@ -339,6 +339,17 @@ def pool_ids(daemon):
 
 # -- figures ------------------------------------------------------------------------------
 
+def table(head, rows):
+    """Plain-text table: ``head`` a tuple of column titles, ``rows`` tuples of the
+    same length (any values, shown with ``str``); columns padded, rules around."""
+    widths = [max(len(str(r[i])) for r in list(rows) + [head]) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+    out = [line, "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), line]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    out.append(line)
+    return "\n".join(out)
+
+
 def percentile(sorted_values, p):
     """The ``p``-th percentile (0..100) of already sorted values, nearest rank."""
     if not sorted_values:

@@ -22,17 +22,6 @@ import bench_vmpool_info  # noqa: E402
 import common  # noqa: E402
 
 
-def table(rows):
-    """Plain-text table of (figure, value, target) rows."""
-    head = ("figure", "measured", "target")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(3)]
-    line = "  ".join("-" * w for w in widths)
-    out = [line, "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), line]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    out.append(line)
-    return "\n".join(out)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
@@ -60,7 +49,7 @@ def main(argv=None):
         rows += module.run(extra + rest)
         print(f"({name}: {time.monotonic() - t0:.0f} s)\n")
     print(f"=== summary ({common.machine_note()}; {time.monotonic() - started:.0f} s in all)")
-    print(table(rows))
+    print(common.table(("figure", "measured", "target"), rows))
 
 
 if __name__ == "__main__":
