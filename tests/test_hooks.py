@@ -188,6 +188,32 @@ class VMHookTests(HookTestCase):
         self.assertEqual(self.lines("failed"), [str(vid)])
         self.assertEqual(self.lines("running"), [])
 
+    async def test_prolog_failing_at_once_fires_failed_once(self):
+        """A prolog that fails before reaching the TM driver (a CONTEXT FILES entry
+        missing on the front-end) fires PROLOG once and FAILED once, each with the
+        VM's XML in the state that hook names (issue 9: FAILED ran twice)."""
+        await self.start(self.recorder("VM", "FAILED", "$VMID $TEMPLATE"),
+                         self.recorder("VM", "PROLOG", "$VMID $TEMPLATE"),
+                         self.recorder("VM", "DONE", "$VMID"))
+        await self.host("node1")
+        missing = self.out("no-such-file.sh")
+        vid = await self.ok("one.vm.allocate", SMALL_VM + f'CONTEXT = [ FILES = "{missing}" ]\n')
+        await self.wait_vm(vid, FAILED)
+        await wait_for(lambda: self.lines("failed"), "the FAILED hook")
+        # A later event proves the hooks of the failure have all been run: the
+        # VM is deleted and its DONE hook waited for.
+        await self.ok("one.vm.action", "finalize", vid)
+        await wait_for(lambda: self.lines("done"), "the DONE hook")
+        await self.neb.service.hm.idle()
+        failed = self.lines("failed")
+        self.assertEqual([line.split()[0] for line in failed], [str(vid)])
+        self.assert_template(failed[0].split()[1], vid, FAILED)
+        prolog = self.lines("prolog")
+        self.assertEqual([line.split()[0] for line in prolog], [str(vid)])
+        vm = self.assert_template(prolog[0].split()[1], vid, ACTIVE)
+        self.assertEqual(vm.findtext("LCM_STATE"), "1")  # PROLOG
+        self.assertIn("no-such-file.sh", self.vm_log(vid))
+
     async def test_failing_and_hanging_hooks_change_nothing(self):
         """A hook exiting non-zero and one hanging past -t are logged; nothing else moves."""
         await self.start(

@@ -242,10 +242,16 @@ class LifeCycleManager:
         if old != (vm.state, vm.lcm_state):
             self.nebula.vm_log(vm, "LCM", "I", f"New VM state is {state_name(vm)}")
         await self.nebula.vmpool.update(vm, ops)
+        # Hooks see the pair just committed, before any driver call starts: a
+        # driver action failing at once (tm.prolog on a missing CONTEXT file)
+        # triggers its failure event re-entrantly, which changes the VM again and
+        # notifies its own pair after its own commit (issue 9: reading the pair
+        # after the driver calls ran FAILED hooks twice and skipped PROLOG).
+        new = (vm.state, vm.lcm_state)
+        for hook in self.hooks:
+            hook(vm, old, new)
         for action in later:
             getattr(self, "_a_" + action)(vm, **kw)
-        for hook in self.hooks:
-            hook(vm, old, (vm.state, vm.lcm_state))
 
     def on_driver(self, vid, event, **kw):
         """Deliver a driver's reply as ``event`` to VM ``vid``.
