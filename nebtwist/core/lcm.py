@@ -232,6 +232,7 @@ class LifeCycleManager:
                               f"VM {vm.oid} is {state_name(vm)}.")
         old = (vm.state, vm.lcm_state)
         vm.state, vm.lcm_state = row.new_state, row.new_lcm
+        new = (vm.state, vm.lcm_state)
         ops = []
         later = []
         for action in row.actions:
@@ -239,7 +240,7 @@ class LifeCycleManager:
                 later.append(action)
             else:
                 ops.extend(getattr(self, "_a_" + action)(vm, **kw) or ())
-        if old != (vm.state, vm.lcm_state):
+        if old != new:
             self.nebula.vm_log(vm, "LCM", "I", f"New VM state is {state_name(vm)}")
         await self.nebula.vmpool.update(vm, ops)
         # Hooks see the pair just committed, before any driver call starts: a
@@ -247,7 +248,6 @@ class LifeCycleManager:
         # triggers its failure event re-entrantly, which changes the VM again and
         # notifies its own pair after its own commit (issue 9: reading the pair
         # after the driver calls ran FAILED hooks twice and skipped PROLOG).
-        new = (vm.state, vm.lcm_state)
         for hook in self.hooks:
             hook(vm, old, new)
         for action in later:
