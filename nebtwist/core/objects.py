@@ -35,9 +35,17 @@ LCM_STATES = ["LCM_INIT", "PROLOG", "BOOT", "RUNNING", "MIGRATE", "SAVE_STOP",
 # History REASON (include/History.h)
 REASON_NONE, REASON_ERROR, REASON_STOP_RESUME, REASON_USER, REASON_CANCEL = range(5)
 
-# Host states (include/Host.h)
+# Host states (include/Host.h): 3.4's five, then two of OpenNebula 4.x's: a host
+# being monitored after an ERROR (MONITORING_ERROR) or from INIT (MONITORING_INIT)
+# is not MONITORING, so the scheduler (STATE < 3) never places a VM on a host
+# whose last monitoring failed, or that was never monitored, until one succeeds.
 HOST_INIT, HOST_MONITORING, HOST_MONITORED, HOST_ERROR, HOST_DISABLED = range(5)
-HOST_STATES = ["INIT", "MONITORING", "MONITORED", "ERROR", "DISABLED"]
+HOST_MONITORING_ERROR, HOST_MONITORING_INIT = 5, 6
+HOST_STATES = ["INIT", "MONITORING", "MONITORED", "ERROR", "DISABLED", "MONITORING_ERROR",
+               "MONITORING_INIT"]
+#: A host state being monitored -> the state it was monitored from (4.x names).
+HOST_MONITORING_FROM = {HOST_MONITORING: HOST_MONITORED, HOST_MONITORING_ERROR: HOST_ERROR,
+                        HOST_MONITORING_INIT: HOST_INIT}
 
 # Virtual network types
 RANGED, FIXED = 0, 1
