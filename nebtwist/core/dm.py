@@ -53,6 +53,58 @@ def parse_template(text, what="template"):
     return template
 
 
+#: OpenNebula's shipped ``VM_RESTRICTED_ATTR`` (oned.conf), used when oned.conf
+#: names none: attributes only oneadmin and its group may give a VM.
+VM_RESTRICTED_DEFAULT = ("CONTEXT/FILES", "DISK/SOURCE", "NIC/MAC", "NIC/VLAN_ID", "RANK")
+#: OpenNebula's shipped ``IMAGE_RESTRICTED_ATTR``.
+IMAGE_RESTRICTED_DEFAULT = ("SOURCE",)
+
+
+def restricted_attributes(config, key):
+    """oned.conf's ``VM_RESTRICTED_ATTR`` or ``IMAGE_RESTRICTED_ATTR`` list
+    (one value per line, ``NAME`` or ``VECTOR/NAME``, as OpenNebula's
+    oned.conf). A file that names none gets OpenNebula's shipped list
+    (:data:`VM_RESTRICTED_DEFAULT`, :data:`IMAGE_RESTRICTED_DEFAULT`);
+    ``KEY = ""`` restricts nothing."""
+    values = [v for v in config.template.get_all(key) if isinstance(v, str)]
+    if not values:
+        return VM_RESTRICTED_DEFAULT if key == "VM_RESTRICTED_ATTR" else IMAGE_RESTRICTED_DEFAULT
+    return tuple(v.strip().upper() for v in values if v.strip())
+
+
+def find_restricted(template, attributes):
+    """The first of ``attributes`` that ``template`` gives, or None.
+
+    As OpenNebula's ``Template::check`` (3.4 ``src/template/Template.cc``): a
+    single attribute counts when present; ``VECTOR/NAME`` when a ``VECTOR``
+    value has a non-empty ``NAME``.
+    """
+    for attribute in attributes:
+        name, _, sub = attribute.partition("/")
+        for value in template.get_all(name):
+            if not sub:
+                return attribute
+            if isinstance(value, dict) and str(value.get(sub, "")).strip():
+                return attribute
+    return None
+
+
+def check_restricted(nebula, user, template, key="VM_RESTRICTED_ATTR", what="VM Template"):
+    """Refuse ``template`` from ``user`` outside oneadmin's group if it gives
+    an attribute of oned.conf's ``key`` (OpenNebula 3.4
+    ``VirtualMachineAllocate`` / ``ImageAllocate``; allocate, instantiate and
+    update in later versions).
+
+    :raises AuthorizationError: "VM Template includes a restricted attribute
+        DISK/SOURCE." (OpenNebula's message).
+    """
+    if nebula.is_admin(user):
+        return
+    found = find_restricted(template, restricted_attributes(nebula.config, key))
+    if found is not None:
+        raise AuthorizationError(f"{what} includes a restricted attribute {found}.")
+
+
 def compile_expressions(vm, template):
     """Compile ``REQUIREMENTS`` and ``RANK`` of ``template`` onto ``vm``.
 
@@ -116,14 +168,20 @@ class DispatchManager:
                 f"User [{user.oid}] : Not authorized to perform USE NET [{vnet.oid}].")
         return vnet
 
-    async def allocate(self, user, text):
+    async def allocate(self, user, text, check_restricted_attrs=True):
         """Create a VM from template ``text`` for ``user``; returns the VM.
 
+        :param check_restricted_attrs: refuse oned.conf's ``VM_RESTRICTED_ATTR``
+            from a user outside oneadmin's group (:func:`check_restricted`);
+            False when the caller has checked (a template instantiated).
         :raises APIError: a malformed template or value.
-        :raises AuthorizationError: a NIC on a network the user may not use.
+        :raises AuthorizationError: a NIC on a network the user may not use;
+            a restricted attribute.
         :raises ActionError: a NIC whose network is unknown or full.
         """
         template = parse_template(text, "VM template")
+        if check_restricted_attrs:
+            check_restricted(self.nebula, user, template)
         for key in ("CPU", "MEMORY"):
             _check_number(template, key)
         _check_number(template, "VCPU", integer=True)

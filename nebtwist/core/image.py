@@ -515,8 +515,9 @@ class ImageManager(service.Service):
         Template: NAME (required), TYPE (OS, CDROM, DATABLOCK; default
         ``DEFAULT_IMAGE_TYPE``), PERSISTENT (YES/NO), PATH (an absolute file
         path or an http(s) URL), or for a DATABLOCK SIZE (MB) and FSTYPE with
-        no PATH; SOURCE (an existing file used as is: oneadmin only, as
-        3.4's ``IMAGE_RESTRICTED_ATTR``). Other attributes stay in the
+        no PATH; SOURCE (an existing file used as is: oneadmin's group only,
+        as OpenNebula's shipped ``IMAGE_RESTRICTED_ATTR``, which oned.conf
+        sets). Other attributes stay in the
         image's TEMPLATE; DEV_PREFIX is added when missing.
 
         :param datastore_id: 1 (or -1: the default image datastore).
@@ -525,7 +526,8 @@ class ImageManager(service.Service):
             EC2 front's staged uploads and S3 objects), never a user's path.
         :raises APIError: a malformed or incomplete template.
         :raises NoSuchObject: an unknown datastore.
-        :raises AuthorizationError: SOURCE given by a user not in oneadmin's group.
+        :raises AuthorizationError: an ``IMAGE_RESTRICTED_ATTR`` (SOURCE) given
+            by a user not in oneadmin's group.
         :raises ActionError: the user already has an image of that name.
         """
         config = self.nebula.config
@@ -571,9 +573,9 @@ class ImageManager(service.Service):
         if path and not _is_url(path) and not self.nebula.is_admin(actor):
             _check_safe_path(path, (config.get("IMAGE_SAFE_DIRS") or "").split()
                              + list(trusted_dirs), actor)
-        if source and not (actor.oid == 0 or actor.gid == ONEADMIN_GROUP):
-            raise AuthorizationError(
-                f"User [{actor.oid}] : Not authorized to use the restricted attribute SOURCE.")
+        from nebtwist.core.dm import check_restricted
+
+        check_restricted(self.nebula, actor, template, "IMAGE_RESTRICTED_ATTR", "Image Template")
         pool = self.nebula.imagepool
         other = pool.find(name, actor.oid)
         if other is not None:
@@ -907,12 +909,15 @@ class ImageRequests:
 
     async def image_update(self, actor, iid, text):
         """Replace an image's TEMPLATE (MANAGE); its fields (TYPE, SOURCE,
-        PERSISTENT...) are changed by their own operations."""
-        from nebtwist.core.dm import parse_template
+        PERSISTENT...) are changed by their own operations. A user outside
+        oneadmin's group may not give an ``IMAGE_RESTRICTED_ATTR``
+        (OpenNebula 4.x ``RequestManagerUpdateTemplate``)."""
+        from nebtwist.core.dm import check_restricted, parse_template
 
         image = self._image(actor, iid)
-        await _store_template(self.nebula.imagepool, image,
-                              parse_template(text, "image template"))
+        template = parse_template(text, "image template")
+        check_restricted(self.nebula, actor, template, "IMAGE_RESTRICTED_ATTR", "Image Template")
+        await _store_template(self.nebula.imagepool, image, template)
         return iid
 
     async def _image_change(self, image, change):
@@ -1008,12 +1013,17 @@ class ImageRequests:
     async def template_allocate(self, actor, text):
         """Store a VM template; returns its id.
 
+        A user outside oneadmin's group may not give a ``VM_RESTRICTED_ATTR``
+        (OpenNebula 4.x ``TemplateAllocate``; 3.4 checked at instantiation).
+
         :raises APIError: malformed template or no NAME.
+        :raises AuthorizationError: a restricted attribute.
         :raises ActionError: the user already has a template of that name.
         """
-        from nebtwist.core.dm import parse_template
+        from nebtwist.core.dm import check_restricted, parse_template
 
         template = parse_template(text, "VM template")
+        check_restricted(self.nebula, actor, template)
         _check_create(self.nebula, actor, "TEMPLATE")
         name = template.get("NAME")
         if not isinstance(name, str) or not name.strip():
@@ -1045,11 +1055,15 @@ class ImageRequests:
         return tid
 
     async def template_update(self, actor, tid, text):
-        """Replace a VM template's contents (MANAGE); its name is kept."""
-        from nebtwist.core.dm import parse_template
+        """Replace a VM template's contents (MANAGE); its name is kept. A user
+        outside oneadmin's group may not give a ``VM_RESTRICTED_ATTR``
+        (OpenNebula 4.x ``RequestManagerUpdateTemplate``)."""
+        from nebtwist.core.dm import check_restricted, parse_template
 
         tmpl = self._vmtemplate(actor, tid)
-        await _store_template(self.nebula.tplpool, tmpl, parse_template(text, "VM template"))
+        template = parse_template(text, "VM template")
+        check_restricted(self.nebula, actor, template)
+        await _store_template(self.nebula.tplpool, tmpl, template)
         return tid
 
     async def template_instantiate(self, actor, tid, name="", hold=False, extra=""):
@@ -1060,17 +1074,26 @@ class ImageRequests:
         adds or replaces attributes (later OpenNebula versions' argument);
         ``hold`` leaves the VM in HOLD. The VM belongs to the caller
         (3.4 ``VMTemplateInstantiate``). Errors are those of one.vm.allocate.
+
+        ``VM_RESTRICTED_ATTR``, for a caller outside oneadmin's group: a
+        template owned by oneadmin's group may hold restricted attributes
+        (3.4 checks only templates of other owners), the ``extra`` attributes
+        may not (later versions check the caller's additions).
         """
-        from nebtwist.core.dm import parse_template
+        from nebtwist.core.dm import check_restricted, parse_template
 
         tmpl = self._vmtemplate(actor, tid, "USE")
         template = tmpl.template.copy()
         if extra:
-            template.replace_from(parse_template(extra, "extra template"))
+            added = parse_template(extra, "extra template")
+            check_restricted(self.nebula, actor, added)
+            template.replace_from(added)
+        if not (tmpl.uid == 0 or tmpl.gid == ONEADMIN_GROUP):
+            check_restricted(self.nebula, actor, tmpl.template)
         if name:
             template.set("NAME", name)
         template.set("TEMPLATE_ID", str(tmpl.oid))
-        vm = await self.dm.allocate(actor, template.to_text())
+        vm = await self.dm.allocate(actor, template.to_text(), check_restricted_attrs=False)
         if hold:
             await self.dm.action(vm, "hold")
         return vm.oid

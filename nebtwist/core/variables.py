@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from nebtwist.errors import APIError, AuthorizationError
+from nebtwist.errors import APIError
 
 __all__ = ["Variable", "VariableSyntaxError", "VMLookup", "expand", "expand_vm", "parse"]
 
@@ -376,13 +376,13 @@ def expand_vm(nebula, user, vm):
     (``parse_requirements``). RANK is left as written, as in 3.4.
 
     ``CONTEXT/FILES`` names front-end files that the prolog copies into the
-    VM's context image, so only oneadmin and the oneadmin group may give it
-    (3.4 ships it in ``VM_RESTRICTED_ATTR``).
+    VM's context image, so only oneadmin and the oneadmin group may give it:
+    3.4 ships it in ``VM_RESTRICTED_ATTR``, which the DispatchManager checks
+    before this runs (:func:`nebtwist.core.dm.check_restricted`).
 
     :param user: the :class:`~nebtwist.core.objects.User` creating the VM.
     :raises APIError: more than one CONTEXT or REQUIREMENTS, a CONTEXT that
         is not a vector or a REQUIREMENTS that is, or a malformed variable.
-    :raises AuthorizationError: CONTEXT/FILES from a user who is not an admin.
     """
     template = vm.template
     contexts = template.get_all("CONTEXT")
@@ -397,8 +397,6 @@ def expand_vm(nebula, user, vm):
     if requirements and not isinstance(requirements[0], str):
         raise APIError("Wrong format for REQUIREMENTS attribute: it must be a single "
                        'value, REQUIREMENTS = "expression".')
-    if contexts and contexts[0].get("FILES", "").strip() and not nebula.is_admin(user):
-        raise AuthorizationError("VM Template includes a restricted attribute CONTEXT/FILES.")
     lookup = VMLookup.for_vm(nebula, vm)
     if contexts:
         template.remove("CONTEXT")
