@@ -129,6 +129,39 @@ _IMAGE_STATES = {"INIT": "pending", "LOCKED": "pending", "READY": "available",
 #: UploadImage answers a RegisterImageResponse (3.4 ``econe-server.rb``).
 _RESPONSE_NAMES = {"UploadImage": "RegisterImage"}
 
+#: Characters no EC2 parameter may hold: C0 controls but tab, LF and CR (XML
+#: 1.0 cannot carry them, so no reply could echo them), DEL and C1 controls,
+#: and the non-characters U+FFFE/U+FFFF. EC2 answers InvalidParameterValue.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+
+#: EC2's answer to ``DryRun=true`` when the request would have succeeded
+#: (HTTP 412; botocore raises ClientError with this code).
+DRY_RUN_MESSAGE = "Request would have succeeded, but DryRun flag is set."
+
+
+def _shown(text, limit=64):
+    """``text`` for a message: control characters escaped, at most ``limit``."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                        else f"\\u{ord(m.group()):04x}", text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_characters(pairs):
+    """Refuse a parameter name or value holding a control character
+    (:data:`_CONTROL`) with EC2's ``InvalidParameterValue``.
+
+    :raises EC2Error: naming the parameter, the character escaped.
+    """
+    for name, value in pairs:
+        if _CONTROL.search(name):
+            raise EC2Error("InvalidParameterValue",
+                           f"The parameter name ({_shown(name)}) is invalid: control "
+                           f"characters are not allowed.")
+        if _CONTROL.search(value):
+            raise EC2Error("InvalidParameterValue",
+                           f"Value ({_shown(value)}) for parameter {name} is invalid: "
+                           f"control characters are not allowed.")
+
 
 def _vm_image(vm):
     image = vm.template.get_str("IMAGE_ID")
@@ -705,8 +738,8 @@ class EC2Resource(resource.Resource):
     def _error(code, message, request_id):
         root = etree.Element("Response")
         error = _sub(_sub(root, "Errors"), "Error")
-        _sub(error, "Code", code)
-        _sub(error, "Message", message)
+        _sub(error, "Code", _shown(code, 128))
+        _sub(error, "Message", _shown(message, 4096))
         _sub(root, "RequestID", request_id)
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
@@ -779,6 +812,7 @@ class EC2Resource(resource.Resource):
                                        f"bytes allowed.", 413)
                 pairs = self._params(request, body)
                 auth = awsauth.AuthRequest.from_twisted(request, body=body)
+            check_characters(pairs)
             params = _Params(pairs, upload)
             who = awsauth.verify_request(auth, self.secret_lookup,
                                          self.nebula.clock.seconds(), params=pairs,
@@ -799,6 +833,8 @@ class EC2Resource(resource.Resource):
         if handler is None:
             raise EC2Error("InvalidAction",
                            f"The action {action} is not valid for this web service.")
+        if params.has("DryRun"):
+            await self._dry_run(user, action, params)
         version = params.get("Version") or DEFAULT_VERSION
         if not _VERSION.match(version):
             version = DEFAULT_VERSION
@@ -822,6 +858,78 @@ class EC2Resource(resource.Resource):
         body = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
         start = f"<{name}Response>".encode()
         return body.replace(start, f'<{name}Response xmlns="{ns}">'.encode(), 1)
+
+    async def _dry_run(self, user, action, params):
+        """``DryRun=true``: check what the action would (permissions, the
+        objects it names) and answer ``DryRunOperation`` (412) without running
+        it; ``UnauthorizedOperation`` (403) or the action's own error when it
+        would fail (EC2 API reference, "DryRun" of every action here but
+        UploadImage, OpenNebula's own, which takes none: ``UnknownParameter``).
+        ``DryRun=false`` runs the action.
+
+        :raises EC2Error: always when ``DryRun`` is true.
+        """
+        if not params.bool("DryRun"):
+            return
+        if action not in self.dry_checks:
+            raise EC2Error("UnknownParameter", f"The parameter DryRun is not recognized "
+                                               f"by {action}.")
+        check = self.dry_checks[action]
+        if check is not None:
+            try:
+                check(user, params)
+            except AuthorizationError as e:
+                raise EC2Error("UnauthorizedOperation", str(e), 403) from None
+        raise EC2Error("DryRunOperation", DRY_RUN_MESSAGE, 412)
+
+    def _may_create(self, kind):
+        def check(user, params):
+            if not self.nebula.can_create(user, kind):
+                raise EC2Error("UnauthorizedOperation", f"User [{user.oid}] : Not authorized "
+                                                        f"to perform CREATE {kind}.", 403)
+        return check
+
+    def _dry_run_instance(self, user, params):
+        self._may_create("VM")(user, params)
+        self._image(user, params.require("ImageId"))
+        itype = params.get("InstanceType") or "m1.small"
+        if itype not in self.vmtypes:
+            raise EC2Error("InvalidParameterValue", f"Invalid value '{itype}' for InstanceType.")
+
+    def _dry_deregister(self, user, params):
+        image = self._image(user, params.require("ImageId"))
+        if not self.nebula.can_manage(user, image):
+            raise EC2Error("UnauthorizedOperation", f"User [{user.oid}] : Not authorized to "
+                                                    f"perform MANAGE IMAGE [{image.oid}].", 403)
+
+    def _dry_address(self, user, params):
+        self._eip_network()
+        if params.has("InstanceId"):
+            self._instances(user, [params.require("InstanceId")])
+
+    @property
+    def dry_checks(self):
+        """Action -> the checks ``DryRun`` makes (None: none but the
+        signature), for every action that takes ``DryRun``."""
+        instances = self._required_instances
+        return {
+            "DescribeRegions": None, "DescribeAvailabilityZones": None,
+            "DescribeInstanceTypes": None, "DescribeImages": None,
+            "DescribeInstances": None, "DescribeKeyPairs": None, "DescribeAddresses": None,
+            "DescribeTags": None,
+            "RegisterImage": self._may_create("IMAGE"),
+            "DeregisterImage": self._dry_deregister,
+            "RunInstances": self._dry_run_instance,
+            "TerminateInstances": instances, "StartInstances": instances,
+            "StopInstances": instances, "RebootInstances": instances,
+            "CreateKeyPair": lambda u, p: self._key_name(p),
+            "ImportKeyPair": lambda u, p: self._key_name(p),
+            "DeleteKeyPair": lambda u, p: self._key_name(p),
+            "AllocateAddress": lambda u, p: self._eip_network(),
+            "ReleaseAddress": self._dry_address, "AssociateAddress": self._dry_address,
+            "DisassociateAddress": self._dry_address,
+            "CreateTags": self._tag_targets, "DeleteTags": self._tag_targets,
+        }
 
     async def _store(self, changes):
         """Give core objects new values of one template attribute each and
