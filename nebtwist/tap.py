@@ -18,6 +18,7 @@ import sys
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.web import server
@@ -237,7 +238,10 @@ class NebulaService(service.MultiService):
                 endpoint = tls_server_endpoint(self.reactor, desc)
             except TLSConfigError as e:
                 raise StartupError(f"LISTEN {e}") from None
-            port = await endpoint.listen(site)
+            try:
+                port = await endpoint.listen(site)
+            except CannotListenError as e:  # a busy port: one line, as the EC2 front's
+                raise StartupError(f"XML-RPC API: {e}") from None
             self.ports.append(port)
             log.info("XML-RPC API listening on {d} ({a})", d=desc, a=port.getHost())
         if self.hm is not None:
@@ -305,6 +309,8 @@ def makeService(options):
         atexit.register(_exit_status_1)
         if reactor.running:
             reactor.stop()
+        else:  # failed before the reactor ran (e.g. an unknown DB backend)
+            reactor.callWhenRunning(reactor.stop)
 
     return build_service(config, reactor, var_dir_for(options["one_location"]),
                          on_failure=failed, overrides=options["set"])

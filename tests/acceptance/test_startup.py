@@ -2,6 +2,7 @@
 status 1 (so scripts and supervisors see it), leaving no process behind."""
 
 import os
+import socket
 import subprocess
 
 from twisted.trial import unittest
@@ -12,7 +13,7 @@ from tests.acceptance.test_seed000 import _twistd_command, free_port
 class StartupFailureTest(unittest.TestCase):
     """Start-up errors end the daemon with a non-zero status."""
 
-    def start_daemon(self, *settings):
+    def start_daemon(self, *settings, environ=()):
         location = os.path.abspath(self.mktemp())
         os.makedirs(location)
         auth = os.path.join(location, "one_auth")
@@ -23,10 +24,28 @@ class StartupFailureTest(unittest.TestCase):
                 "--set", "econe.PORT=0"]  # EC2 front: any free port
         for s in settings:
             args += ["--set", s]
-        done = subprocess.run(_twistd_command() + args, env=env, cwd=location,
-                              capture_output=True, text=True, timeout=60)
+        env.update(environ)
+        try:
+            done = subprocess.run(_twistd_command() + args, env=env, cwd=location,
+                                  capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired as e:
+            self.fail(f"twistd still running after {e.timeout} s (no exit after a "
+                      f"start-up error); output:\n{e.stdout}")
+        self.output = done.stdout + done.stderr  # twistd -n logs to stdout
         with open(os.path.join(location, "var", "oned.log")) as f:
             return done.returncode, f.read()
+
+    def assert_one_line(self, rc, log, *words):
+        """Status 1, exactly one "could not start" line in oned.log and in
+        twistd's output, naming ``words``, and no traceback anywhere."""
+        self.assertEqual(rc, 1, self.output)
+        for text in (log, self.output):
+            lines = [line for line in text.splitlines() if "could not start" in line]
+            self.assertEqual(len(lines), 1, text)
+            for word in words:
+                self.assertIn(word, lines[0])
+            self.assertNotIn("Traceback", text)
+        return lines[0]
 
     def test_missing_driver(self):
         rc, log = self.start_daemon('IM_MAD=[name="x", executable="nonexistent"]')
@@ -51,3 +70,48 @@ class StartupFailureTest(unittest.TestCase):
         rc, log = self.start_daemon('LISTEN="ssl:0:privateKey=/nonexistent.pem"')
         self.assertEqual(rc, 1)
         self.assertIn("could not start", log)
+
+    # -- database start-up errors (issue 9 section 4): these failed before the
+    # reactor ran, and the daemon then hung with no listener
+
+    def test_unknown_db_backend(self):
+        rc, log = self.start_daemon('DB=[BACKEND="oracle"]')
+        self.assert_one_line(rc, log, "unknown DB backend 'oracle'")
+
+    def test_db_driver_not_installed(self):
+        """A server backend whose Python driver is missing (a stand-in package
+        on PYTHONPATH that fails to import, as an uninstalled one does)."""
+        stub = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(stub, "pymysql"))
+        with open(os.path.join(stub, "pymysql", "__init__.py"), "w") as f:
+            f.write("raise ImportError('No module named pymysql')\n")
+        path = os.pathsep.join(p for p in (stub, os.environ.get("PYTHONPATH")) if p)
+        rc, log = self.start_daemon('DB=[BACKEND="mysql", SERVER="127.0.0.1"]',
+                                    environ={"PYTHONPATH": path})
+        self.assert_one_line(rc, log, "needs the Python module pymysql")
+
+    def test_db_server_not_answering(self):
+        port = free_port()  # nothing listens there
+        rc, log = self.start_daemon(
+            f'DB=[BACKEND="postgresql", SERVER="127.0.0.1", PORT={port}]')
+        self.assert_one_line(rc, log, f"127.0.0.1:{port}")
+
+    def test_busy_xmlrpc_port(self):
+        """A busy XML-RPC port: one line (it was a Python traceback), as a
+        busy EC2 port gives."""
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc, log = self.start_daemon(f'LISTEN="tcp:{port}:interface=127.0.0.1"')
+        self.assert_one_line(rc, log, "XML-RPC API", str(port), "in use")
+
+    def test_busy_ec2_port(self):
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc, log = self.start_daemon(f'econe.LISTEN="tcp:{port}:interface=127.0.0.1"')
+        self.assert_one_line(rc, log, "EC2 front", str(port), "in use")
