@@ -8,13 +8,25 @@ between the two). The EC2 front's RegisterImage reads objects from it
 (:meth:`Repository.object_file`).
 
 **Operations** (path-style only: ``/bucket/key``), as the Amazon S3 API
-Reference (2006-03-01) describes them: ListBuckets, CreateBucket,
+Reference (2006-03-01) describes them: ListBuckets (``max-buckets``,
+``continuation-token``, ``prefix``, ``bucket-region``), CreateBucket,
 DeleteBucket, HeadBucket, GetBucketLocation, ListObjects (v1 and v2, with
 ``encoding-type=url``), PutObject, CopyObject, GetObject (``Range``,
 ``If-*`` conditions, ``response-*`` overrides), HeadObject, DeleteObject,
-DeleteObjects, CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
-AbortMultipartUpload, ListParts, ListMultipartUploads. Other sub-resources
-(``?acl``, ``?versioning`` ...) answer ``NotImplemented`` (501).
+DeleteObjects, CreateMultipartUpload, UploadPart, CompleteMultipartUpload
+(repeated shortly after, the same success), AbortMultipartUpload,
+ListParts, ListMultipartUploads.
+
+**What it does not do, it refuses** before anything changes
+(:func:`refuse_unimplemented`): every other S3 sub-resource (``?acl``,
+``?retention``, ``?publicAccessBlock`` ... the names of botocore's S3
+service model), with any method, answers ``NotImplemented`` (501); so does
+a PUT, POST or DELETE with a query parameter it does not know, and a
+request body element it would ignore (DeleteObjects ``VersionId``).
+Server-side encryption, ACLs other than ``private``, object lock, tagging,
+website redirects, storage classes other than STANDARD and conditional
+writes are refused (:func:`refuse_headers`), never stored as if they had
+not been asked for.
 
 **Authentication**: :func:`nebtwist.api.awsauth.verify_request` with
 :data:`~nebtwist.api.awsauth.S3_SCHEMES` (SigV4 header and presigned, S3
@@ -90,6 +102,15 @@ MAX_KEY_BYTES = 1024
 MAX_METADATA_BYTES = 2048
 #: Largest max-keys / max-parts / max-uploads (AWS: 1,000).
 MAX_LIST = 1000
+#: Largest max-buckets of ListBuckets (AWS: 10,000).
+MAX_BUCKETS_LIST = 10000
+#: How long a completed multipart upload's CompleteMultipartUpload answer
+#: is repeated to a retry of that request, in seconds (S3 answers a repeated
+#: CompleteMultipartUpload with the same success for a while, so that a
+#: client whose first answer was lost does not see NoSuchUpload), and how
+#: many are remembered per bucket. Kept in memory only.
+COMPLETED_MEMORY = 3600
+COMPLETED_MEMORY_COUNT = 1000
 #: Objects up to this size are read in one piece on GET; larger ones stream.
 SMALL_OBJECT = 64 * 1024
 #: Upload bodies announced at most this long are received in memory (and
@@ -200,6 +221,13 @@ NotImplementedHere = _error_class("NotImplemented", 501, "A header or query you 
                                   code="NotImplemented")
 PreconditionFailed = _error_class("PreconditionFailed", 412, "At least one of the "
                                   "preconditions you specified did not hold.")
+AccessControlListNotSupported = _error_class("AccessControlListNotSupported", 400,
+                                             "The bucket does not allow ACLs")
+InvalidBucketAclWithObjectOwnership = _error_class(
+    "InvalidBucketAclWithObjectOwnership", 400, "Bucket cannot have ACLs set with "
+    "ObjectOwnership's BucketOwnerEnforced setting")
+InvalidStorageClass = _error_class("InvalidStorageClass", 400, "The storage class you "
+                                   "specified is not valid")
 
 
 def s3_error(error):
@@ -510,10 +538,13 @@ class Bucket:
     :ivar keys: every key, sorted (code point order = UTF-8 byte order).
     :ivar objects: key -> :class:`ObjectInfo`.
     :ivar uploads: upload id -> :class:`MultipartUpload`.
+    :ivar completed: upload id -> ``(key, parts, ObjectInfo, when)`` of the
+        uploads completed in the last :data:`COMPLETED_MEMORY` seconds
+        (oldest first).
     """
 
     __slots__ = ("name", "owner", "owner_name", "created", "location", "path", "keys",
-                 "objects", "uploads", "dirs")
+                 "objects", "uploads", "dirs", "completed")
 
     def __init__(self, name, owner, owner_name, created, location, path):
         self.name, self.owner, self.owner_name = name, owner, owner_name
@@ -522,6 +553,7 @@ class Bucket:
         self.objects = {}
         self.uploads = {}
         self.dirs = set()  # fan-out folders known to exist
+        self.completed = {}
 
     def document(self):
         return {"name": self.name, "owner": self.owner, "owner_name": self.owner_name,
@@ -819,11 +851,14 @@ class Repository:
         :param delimiter: roll keys whose rest (after the prefix) holds it up
             to a common prefix (one entry each).
         :param after: start after this key (marker, start-after, token).
-        :param limit: most entries (objects and common prefixes), 0 allowed.
+        :param limit: most entries (objects and common prefixes); 0 gives
+            nothing, not truncated (as S3 answers ``max-keys=0``).
         :return: ``(objects, prefixes, truncated, last)``: the
             :class:`ObjectInfo` list, the common prefixes, whether more
             follow, and the last entry returned (the next marker).
         """
+        if limit <= 0:  # S3: max-keys=0 lists nothing and is not truncated
+            return [], [], False, None
         keys = bucket.keys
         i = bisect.bisect_right(keys, after) if after else 0
         if prefix:
@@ -943,6 +978,29 @@ class Repository:
                                               "ETag": part.etag})
         return parts
 
+    def completed_upload(self, bucket, upload_id, key, wanted):
+        """The :class:`ObjectInfo` stored by the CompleteMultipartUpload of
+        ``upload_id`` if it completed in the last :data:`COMPLETED_MEMORY`
+        seconds, for ``key`` and the same parts ``wanted`` (``[(number,
+        ETag)]``); else None."""
+        done = bucket.completed.get(upload_id)
+        if done is None or self.now() - done[3] > COMPLETED_MEMORY:
+            return None
+        normal = tuple((n, e.strip().strip('"').lower()) for n, e in wanted)
+        if done[0] != key or done[1] != normal:
+            return None
+        return done[2]
+
+    def _remember_completed(self, bucket, upload, parts, info):
+        now = self.now()
+        completed = bucket.completed
+        for upload_id, done in list(completed.items()):
+            if now - done[3] <= COMPLETED_MEMORY and len(completed) < COMPLETED_MEMORY_COUNT:
+                break
+            del completed[upload_id]
+        completed[upload.upload_id] = (upload.key, tuple((p.number, p.etag) for p in parts),
+                                       info, now)
+
     async def complete_upload(self, bucket, upload, parts):
         """Join ``parts`` (from :meth:`check_parts`) into the object (in a
         thread), store it and remove the upload.
@@ -967,6 +1025,7 @@ class Repository:
             upload.completing = False
             raise
         self.abort_upload(bucket, upload)
+        self._remember_completed(bucket, upload, parts, info)
         return info
 
     async def copy_object(self, source_bucket, source, bucket, key, content_type, headers,
@@ -1250,6 +1309,239 @@ class _Sender(FileSender):
 
 
 # ---------------------------------------------------------------------------
+# What the repository does not do: refused, never acted on
+
+
+#: Every S3 sub-resource name: the query parts of the ``requestUri`` of every
+#: operation of the Amazon S3 API Reference (2006-03-01) as botocore's
+#: service model lists them (``botocore/data/s3/2006-03-01/service-2.json``,
+#: botocore 1.43), ``versionId`` (the version qualifier of the object
+#: operations: no object has versions here) and the older names S3 SigV2
+#: signs (``defaultObjectAcl``, ``storageClass``). :func:`subresource_names`
+#: adds those of the installed botocore's model, so one AWS adds later is
+#: refused too.
+SUBRESOURCES = frozenset([
+    "abac", "accelerate", "acl", "analytics", "attributes", "cors", "defaultObjectAcl",
+    "delete", "encryption", "intelligent-tiering", "inventory", "legal-hold", "lifecycle",
+    "location", "logging", "metadataConfiguration", "metadataInventoryTable",
+    "metadataJournalTable", "metadataTable", "metrics", "notification", "object-lock",
+    "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock",
+    "renameObject", "replication", "requestPayment", "restore", "retention", "select",
+    "select-type", "session", "storageClass", "tagging", "torrent", "uploadId", "uploads",
+    "versionId", "versioning", "versions", "website"])
+
+#: The sub-resources this repository implements, by ``(target, method)``
+#: (target ``"service"``, ``"bucket"`` or ``"object"``): GetBucketLocation,
+#: ListMultipartUploads, DeleteObjects, ListParts, UploadPart,
+#: CreateMultipartUpload, CompleteMultipartUpload, AbortMultipartUpload.
+#: Any other sub-resource, with any method, answers ``NotImplemented``.
+IMPLEMENTED_SUBRESOURCES = {
+    ("bucket", b"GET"): frozenset(["location", "uploads"]),
+    ("bucket", b"POST"): frozenset(["delete"]),
+    ("object", b"GET"): frozenset(["uploadId"]),
+    ("object", b"PUT"): frozenset(["uploadId", "partNumber"]),
+    ("object", b"POST"): frozenset(["uploads", "uploadId"]),
+    ("object", b"DELETE"): frozenset(["uploadId"]),
+}
+
+#: The query parameters the operations that change something understand,
+#: by ``(target, method)``: any other (a sub-resource AWS adds tomorrow, a
+#: typo) answers ``NotImplemented`` rather than, say, DELETE ``?newthing``
+#: deleting the bucket. Reads ignore unknown parameters, as S3 does.
+CHANGE_PARAMETERS = {
+    ("bucket", b"PUT"): frozenset(), ("bucket", b"DELETE"): frozenset(),
+    ("bucket", b"POST"): frozenset(["delete"]),
+    ("object", b"PUT"): frozenset(["uploadId", "partNumber"]),
+    ("object", b"POST"): frozenset(["uploads", "uploadId"]),
+    ("object", b"DELETE"): frozenset(["uploadId"]),
+}
+
+#: Query parameters carrying a presigned request's signature (SigV4, S3
+#: SigV2) or naming the operation for logs (``x-id``, sent by the AWS SDKs
+#: for JavaScript and others): no meaning for the operation.
+SIGNING_PARAMETERS = frozenset([
+    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
+    "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token", "AWSAccessKeyId",
+    "Signature", "Expires", "x-id"])
+
+#: Canned ACLs (Amazon S3 User Guide, "Access control list (ACL) overview",
+#: canned ACL): the bucket's and the object's sets.
+BUCKET_CANNED_ACLS = frozenset(["private", "public-read", "public-read-write",
+                                "authenticated-read"])
+OBJECT_CANNED_ACLS = BUCKET_CANNED_ACLS | frozenset([
+    "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write"])
+
+#: Storage classes (API Reference, PutObject ``x-amz-storage-class``); only
+#: STANDARD is what the repository does.
+STORAGE_CLASSES = frozenset([
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+    "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE",
+    "FSX_OPENZFS", "FSX_ONTAP"])
+
+#: Request headers that ask for something this repository does not do,
+#: with the values that ask for what it does (``None``: every value is
+#: refused). Taken from the request headers of PutObject, CopyObject,
+#: CreateMultipartUpload, CompleteMultipartUpload, CreateBucket,
+#: DeleteObject and AbortMultipartUpload in the API Reference.
+REFUSED_HEADERS = {
+    "x-amz-object-lock-mode": None,
+    "x-amz-object-lock-retain-until-date": None,
+    "x-amz-object-lock-legal-hold": frozenset(["OFF"]),
+    "x-amz-bucket-object-lock-enabled": frozenset(["false"]),
+    "x-amz-object-ownership": frozenset(["BucketOwnerEnforced"]),
+    "x-amz-bucket-namespace": frozenset(["global"]),
+    "x-amz-tagging": frozenset([""]),
+    "x-amz-tagging-directive": frozenset(["COPY"]),
+    "x-amz-website-redirect-location": None,
+    "x-amz-write-offset-bytes": None,
+    "x-amz-mp-object-size": None,
+    "x-amz-if-match-initiated-time": None,
+    "x-amz-if-match-last-modified-time": None,
+    "x-amz-if-match-size": None,
+}
+
+_MODEL_SUBRESOURCES = None
+
+
+def subresource_names():
+    """:data:`SUBRESOURCES` and the sub-resource names of the installed
+    botocore's S3 service model (the query parts of every operation's
+    ``requestUri``: ``/{Bucket}?acl``, ``/{Bucket}/{Key+}?select&select-type=2``),
+    read once per process."""
+    global _MODEL_SUBRESOURCES
+    if _MODEL_SUBRESOURCES is None:
+        names = set(SUBRESOURCES)
+        try:
+            from botocore.loaders import Loader
+            model = Loader().load_service_model("s3", "service-2")
+            for operation in model["operations"].values():
+                query = operation["http"]["requestUri"].partition("?")[2]
+                for part in query.split("&"):
+                    name = part.partition("=")[0]
+                    if name and name not in ("list-type", "x-id"):
+                        names.add(name)
+        except Exception as e:  # noqa: BLE001 - the built-in list stands
+            log.warn("S3: botocore's S3 model could not be read ({e}); the built-in "
+                     "sub-resource list is used", e=e)
+        _MODEL_SUBRESOURCES = frozenset(names)
+    return _MODEL_SUBRESOURCES
+
+
+def refuse_unimplemented(request, target, params):
+    """Refuse a request asking for what this repository does not do, before
+    anything is done (the "S3 must never act on what it does not
+    understand" rule).
+
+    - a sub-resource (:func:`subresource_names`) not in
+      :data:`IMPLEMENTED_SUBRESOURCES` for this target and method:
+      ``NotImplemented`` (501), whatever the method;
+    - for a change (PUT, POST, DELETE), a query parameter it does not
+      understand (:data:`CHANGE_PARAMETERS`): ``NotImplemented``;
+    - the headers of :func:`refuse_headers`.
+
+    :param target: ``"service"``, ``"bucket"`` or ``"object"``.
+    :param params: the decoded query (:func:`query_params`).
+    :raises S3Error: refused.
+    """
+    method = request.method
+    implemented = IMPLEMENTED_SUBRESOURCES.get((target, method), frozenset())
+    names = subresource_names()
+    for name in params:
+        if name in names and name not in implemented:
+            raise NotImplementedHere(f"The {target} sub-resource ?{name} is not implemented "
+                                     f"(for {method.decode('latin-1')}).")
+    asked = [n for n in params if n in implemented and n != "partNumber"]
+    if len(asked) > 1:
+        raise NotImplementedHere("The sub-resources " + ", ".join(f"?{n}" for n in asked) +
+                                 " together are not implemented.")
+    understood = CHANGE_PARAMETERS.get((target, method))
+    if understood is None and method in (b"PUT", b"POST", b"DELETE"):
+        understood = frozenset()
+    if understood is not None:
+        for name in params:
+            if name not in understood and name not in SIGNING_PARAMETERS:
+                raise NotImplementedHere(f"The query parameter ?{name} is not implemented "
+                                         f"for {method.decode('latin-1')} on a {target}.")
+    refuse_headers(request, target)
+
+
+def refuse_headers(request, target):
+    """Refuse request headers asking for what this repository does not do.
+
+    - server-side encryption (``x-amz-server-side-encryption*``, SSE-S3,
+      SSE-KMS, SSE-C, and ``x-amz-copy-source-server-side-encryption-*``):
+      ``NotImplemented`` (501); objects are stored as sent, and reading one
+      back without the customer key must not work as if it were encrypted;
+    - ACLs: ``x-amz-acl`` other than ``private`` (and, for an object,
+      ``bucket-owner-full-control``: the same here, every object belonging
+      to its bucket's owner) and ``x-amz-grant-*``: as a bucket whose Object
+      Ownership is BucketOwnerEnforced (ACLs disabled, the AWS default; User
+      Guide "Controlling ownership of objects and disabling ACLs"):
+      ``AccessControlListNotSupported`` (400) for an object,
+      ``InvalidBucketAclWithObjectOwnership`` (400) for CreateBucket; an
+      unknown canned ACL ``InvalidArgument`` (400);
+    - ``x-amz-storage-class`` other than STANDARD: ``NotImplemented``
+      (``InvalidStorageClass`` for an unknown class);
+    - :data:`REFUSED_HEADERS` (object lock, tagging, website redirect,
+      appends, conditional deletes): ``NotImplemented``;
+    - conditional writes (``If-Match`` / ``If-None-Match`` on PutObject,
+      CopyObject's destination, CompleteMultipartUpload, DeleteObject):
+      ``NotImplemented`` (they are implemented on GET and HEAD, and as
+      ``x-amz-copy-source-if-*``).
+
+    :raises S3Error: refused.
+    """
+    for raw_name, values in request.requestHeaders.getAllRawHeaders():
+        name = raw_name.decode("latin-1").lower()
+        value = values[0].decode("latin-1").strip() if values else ""
+        if name.startswith(("x-amz-server-side-encryption",
+                            "x-amz-copy-source-server-side-encryption")):
+            raise NotImplementedHere(f"Server-side encryption ({name}) is not implemented: "
+                                     "objects are stored as sent.",
+                                     details={"Header": name})
+        if name == "x-amz-acl" or name.startswith("x-amz-grant-"):
+            if name == "x-amz-acl":
+                if value == "private" or (target == "object"
+                                          and value == "bucket-owner-full-control"):
+                    continue
+                known = OBJECT_CANNED_ACLS if target == "object" else BUCKET_CANNED_ACLS
+                if value not in known:
+                    raise InvalidArgument(details={"ArgumentName": "x-amz-acl",
+                                                   "ArgumentValue": value})
+            if target == "bucket":
+                raise InvalidBucketAclWithObjectOwnership()
+            raise AccessControlListNotSupported()
+        if name == "x-amz-storage-class":
+            if value == "STANDARD":
+                continue
+            if value not in STORAGE_CLASSES:
+                raise InvalidStorageClass(details={"StorageClassRequested": value})
+            raise NotImplementedHere(f"The storage class {value} is not implemented "
+                                     "(STANDARD only).", details={"Header": name})
+        if name in REFUSED_HEADERS:
+            accepted = REFUSED_HEADERS[name]
+            if accepted is None or value not in accepted:
+                raise NotImplementedHere(f"The header {name}: {value} is not implemented.",
+                                         details={"Header": name})
+        if name in ("if-match", "if-none-match") and target == "object" \
+                and request.method in (b"PUT", b"POST", b"DELETE"):
+            raise NotImplementedHere(f"Conditional writes ({name}) are not implemented.",
+                                     details={"Header": name})
+
+
+def check_expected_owner(request, bucket, header=b"x-amz-expected-bucket-owner"):
+    """``x-amz-expected-bucket-owner`` (or ``x-amz-source-expected-bucket-owner``):
+    the bucket's owner id (the uid, as the listings' ``Owner/ID``) must be
+    the one given (API Reference, common request headers).
+
+    :raises AccessDenied: another owner.
+    """
+    expected = _header(request, header)
+    if expected is not None and expected.strip() != str(bucket.owner):
+        raise AccessDenied()
+
+
+# ---------------------------------------------------------------------------
 # The resource
 
 
@@ -1396,11 +1688,12 @@ class S3Resource(resource.Resource):
                                       f"{MAX_PART_NUMBER}, inclusive",
                                       details={"ArgumentName": "partNumber",
                                                "ArgumentValue": params["partNumber"]})
-        elif any(name in awsauth.S3_SUBRESOURCES for name in params):
-            return None  # PUT ?acl, ?tagging ...: answered NotImplemented with its body
         _check_key(key)
         user, auth, found = self._authenticate(request)
+        # PUT ?acl, ?retention, SSE-C ...: refused before a byte is stored
+        refuse_unimplemented(request, "object", params)
         bucket = self.repository.bucket(user, bucket_name, write=True)
+        check_expected_owner(request, bucket)
         upload = self.repository.upload(bucket, params["uploadId"], key) if part else None
         claimed = (_header(request, b"x-amz-content-sha256") or "").strip()
         if claimed in awsauth.STREAMING_MODES:  # aws-chunked: the decoded size
@@ -1511,9 +1804,7 @@ class S3Resource(resource.Resource):
         bucket_name, key = split_path(request.uri)
         params = query_params(request.uri)
         if method == b"PUT" and key is not None \
-                and not request.requestHeaders.hasHeader(b"x-amz-copy-source") \
-                and not any(n in awsauth.S3_SUBRESOURCES for n in params
-                            if n not in ("partNumber", "uploadId")):
+                and not request.requestHeaders.hasHeader(b"x-amz-copy-source"):
             # An upload whose headers the front did not see first (a channel
             # other than Twisted's HTTP/1.1 one): Twisted collected the body;
             # it goes through the same checks from there.
@@ -1536,6 +1827,11 @@ class S3Resource(resource.Resource):
         user, auth, found = self._authenticate(request, body)
         if method not in (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE"):
             raise MethodNotAllowed()
+        refuse_unimplemented(request, "service" if bucket_name is None else
+                             "bucket" if key is None else "object", params)
+        existing = self.repository.buckets.get(bucket_name) if bucket_name else None
+        if existing is not None:
+            check_expected_owner(request, existing)
         if body:  # checksums (Content-MD5, x-amz-checksum-*), an aws-chunked frame
             decoder = awsauth.body_decoder(auth, found.sigv4)
             body = decoder.feed(body)
@@ -1543,7 +1839,7 @@ class S3Resource(resource.Resource):
         if bucket_name is None:
             if method not in (b"GET", b"HEAD"):
                 raise MethodNotAllowed()
-            return self._list_buckets(request, request_id, user)
+            return self._list_buckets(request, request_id, user, params)
         if key is None:
             return await self._bucket_op(request, request_id, user, bucket_name, params, body)
         _check_key(key)
@@ -1551,32 +1847,65 @@ class S3Resource(resource.Resource):
 
     # -- service and bucket operations -------------------------------------------------
 
-    def _list_buckets(self, request, request_id, user):
+    def _list_buckets(self, request, request_id, user, params):
+        """ListBuckets (API Reference, ListBuckets): ``max-buckets`` (1 to
+        10,000; without it every bucket), ``continuation-token`` (the
+        ``ContinuationToken`` of the previous page: the next page starts
+        after that bucket), ``prefix``, ``bucket-region``."""
+        prefix = params.get("prefix", "")
+        region = params.get("bucket-region")
+        limit = _int_param(params, "max-buckets", None, minimum=1)
+        if limit is not None and limit > MAX_BUCKETS_LIST:
+            raise InvalidArgument(f"max-buckets must be between 1 and {MAX_BUCKETS_LIST}",
+                                  details={"ArgumentName": "max-buckets",
+                                           "ArgumentValue": params["max-buckets"]})
+        after = ""
+        token = params.get("continuation-token")
+        if token is not None:
+            try:
+                after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+            except (ValueError, UnicodeError):
+                after = None
+            if not after:
+                raise InvalidArgument("The continuation token provided is incorrect",
+                                      details={"ArgumentName": "continuation-token"})
+        chosen = [b for b in self.repository.buckets_of(user)
+                  if b.name.startswith(prefix) and b.name > after
+                  and (region is None or (b.location or "us-east-1") == region)]
+        more = limit is not None and len(chosen) > limit
+        if limit is not None:
+            chosen = chosen[:limit]
         root = _response_document("ListAllMyBucketsResult")
         owner = _sub(root, "Owner")
         _sub(owner, "ID", user.oid)
         _sub(owner, "DisplayName", user.name)
         buckets = _sub(root, "Buckets")
-        for bucket in self.repository.buckets_of(user):
+        for bucket in chosen:
             item = _sub(buckets, "Bucket")
             _sub(item, "Name", bucket.name)
             _sub(item, "CreationDate", _iso(bucket.created))
+            _sub(item, "BucketRegion", bucket.location or "us-east-1")
+        if more:
+            _sub(root, "ContinuationToken",
+                 base64.urlsafe_b64encode(chosen[-1].name.encode("utf-8")).decode("ascii"))
+        if "prefix" in params:
+            _sub(root, "Prefix", prefix)
         self._send_xml(request, request_id, root)
 
     async def _bucket_op(self, request, request_id, user, name, params, body):
         method = request.method
         repo = self.repository
-        unsupported = [n for n in params if n in awsauth.S3_SUBRESOURCES
-                       and n not in ("location", "uploads", "delete")]
-        if unsupported:
-            raise NotImplementedHere(f"The bucket sub-resource ?{unsupported[0]} is not "
-                                     "implemented.")
         if method == b"PUT":
             location = ""
             if body.strip():
                 root = _parse_xml(body)
                 if root.tag != "CreateBucketConfiguration":
                     raise MalformedXML()
+                other = [el.tag for el in root if isinstance(el.tag, str)
+                         and el.tag != "LocationConstraint"]
+                if other:  # Location, Bucket (directory buckets), Tags ...
+                    raise NotImplementedHere(f"CreateBucketConfiguration/{other[0]} is not "
+                                             "implemented.")
                 location = (root.findtext("LocationConstraint") or "").strip()
             repo.create_bucket(user, name, location)
             return self._send(request, request_id, headers=[(b"location", f"/{name}".encode())])
@@ -1716,6 +2045,10 @@ class S3Resource(resource.Resource):
         keys = [el.findtext("Key") for el in root.findall("Object")]
         if len(keys) > MAX_LIST or any(k is None for k in keys):
             raise MalformedXML()
+        for el in root.findall("Object"):
+            other = [c.tag for c in el if isinstance(c.tag, str) and c.tag != "Key"]
+            if other:  # VersionId, ETag, LastModifiedTime, Size: not what we would delete
+                raise NotImplementedHere(f"Delete/Object/{other[0]} is not implemented.")
         result = _response_document("DeleteResult")
         for key in keys:
             try:
@@ -1736,18 +2069,11 @@ class S3Resource(resource.Resource):
     async def _object_op(self, request, request_id, user, bucket_name, key, params, body):
         method = request.method
         repo = self.repository
-        unsupported = [n for n in params if n in awsauth.S3_SUBRESOURCES
-                       and n not in ("uploads", "uploadId", "partNumber")
-                       and not n.startswith("response-")]
-        if unsupported:
-            raise NotImplementedHere(f"The object sub-resource ?{unsupported[0]} is not "
-                                     "implemented.")
+        # sub-resources, query parameters and headers: refuse_unimplemented
         if method in (b"GET", b"HEAD"):
             bucket = repo.bucket(user, bucket_name)
             if "uploadId" in params and method == b"GET":
                 return self._list_parts(request, request_id, bucket, key, params)
-            if "partNumber" in params:
-                raise NotImplementedHere("GET with partNumber is not implemented.")
             return self._get_object(request, request_id, bucket, key, params)
         bucket = repo.bucket(user, bucket_name, write=True)
         if method == b"PUT":
@@ -1821,7 +2147,8 @@ class S3Resource(resource.Resource):
         self._send_xml(request, request_id, root)
 
     async def _complete(self, request, request_id, bucket, key, params, body):
-        upload = self.repository.upload(bucket, params["uploadId"], key)
+        """CompleteMultipartUpload; the same request again, shortly after it
+        succeeded, gets the same success (:meth:`Repository.completed_upload`)."""
         root = _parse_xml(body)
         if root.tag != "CompleteMultipartUpload":
             raise MalformedXML()
@@ -1831,8 +2158,13 @@ class S3Resource(resource.Resource):
             if number is None or etag is None or not number.strip().isdigit():
                 raise MalformedXML()
             wanted.append((int(number), etag))
-        parts = self.repository.check_parts(upload, wanted)
-        info = await self.repository.complete_upload(bucket, upload, parts)
+        info = None
+        if params["uploadId"] not in bucket.uploads:
+            info = self.repository.completed_upload(bucket, params["uploadId"], key, wanted)
+        if info is None:
+            upload = self.repository.upload(bucket, params["uploadId"], key)
+            parts = self.repository.check_parts(upload, wanted)
+            info = await self.repository.complete_upload(bucket, upload, parts)
         result = _response_document("CompleteMultipartUploadResult")
         host = _header(request, b"host") or ""
         scheme = "https" if request.isSecure() else "http"
@@ -1857,7 +2189,11 @@ class S3Resource(resource.Resource):
                                   "sourcebucket/sourcekey",
                                   details={"ArgumentName": "x-amz-copy-source",
                                            "ArgumentValue": source})
+        if "?" in source:  # ?versionId=: no versions here
+            raise NotImplementedHere("A version of the copy source is not implemented.",
+                                     details={"Header": "x-amz-copy-source"})
         src_bucket = self.repository.bucket(user, src_bucket_name)
+        check_expected_owner(request, src_bucket, b"x-amz-source-expected-bucket-owner")
         src = self.repository.get_object(src_bucket, src_key)
         self._check_conditions(request, src, prefix=b"x-amz-copy-source-")
         directive = (_header(request, b"x-amz-metadata-directive") or "COPY").upper()
