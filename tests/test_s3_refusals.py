@@ -337,8 +337,9 @@ class HeaderTests(RefusalCase):
 
     async def test_other_semantics(self):
         """Object lock, tagging, website redirect, storage classes other than
-        STANDARD, conditional writes and deletes, object lock or ACL-enabled
-        ownership at bucket creation: refused (NotImplemented;
+        STANDARD, conditional writes and deletes, a full-object checksum of a
+        multipart upload, object lock or ACL-enabled ownership at bucket
+        creation: refused (NotImplemented;
         InvalidStorageClass for an unknown class). STANDARD is accepted."""
         neb, c = await self.populated()
         not_implemented = ("NotImplemented", 501)
@@ -357,6 +358,9 @@ class HeaderTests(RefusalCase):
             ("put_object", {**put, "IfMatch": '"0"'}, not_implemented),
             ("create_multipart_upload", {"Bucket": "full", "Key": "mp", "Tagging": "a=b"},
              not_implemented),
+            ("create_multipart_upload", {"Bucket": "full", "Key": "mp",
+                                         "ChecksumAlgorithm": "CRC32",
+                                         "ChecksumType": "FULL_OBJECT"}, not_implemented),
             ("copy_object", {"Bucket": "full", "Key": "copy", "TaggingDirective": "REPLACE",
                              "Tagging": "a=b", "CopySource": {"Bucket": "full", "Key": "obj"}},
              not_implemented),

@@ -1395,6 +1395,9 @@ REFUSED_HEADERS = {
     "x-amz-website-redirect-location": None,
     "x-amz-write-offset-bytes": None,
     "x-amz-mp-object-size": None,
+    # a full-object checksum of a multipart upload, for S3 to verify at
+    # completion (parts' own checksums are verified as they arrive)
+    "x-amz-checksum-type": frozenset(["COMPOSITE"]),
     "x-amz-if-match-initiated-time": None,
     "x-amz-if-match-last-modified-time": None,
     "x-amz-if-match-size": None,
