@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from nebtwist.core import config as configmod
 from nebtwist.core.objects import (FIXED, HOST_DISABLED, HOST_ERROR, HOST_MONITORED,
-                                   HOST_MONITORING, PENDING, RANGED, User, ip_to_int)
+                                   HOST_MONITORING_INIT, PENDING, RANGED, User, ip_to_int)
 from nebtwist.core.im import InformationManager
 from nebtwist.core.scheduler import Scheduler
 from nebtwist.core.vnet import acquire_lease, build_vnet, release_lease
@@ -192,7 +192,7 @@ class MonitoringTests(unittest.TestCase):
         other.im_mad = "missing"
         im.start()
         self.addCleanup(im.stop)
-        self.assertEqual(host.state, HOST_MONITORING)
+        self.assertEqual(host.state, HOST_MONITORING_INIT)  # never monitored yet (4.x)
         self.assertEqual(other.state, HOST_ERROR, "no such IM driver")
         drv.last("monitor").succeed("HOSTNAME=h0,TOTALCPU=400,FREECPU=350 TOTALMEMORY=1000 "
                                     "FREEMEMORY=900 USEDCPU=50 MODELNAME=\"Xeon E5\"")
@@ -210,7 +210,7 @@ class MonitoringTests(unittest.TestCase):
         drv.last("monitor").fail("host h0 is down")
         await core.nebula.db.run([])
         self.assertEqual(host.state, HOST_ERROR)
-        self.assertEqual(host.template.get_str("ERROR"), "host h0 is down")
+        self.assertEqual(host.template.get_vector("ERROR")["MESSAGE"], "host h0 is down")
         host.state = HOST_DISABLED
         core.clock.advance(120)
         self.assertEqual(len(drv.calls), n + 1, "disabled hosts are not monitored")

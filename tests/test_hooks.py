@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from nebtwist import paths
 from nebtwist.testing import start_nebula
 from tests.sshd import start_sshd
 
@@ -19,6 +20,7 @@ from tests.sshd import start_sshd
 PENDING, ACTIVE, DONE, FAILED = 1, 3, 6, 7
 RUNNING = 3
 HOST_MONITORED, HOST_ERROR, HOST_DISABLED = 2, 3, 4
+HOST_MONITORING, HOST_MONITORING_ERROR = 1, 5
 
 SMALL_VM = "NAME = small\nCPU = 0.1\nMEMORY = 64\n"
 
@@ -289,6 +291,45 @@ class HostHookTests(HookTestCase):
         self.assertEqual(self.lines("disable"), [str(hid)])
 
 
+#: An IM driver (OpenNebula 3.4's MAD protocol) for fault-tolerance tests, run from
+#: its folder: a host answers as the dummy IM does, unless a marker file
+#: ``<folder>/<mode>/<hostname>`` exists for it: ``hang``: MONITOR requests get
+#: no reply, so the host stays being monitored (a slow or unreachable host under a
+#: long timeout); ``fail``: the next MONITOR fails and the later ones hang (the
+#: driver swaps the marker). Each MONITOR's hostname is appended to ``requests``;
+#: ``hung/<hostname>`` is created when a request is left unanswered.
+HANGING_IM = """#!/usr/bin/env python3
+import os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+def send(line):
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+for raw in sys.stdin:
+    words = raw.split()
+    if not words:
+        continue
+    if words[0] == "INIT":
+        send("INIT SUCCESS")
+    elif words[0] == "FINALIZE":
+        break
+    elif words[0] == "MONITOR":
+        hid, name = words[1], words[2]
+        with open(os.path.join(here, "requests"), "a") as f:
+            f.write(name + "\\n")
+        fail = os.path.join(here, "fail", name)
+        if os.path.exists(os.path.join(here, "hang", name)):
+            open(os.path.join(here, "hung", name), "w").close()
+            continue
+        if os.path.exists(fail):
+            open(os.path.join(here, "hang", name), "w").close()
+            os.remove(fail)
+            send(f"MONITOR FAILURE {hid} host {name} is down")
+            continue
+        send(f"MONITOR SUCCESS {hid} HYPERVISOR=dummy HOSTNAME={name} TOTALCPU=800 "
+             "TOTALMEMORY=16777216 FREEMEMORY=16777216 FREECPU=800 USEDCPU=0 USEDMEMORY=0")
+"""
+
+
 class FaultToleranceTests(HookTestCase):
     """The shipped ft/host_error hook, as the commented sample in oned.conf."""
 
@@ -346,3 +387,86 @@ class FaultToleranceTests(HookTestCase):
         # reaching this daemon through ONE_XMLRPC/ONE_AUTH), then deployed again.
         await wait_for(resubmitted, "the VM to be resubmitted and deployed again", timeout=30)
         await self.logged(f"VM {vid}: Success executing Hook: on_failure_resubmit")
+
+    def hanging_im(self):
+        """The ``IM_MAD`` override of :data:`HANGING_IM` (named im_dummy, so
+        :meth:`host` uses it), written to a folder of its own."""
+        folder = self.out("im")
+        for sub in ("fail", "hang", "hung"):
+            os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        path = os.path.join(folder, "im_hang")
+        with open(path, "w") as f:
+            f.write(HANGING_IM)
+        os.chmod(path, 0o755)
+        self.im_folder = folder
+        return f'IM_MAD=[ name = "im_dummy", executable = "{path}" ]'
+
+    def hook_after_hang(self, hostname):
+        """A HOST_HOOK program running the shipped ``ft/host_error`` with its
+        arguments once ``hostname`` is being monitored again after its failure
+        (its request left unanswered: ``hung/<hostname>``; at most 60 s), so the
+        VMs are resubmitted while the failed host is being monitored."""
+        path = self.out("host_error_after_hang")
+        hung = os.path.join(self.im_folder, "hung", hostname)
+        with open(path, "w") as f:
+            f.write(f"""#!/bin/sh
+n=0
+while [ ! -e '{hung}' ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+exec '{paths.shipped("hooks", "ft", "host_error")}' "$@"
+""")
+        os.chmod(path, 0o755)
+        return path
+
+    def mark(self, mode, hostname, on=True):
+        path = os.path.join(self.im_folder, mode, hostname)
+        if on:
+            open(path, "w").close()
+        elif os.path.exists(path):
+            os.remove(path)
+
+    def monitor_requests(self, hostname):
+        try:
+            with open(os.path.join(self.im_folder, "requests")) as f:
+                return f.read().split().count(hostname)
+        except FileNotFoundError:
+            return 0
+
+    async def test_resubmitted_vms_never_back_on_the_failed_host(self):
+        """Two hosts; hostA fails once, then its next monitoring never answers.
+        Its VMs are resubmitted (the ERROR hook waits for that request) while
+        hostA is being monitored again
+        (MONITORING_ERROR, not MONITORING as in 3.4, so not a candidate): each
+        VM's history never shows hostA again and the VM ends RUNNING on hostB.
+        (Before, with the striping policy the emptied hostA ranked first and
+        took the VMs back.)"""
+        im = self.hanging_im()
+        await self.start(im, f'HOST_HOOK=[ name = "error", on = "ERROR", '
+                             f'command = "{self.hook_after_hang("hostA")}", '
+                             f'arguments = "$HID -r n", remote = "no" ]',
+                         'DEFAULT_SCHED=[ policy = 1 ]')
+        a = await self.host("hostA")
+        vids = [await self.ok("one.vm.allocate", SMALL_VM) for _ in range(2)]
+        for vid in vids:
+            await self.wait_vm(vid, ACTIVE, RUNNING)
+        b = await self.host("hostB")
+        before = self.monitor_requests("hostA")
+        self.mark("fail", "hostA")
+        await self.logged(f"[HKM][I]: Host {a}: Success executing Hook: error:", timeout=30)
+        for vid in vids:
+            await wait_for(lambda vid=vid: self._last_host(vid), f"VM {vid} on hostB",
+                           timeout=30)
+        self.assertGreater(self.monitor_requests("hostA"), before + 1)
+        host = parse(await self.ok("one.host.info", a))
+        self.assertEqual(int(host.findtext("STATE")), HOST_MONITORING_ERROR)
+        self.assertEqual(host.findtext("TEMPLATE/ERROR/MESSAGE"), "host hostA is down")
+        # Several scheduler cycles (SCHED_INTERVAL 0.2 s) pass with hostA retried.
+        cycles = self.neb.service.managers["scheduler"].cycles
+        await wait_for(lambda: self.neb.service.managers["scheduler"].cycles >= cycles + 5,
+                       "five more scheduler cycles")
+        for vid in vids:
+            vm = await self.vm(vid)
+            hosts = [h.findtext("HOSTNAME") for h in vm.findall("HISTORY_RECORDS/HISTORY")]
+            self.assertEqual(hosts, ["hostA", "hostB"], f"VM {vid}")
+            self.assertEqual((int(vm.findtext("STATE")), int(vm.findtext("LCM_STATE"))),
+                             (ACTIVE, RUNNING))
+        self.assertEqual(await self.host_state(b), HOST_MONITORED)

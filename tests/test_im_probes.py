@@ -682,8 +682,10 @@ class MonitoringIntegrationTests(TestCase):
 
         async def error():
             root = xml(await ok(neb, "one.host.info", hid))
-            return int(root.findtext("STATE")) == HOST_ERROR and root.findtext("TEMPLATE/ERROR")
+            return (int(root.findtext("STATE")) == HOST_ERROR
+                    and root.findtext("TEMPLATE/ERROR/MESSAGE"))
 
         message = await wait_for(error, "the host to be in ERROR")
+        # OpenNebula 4.x's ERROR = [ MESSAGE, TIMESTAMP ] in the host's TEMPLATE.
         self.assertEqual(message, f"cannot reach 127.0.0.1 over ssh: ssh: connect to host "
                                   f"127.0.0.1 port {port}: Connection refused")

@@ -30,11 +30,15 @@ import time
 from nebtwist.cli import common
 from nebtwist.cli.common import Column, integer, text
 
-#: Host STATE values (``include/Host.h``).
-HOST_STATES = ["INIT", "MONITORING", "MONITORED", "ERROR", "DISABLED"]
+#: Host STATE values (``include/Host.h``): 3.4's five, then OpenNebula 4.x's
+#: MONITORING_ERROR (a host in ERROR being monitored again) and MONITORING_INIT.
+HOST_STATES = ["INIT", "MONITORING", "MONITORED", "ERROR", "DISABLED", "MONITORING_ERROR",
+               "MONITORING_INIT"]
 
-#: Short state shown by ``onehost list``.
-HOST_SHORT_STATES = {0: "on", 1: "on", 2: "on", 3: "err", 4: "off"}
+#: Short state shown by ``onehost list`` (3.4's on/err/off; a host being
+#: monitored again after an error is still ``err`` until a monitoring succeeds,
+#: where 4.x's Host.rb says ``retry``).
+HOST_SHORT_STATES = {0: "on", 1: "on", 2: "on", 3: "err", 4: "off", 5: "err", 6: "on"}
 
 
 def state_name(state):

@@ -29,6 +29,10 @@ Choices where 3.4 is rough, documented here:
   ERROR -> MONITORING -> ERROR each time and ran ERROR hooks each time); here
   an ERROR hook fires once per failure: when a host enters ERROR and its last
   monitoring result (or its state when the daemon started) was not ERROR.
+  The states of a host being monitored (MONITORING, and 4.x's
+  MONITORING_ERROR and MONITORING_INIT) fire nothing, and a daemon stopping
+  fires no host hook (:class:`~nebtwist.core.im.InformationManager` drops the
+  results of a monitoring cut short by the shutdown).
 * ``COMMAND`` may hold several words (``command = "onevm resubmit"``, as in
   the slides): the first is the program, the others come before
   ``ARGUMENTS``. A relative program of a local hook is looked up in the
@@ -61,7 +65,7 @@ from twisted.internet import defer
 from nebtwist import paths
 from nebtwist.core.nebula import oneadmin_credentials
 from nebtwist.core.objects import (ACTIVE, DONE, EPILOG, FAILED, HOST_DISABLED, HOST_ERROR,
-                                   HOST_MONITORING, LCM_INIT, PROLOG, RUNNING, STOPPED)
+                                   HOST_MONITORING_FROM, LCM_INIT, PROLOG, RUNNING, STOPPED)
 from nebtwist.errors import DriverError
 from nebtwist.log import OneLogger
 
@@ -268,8 +272,10 @@ class HookManager:
         self.nebula = nebula
         self.driver = driver
         self.hooks = hooks_from_config(nebula.config) if hooks is None else list(hooks)
-        # Last settled (not MONITORING) state of each host, for ERROR hooks.
-        self._settled = {h.oid: h.state for h in nebula.hostpool if h.state != HOST_MONITORING}
+        # Last settled state of each host (a host being monitored counts as in the
+        # state it is monitored from: MONITORING_ERROR as ERROR, ...), for ERROR hooks.
+        self._settled = {h.oid: HOST_MONITORING_FROM.get(h.state, h.state)
+                         for h in nebula.hostpool}
         self._running = set()
         self._held = [] if hold else None
         for hook in self.hooks:
@@ -314,8 +320,8 @@ class HookManager:
                 self._settled[host.oid] = new
                 matching = [h for h in self._host_hooks() if h.on == "CREATE"]
             else:
-                if new == HOST_MONITORING:
-                    return
+                if new in HOST_MONITORING_FROM:
+                    return  # MONITORING, MONITORING_ERROR, MONITORING_INIT
                 previous = self._settled.get(host.oid, old)
                 self._settled[host.oid] = new
                 if previous == new:
