@@ -20,6 +20,8 @@ Several generations of clients are accepted where they differ:
   (``terminate`` ...) map to 3.4's.
 * pool infos: 1.4's single filter argument, 3.4's (filter, start, end[, state])
   and current clients' extra arguments.
+* ``one.vm.recover``: 5.x's operation code (0 failure, 1 success, 2 retry,
+  3 delete) and 4.2's boolean (true success, false failure).
 * ``one.vm.info``/``one.host.info``: a trailing boolean (current ``decrypt``)
   is accepted and ignored.
 """
@@ -145,6 +147,9 @@ class RequestManager(xmlrpc.XMLRPC):
             "one.vm.deploy": ("VirtualMachineDeploy", [
                 S("ii|bis", lambda u, v, h, *_: r.vm_deploy(u, v, h))]),
             "one.vm.action": ("VirtualMachineAction", [S("si", r.vm_action)]),
+            # 5.x (id, int op) and 4.2 (id, bool success); 0/1 mean the same in both
+            "one.vm.recover": ("VirtualMachineRecover", [S("ii", r.vm_recover),
+                                                         S("ib", r.vm_recover)]),
             "one.vm.migrate": ("VirtualMachineMigrate", [
                 S("iib|bii", lambda u, v, h, live, *_: r.vm_migrate(u, v, h, live))]),
             "one.vm.info": ("VirtualMachineInfo", [S("i|b", lambda u, i, *_: r.vm_info(u, i))]),

@@ -6,6 +6,7 @@ Subcommands::
     onevm deploy <vm> <host id|name>
     onevm shutdown|hold|release|stop|cancel|suspend|resume|restart|resubmit|reboot <vm>
     onevm delete <vm>                         (the "finalize" action)
+    onevm recover <vm> --success|--failure|--retry|--delete
     onevm migrate|livemigrate <vm> <host id|name>
     onevm list [a|all|m|mine|g|group|<uid>|<user name>]
     onevm show <vm>
@@ -134,6 +135,17 @@ def make_action(action):
     return do_action
 
 
+#: ``onevm recover`` options -> ``one.vm.recover`` operation codes (OpenNebula 5.x).
+RECOVER_OPS = {"failure": 0, "success": 1, "retry": 2, "delete": 3}
+
+
+def do_recover(ctx, args):
+    """``onevm recover``: settle by hand a VM whose driver operation never
+    ended: take it as succeeded or failed, issue it again, or delete the VM
+    (``one.vm.recover(id, op)``; an admin operation)."""
+    ctx.call("one.vm.recover", resolve_vm(ctx, args.vm), RECOVER_OPS[args.op])
+
+
 def make_migrate(live):
     """Handler for ``migrate`` (``live=False``) or ``livemigrate``."""
     def do_migrate(ctx, args):
@@ -258,6 +270,18 @@ def configure(subparsers):
         sub = common.add_command(subparsers, name, make_migrate(live), help_text)
         sub.add_argument("vm", help="VM id")
         sub.add_argument("host", help="host id or name")
+    sub = common.add_command(subparsers, "recover", do_recover,
+                             "Recover a VM stuck in a driver operation (admin)")
+    sub.add_argument("vm", help="VM id")
+    group = sub.add_mutually_exclusive_group(required=True)
+    for op, help_text in (
+        ("success", "take the pending operation as succeeded"),
+        ("failure", "take the pending operation as failed"),
+        ("retry", "issue the pending operation again"),
+        ("delete", "delete the VM now, from any state but DONE"),
+    ):
+        group.add_argument("--" + op, dest="op", action="store_const", const=op,
+                           help=help_text)
     sub = common.add_command(subparsers, "list", do_list, "List VMs", xml=True)
     sub.add_argument("filter", nargs="?", default=None,
                      help="a|all (default), m|mine, g|group, or a user id or name")

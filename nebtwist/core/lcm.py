@@ -16,6 +16,7 @@ its host and its leases are then committed in one transaction; actions named
 replies come back as further events.
 """
 
+import os
 from collections import namedtuple
 
 from twisted.internet import defer
@@ -30,6 +31,7 @@ from nebtwist.core.objects import (
     EPILOG,
     EPILOG_STOP,
     FAILED,
+    FAILURE,
     HOLD,
     INIT,
     LCM_INIT,
@@ -160,9 +162,21 @@ TRANSITIONS = [
     Transition(ACTIVE, RUNNING, "poll_error", FAILED, LCM_INIT, ("monitor",) + _FAIL),
     Transition(ACTIVE, UNKNOWN, "poll_error", FAILED, LCM_INIT, ("monitor",) + _FAIL),
     # -- Clean-up of an ACTIVE VM (finalize, resubmit): CLEANUP cancels it on its host
-    # and deletes its files; driver replies still in flight are ignored.
+    # and deletes its files; driver replies still in flight are ignored. What the
+    # clean-up ends in is kept in the VM's ETIME (set on finalize, cleared on
+    # resubmit), so it survives a crash (nebtwist.core.recovery re-runs it).
     Transition(ACTIVE, CLEANUP, "cleanup_finalize", DONE, LCM_INIT, _DONE),
     Transition(ACTIVE, CLEANUP, "cleanup_resubmit", PENDING, LCM_INIT, ()),
+    # No dead end (issue 9): finalize in CLEANUP ends the VM now, its cancel and
+    # delete run again (best effort); resubmit in CLEANUP changes what the
+    # running clean-up ends in.
+    Transition(ACTIVE, CLEANUP, "finalize", DONE, LCM_INIT, _DONE + ("cleanup_quiet",)),
+    Transition(ACTIVE, CLEANUP, "resubmit", ACTIVE, CLEANUP, ("clear_etime",)),
+    # -- Recovery after a crash (nebtwist.core.recovery): a host that does not
+    # answer leaves a VM whose domain may run in UNKNOWN (polled until it
+    # answers; restart, resubmit and delete apply); OpenNebula 3.4's transient
+    # FAILURE, never left here, ends in FAILED.
+    Transition(ACTIVE, FAILURE, "recover_failure", FAILED, LCM_INIT, _FAIL),
     # -- resubmit: back to PENDING, keeping leases ----------------------------------------
     Transition(FAILED, LCM_INIT, "resubmit", PENDING, LCM_INIT, ("clean_failed",)),
     Transition(HOLD, LCM_INIT, "resubmit", PENDING, LCM_INIT, ()),
@@ -177,13 +191,36 @@ TRANSITIONS = [
 ]
 for _state in (INIT, PENDING, HOLD, STOPPED):
     TRANSITIONS.append(Transition(_state, LCM_INIT, "finalize", DONE, LCM_INIT, _DONE))
+for _lcm in (BOOT, RUNNING, SHUTDOWN, CANCEL, SAVE_STOP, SAVE_SUSPEND):
+    TRANSITIONS.append(Transition(ACTIVE, _lcm, "recover_unknown", ACTIVE, UNKNOWN, ()))
+#: Placements a VM holds in each ACTIVE LCM state: MIGRATE and SAVE_MIGRATE hold
+#: capacity on both hosts (the new record is added at the request), PROLOG_MIGRATE
+#: has files on both; clean-ups and deletes then act on both.
+_BOTH_HOSTS = (MIGRATE, SAVE_MIGRATE)
 for _lcm in _ACTIVE_LCM:
     if _lcm == CLEANUP:
         continue
+    _leave = ("close_history_user", "del_capacity")
+    if _lcm in _BOTH_HOSTS:
+        _leave += ("close_previous_history", "del_previous_capacity")
+    _both = "_both" if _lcm in _BOTH_HOSTS + (PROLOG_MIGRATE,) else ""
     TRANSITIONS.append(Transition(ACTIVE, _lcm, "finalize", ACTIVE, CLEANUP,
-                                  ("close_history_user", "del_capacity", "cleanup_finalize")))
+                                  _leave + ("set_etime", "cleanup_finalize" + _both)))
     TRANSITIONS.append(Transition(ACTIVE, _lcm, "resubmit", ACTIVE, CLEANUP,
-                                  ("close_history_user", "del_capacity", "cleanup_resubmit")))
+                                  _leave + ("clear_etime", "cleanup_resubmit" + _both)))
+    # ``one.vm.recover`` delete (OpenNebula 5.x DispatchManager::delete): DONE
+    # now, the domain cancelled and files deleted after, best effort.
+    TRANSITIONS.append(Transition(ACTIVE, _lcm, "delete", DONE, LCM_INIT,
+                                  _leave + _DONE + ("cleanup_quiet" + _both,)))
+TRANSITIONS.append(Transition(ACTIVE, CLEANUP, "delete", DONE, LCM_INIT,
+                              _DONE + ("cleanup_quiet",)))
+for _state in (INIT, PENDING, HOLD, STOPPED):
+    TRANSITIONS.append(Transition(_state, LCM_INIT, "delete", DONE, LCM_INIT, _DONE))
+TRANSITIONS.append(Transition(SUSPENDED, LCM_INIT, "delete", DONE, LCM_INIT,
+                              ("close_history_user", "del_capacity") + _DONE
+                              + ("cleanup_quiet",)))
+TRANSITIONS.append(Transition(FAILED, LCM_INIT, "delete", DONE, LCM_INIT,
+                              ("clean_failed",) + _DONE))
 
 TABLE = {(t.state, t.lcm, t.event): t for t in TRANSITIONS}
 
@@ -562,19 +599,187 @@ class LifeCycleManager:
         if vm.last_history is not None:
             self._cancel_and_delete(vm, True, "failed VM")
 
-    def _cleanup(self, vm, done_event):
-        """3.4 CLEANUP: cancel the VM on its host (if it was booted), delete its
-        files, then fire ``done_event`` whatever the drivers said."""
+    def _cancel_and_delete_previous(self, vm, what):
+        """As :meth:`_cancel_and_delete` (cancel always) on the VM's previous host
+        (a migration cut short: the domain and files may be on either). Deferred."""
+        prev = vm.previous_history
+        if prev is None:
+            return defer.succeed(None)
+        d = self.vmm._call(vm, "cancel", previous=True)
+        d.addErrback(lambda f: self.nebula.vm_log(
+            vm, "LCM", "W", f"{what} cancel on {prev.hostname}: {_message(f)}"))
+        line = f"DELETE {prev.tm_mad} {prev.hostname}:{prev.vm_dir}"
+        d.addCallback(lambda _: self.tm._run(vm, "epilog_delete_previous", [line]))
+        d.addErrback(lambda f: self.nebula.vm_log(
+            vm, "LCM", "W", f"{what} delete on {prev.hostname}: {_message(f)}"))
+        return d
+
+    def cleanup_event(self, vm):
+        """What a clean-up of ``vm`` ends in: ``"cleanup_finalize"`` when it was
+        finalized (its ETIME set on entering CLEANUP), else ``"cleanup_resubmit"``."""
+        return "cleanup_finalize" if vm.etime else "cleanup_resubmit"
+
+    def _cleanup(self, vm, both=False):
+        """3.4 CLEANUP: cancel the VM on its host (if it was booted; always on the
+        previous host when ``both``), delete its files, then end the clean-up
+        (:meth:`cleanup_event`, read then: a resubmit in CLEANUP changes it)
+        whatever the drivers said, unless the VM has left CLEANUP meanwhile."""
         vid = vm.oid
+        epoch = (len(vm.history), vm.state, vm.lcm_state)
         d = self._cancel_and_delete(vm, bool(vm.deploy_id), "cleanup")
-        d.addCallback(lambda _: self.on_driver(vid, done_event))
+        if both:
+            d.addCallback(lambda _: self._cancel_and_delete_previous(vm, "cleanup"))
+
+        def done(_):
+            now = self.nebula.vmpool.objects.get(vid)
+            if now is None or (len(now.history), now.state, now.lcm_state) != epoch:
+                return None
+            return self.on_driver(vid, self.cleanup_event(now))
+
+        d.addCallback(done)
         return d
 
     def _a_cleanup_finalize(self, vm, **_):
-        self._cleanup(vm, "cleanup_finalize")
+        self._cleanup(vm)
 
     def _a_cleanup_resubmit(self, vm, **_):
-        self._cleanup(vm, "cleanup_resubmit")
+        self._cleanup(vm)
+
+    def _a_cleanup_finalize_both(self, vm, **_):
+        self._cleanup(vm, both=True)
+
+    def _a_cleanup_resubmit_both(self, vm, **_):
+        self._cleanup(vm, both=True)
+
+    def _a_cleanup_quiet(self, vm, **_):
+        """After a delete: cancel and delete on the last host, only logged."""
+        if vm.last_history is not None:
+            self._cancel_and_delete(vm, True, "delete")
+
+    def _a_cleanup_quiet_both(self, vm, **_):
+        """After a delete cutting a migration short: on both hosts, only logged."""
+        if vm.last_history is not None:
+            self._cancel_and_delete(vm, True, "delete").addCallback(
+                lambda _: self._cancel_and_delete_previous(vm, "delete"))
+
+    def _a_clear_etime(self, vm, **_):
+        vm.etime = 0
+
+    # -- recovery: one.vm.recover (OpenNebula 5.x LifeCycleManager::recover/retry) --------
+
+    def boot_action(self, vm):
+        """How a VM in BOOT boots: ``"vmm_restore"`` after a cold migration or a
+        stop (the front-end holds ``transfer.<seq>.prolog_migrate`` or
+        ``.prolog_resume`` for its placement: the checkpoint moved with the
+        files), else ``"vmm_deploy"``. A SUSPENDED VM resumed restores its
+        checkpoint too, but nothing recorded tells that from a ``restart``: it
+        boots afresh from its disks (restoring a checkpoint older than the
+        disks would corrupt them)."""
+        h = vm.last_history
+        if h is not None:
+            base = os.path.join(self.nebula.vm_dir(vm.oid), f"transfer.{h.seq}.")
+            if os.path.exists(base + "prolog_migrate") or os.path.exists(base + "prolog_resume"):
+                return "vmm_restore"
+        return "vmm_deploy"
+
+    def retry(self, vm):
+        """Issue again the driver operation ``vm``'s LCM_STATE waits for
+        (:data:`RETRY`); its reply moves the VM as the first one would have.
+
+        :raises ActionError: the VM waits for no driver operation.
+        """
+        action = RETRY.get(vm.lcm_state) if vm.state == ACTIVE else None
+        if action is None:
+            raise ActionError(f"Wrong state to perform action 'retry': VM {vm.oid} is "
+                              f"{state_name(vm)} (no pending operation).")
+        if action == "boot":
+            action = self.boot_action(vm)
+        self.nebula.vm_log(vm, "LCM", "I", f"Retrying {LCM_STATES[vm.lcm_state]} ({action})")
+        if action == "cleanup":
+            self._cleanup(vm)
+        else:
+            getattr(self, "_a_" + action)(vm)
+
+    async def recover(self, vm, op):
+        """``one.vm.recover`` (OpenNebula 5.x ``src/lcm/LifeCycleActions.cc``
+        ``recover()``/``retry()``, ``src/rm/RequestManagerVirtualMachine.cc``
+        ``VirtualMachineRecover``): ``op`` 0 failure, 1 success, 2 retry, 3 delete.
+
+        success/failure: the pending driver operation is taken as having
+        succeeded/failed (:data:`RECOVER`; UNKNOWN goes back to RUNNING either
+        way, CLEANUP ends as it would); retry: :meth:`retry`; delete: the VM is
+        DONE now from every state but DONE (cancelled and its files deleted
+        after, best effort; leases, images and capacity released).
+
+        :raises ActionError: a wrong code; success/failure/retry on a VM that
+            is not ACTIVE or waits for nothing (RUNNING); delete on a DONE VM.
+        """
+        if op not in (0, 1, 2, 3):
+            raise ActionError(f"Wrong recovery operation code {op!r} (0 failure, 1 success, "
+                              "2 retry, 3 delete).")
+        name = ("failure", "success", "retry", "delete")[op]
+        self.nebula.vm_log(vm, "LCM", "I", f"Recover ({name}) requested in {state_name(vm)}")
+        if op == 3:
+            await self.trigger(vm, "delete")
+            return
+        if vm.state != ACTIVE:
+            raise ActionError(f"Recover action is not available for state {state_name(vm)} "
+                              f"(VM {vm.oid}).")
+        if op == 2:
+            self.retry(vm)
+            return
+        events = RECOVER.get(vm.lcm_state)
+        if events is None:
+            raise ActionError(f"Wrong state to perform action 'recover': VM {vm.oid} is "
+                              f"{state_name(vm)} (no pending operation).")
+        event = events[op]
+        if event == "cleanup":
+            event = self.cleanup_event(vm)
+        info = None
+        if event == "deploy_success":
+            info = vm.deploy_id or f"one-{vm.oid}"  # 5.x: a deploy id for KVM/Xen
+        await self.trigger(vm, event, info=info, message=f"recover {name}")
+
+
+#: ``one.vm.recover`` success/failure: LCM_STATE -> (failure event, success event)
+#: (OpenNebula 5.x ``LifeCycleManager::recover``; "cleanup": what the clean-up
+#: ends in, :meth:`LifeCycleManager.cleanup_event`).
+RECOVER = {
+    PROLOG: ("prolog_failure", "prolog_success"),
+    PROLOG_MIGRATE: ("prolog_failure", "prolog_success"),
+    PROLOG_RESUME: ("prolog_failure", "prolog_success"),
+    BOOT: ("deploy_failure", "deploy_success"),
+    MIGRATE: ("migrate_failure", "migrate_success"),
+    SAVE_STOP: ("save_failure", "save_success"),
+    SAVE_SUSPEND: ("save_failure", "save_success"),
+    SAVE_MIGRATE: ("save_failure", "save_success"),
+    EPILOG_STOP: ("epilog_failure", "epilog_success"),
+    EPILOG: ("epilog_failure", "epilog_success"),
+    SHUTDOWN: ("shutdown_failure", "shutdown_success"),
+    CANCEL: ("cancel_failure", "cancel_success"),
+    FAILURE: ("recover_failure", "recover_failure"),
+    CLEANUP: ("cleanup", "cleanup"),
+    UNKNOWN: ("poll_active", "poll_active"),
+}
+
+#: ``one.vm.recover`` retry: LCM_STATE -> the driver action issued again
+#: (OpenNebula 5.x ``LifeCycleManager::retry``; "boot": deploy or restore,
+#: :meth:`LifeCycleManager.boot_action`; "cleanup": cancel and delete again).
+RETRY = {
+    PROLOG: "tm_prolog",
+    PROLOG_MIGRATE: "tm_prolog_migrate",
+    PROLOG_RESUME: "tm_prolog_resume",
+    BOOT: "boot",
+    MIGRATE: "vmm_migrate",
+    SAVE_STOP: "vmm_save",
+    SAVE_SUSPEND: "vmm_save",
+    SAVE_MIGRATE: "vmm_save_migrate",
+    EPILOG_STOP: "tm_epilog_stop",
+    EPILOG: "tm_epilog",
+    SHUTDOWN: "vmm_shutdown",
+    CANCEL: "vmm_cancel",
+    CLEANUP: "cleanup",
+}
 
 
 def _message(failure):

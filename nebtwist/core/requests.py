@@ -313,6 +313,24 @@ class Requests(ImageRequests, PermissionRequests):
         await self.dm.action(vm, action)
         return vid
 
+    async def vm_recover(self, actor, vid, op):
+        """``one.vm.recover``: settle by hand a VM whose driver operation never
+        ended (OpenNebula 5.x ``VirtualMachineRecover``, ``src/rm/
+        RequestManagerVirtualMachine.cc``): ``op`` 0 failure, 1 success, 2 retry,
+        3 delete; 4.2's boolean (True success, False failure) is accepted too.
+        An admin operation (5.x VM_ADMIN_OPERATIONS: recover, retry, delete):
+        ADMIN on the VM. See :meth:`nebtwist.core.lcm.LifeCycleManager.recover`.
+
+        :raises AuthorizationError: no ADMIN right on the VM.
+        :raises ActionError: a wrong code, or the VM's state does not allow it.
+        """
+        vm = self.nebula.vmpool.get(vid)
+        self._check(actor, "ADMIN", vm, "VM")
+        if isinstance(op, bool):
+            op = int(op)
+        await self.dm.lcm.recover(vm, op)
+        return vid
+
     async def vm_migrate(self, actor, vid, hid, live):
         """Migrate a RUNNING VM to another host (ADMIN on the VM, MANAGE on
         the host: oneadmin by default)."""
