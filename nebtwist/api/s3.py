@@ -1644,6 +1644,7 @@ class S3Resource(resource.Resource):
         self.max_object_size = max_object_size
         self.max_body = max_body
         self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
+        subresource_names()  # read botocore's model at start-up, not on a request
 
     # -- before the body ---------------------------------------------------------------
 
