@@ -250,19 +250,28 @@ class ReconciliationTests(unittest.TestCase):
         with open(os.path.join(d.neb.var_dir, "oned.log"), encoding="utf-8") as f:
             self.assertIn("Recovery: no VM in a transient state", f.read())
 
-    async def test_a_vm_changed_before_its_turn_is_left_alone(self):
+    async def test_only_the_vms_found_at_start_are_reconciled(self):
+        """VMs that enter a transient state after the snapshot (the scheduler
+        deploying, a user acting) have a driver operation in flight: recovery
+        must not run it again; a VM changed before its turn is left alone."""
         d = await Daemon.start(self)
         hosts = await d.hosts(1)
-        vm = await d.vm(_template("boot", "a", BOOT))
-        await d.place(vm, ACTIVE, BOOT, hosts)
-        one_location = d.neb.one_location
-        await d.neb.stop()
-        d = await Daemon.start(self, one_location, ["VM_POLLING_INTERVAL=0"])
-        rec = d.neb.service.recovery
-        # the snapshot is taken before the API listens; no VM has been touched yet
-        self.assertEqual([v.oid for v, _ in rec.vms], [vm.oid])
-        await rec.done
-        self.assertEqual(_pair(d.nebula.vmpool.get(vm.oid)), S["RUNNING"])
+        lcm = d.neb.service.managers["lcm"]
+        rec = recovery.Reconciler(d.nebula, lcm)
+        self.assertEqual(rec.snapshot(), 0)
+        later = await d.vm(_template("later", "a", PROLOG))
+        await d.place(later, ACTIVE, PROLOG, hosts)  # as if deployed after the snapshot
+        self.assertEqual(await rec.start(), {})
+        self.assertEqual(_pair(later), (ACTIVE, PROLOG))
+        self.assertNotIn("Recovery", d.vm_log(later))
+
+        rec = recovery.Reconciler(d.nebula, lcm)
+        self.assertEqual(rec.snapshot(), 1)
+        ok, value, _ = await d.neb.call("one.vm.action", "delete", later.oid)
+        self.assertTrue(ok, value)
+        summary = await rec.start()
+        self.assertEqual(summary, {"skipped (changed meanwhile)": 1})
+        self.assertNotIn("Recovery", d.vm_log(later))
 
 
 class RecoverTests(unittest.TestCase):

@@ -212,7 +212,7 @@ class Reconciler:
         self.nebula = nebula
         self.lcm = lcm
         self.parallel = parallel
-        self.vms = []  # (vm, epoch) found transient by snapshot()
+        self.vms = None  # [(vm, epoch)] found transient by snapshot()
         self.done = defer.Deferred()
         self.summary = Counter()
         self.running = False
@@ -230,7 +230,7 @@ class Reconciler:
     def start(self):
         """Reconcile the VMs of :meth:`snapshot` (taken now if not yet); returns
         :attr:`done`, which never errbacks."""
-        if not self.vms:
+        if self.vms is None:  # a later snapshot would see VMs moved since, in flight
             self.snapshot()
         self.running = True
         d = defer.ensureDeferred(self._run())
@@ -282,6 +282,11 @@ class Reconciler:
             row = TABLE[(vm.lcm_state, answer)]
             await self._act(vm, row, info)
         except Exception as e:  # noqa: BLE001 - one VM's failure must not stop the others
+            if self._stopped:  # the daemon stops: drivers and database go away
+                log.warn("Recovery of VM {vid} ({s}) cut by the stop: {e}", vid=vm.oid,
+                         s=lcm_name, e=e)
+                self.summary["cut by the stop"] += 1
+                return
             log.failure("Recovery of VM {vid} ({s}) failed", vid=vm.oid, s=lcm_name)
             self.nebula.vm_log(vm, "LCM", "E", f"Recovery after restart failed: {e}")
             self.summary[f"{lcm_name} error"] += 1
