@@ -21,7 +21,7 @@ from twisted.internet import threads
 
 from lxml import etree
 
-from tests.test_s3 import (ADMIN_SECRET, MiB, S3Case, boto3, call, client, code_of,
+from tests.test_s3 import (ADMIN_SECRET, MiB, S3Case, call, client, code_of,
                            error_code as _error_code, raw)
 
 try:
@@ -531,5 +531,3 @@ class ClientTests(RefusalCase):
         self.assertTrue(same)
         self.assertEqual(after.strip(), "")
 
-
-del boto3  # imported for the shared helpers' module state only
