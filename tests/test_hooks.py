@@ -33,6 +33,45 @@ echo "recorded $#"
 """
 
 
+#: An IM driver (OpenNebula 3.4's MAD protocol) for fault-tolerance tests, run from
+#: its folder: a host answers as the dummy IM does, unless a marker file
+#: ``<folder>/<mode>/<hostname>`` exists for it: ``hang``: MONITOR requests get
+#: no reply, so the host stays being monitored (a slow or unreachable host under a
+#: long timeout); ``fail``: the next MONITOR fails and the later ones hang (the
+#: driver swaps the marker). Each MONITOR's hostname is appended to ``requests``;
+#: ``hung/<hostname>`` is created when a request is left unanswered.
+HANGING_IM = """#!/usr/bin/env python3
+import os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+def send(line):
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+for raw in sys.stdin:
+    words = raw.split()
+    if not words:
+        continue
+    if words[0] == "INIT":
+        send("INIT SUCCESS")
+    elif words[0] == "FINALIZE":
+        break
+    elif words[0] == "MONITOR":
+        hid, name = words[1], words[2]
+        with open(os.path.join(here, "requests"), "a") as f:
+            f.write(name + "\\n")
+        fail = os.path.join(here, "fail", name)
+        if os.path.exists(os.path.join(here, "hang", name)):
+            open(os.path.join(here, "hung", name), "w").close()
+            continue
+        if os.path.exists(fail):
+            open(os.path.join(here, "hang", name), "w").close()
+            os.remove(fail)
+            send(f"MONITOR FAILURE {hid} host {name} is down")
+            continue
+        send(f"MONITOR SUCCESS {hid} HYPERVISOR=dummy HOSTNAME={name} TOTALCPU=800 "
+             "TOTALMEMORY=16777216 FREEMEMORY=16777216 FREECPU=800 USEDCPU=0 USEDMEMORY=0")
+"""
+
+
 async def wait_for(predicate, what, timeout=20.0, step=0.05):
     """Poll ``predicate`` (sync or async) until it is true; AssertionError after ``timeout`` s."""
     deadline = reactor.seconds() + timeout
@@ -138,6 +177,49 @@ class HookTestCase(TestCase):
         """Wait until ``text`` is in oned.log (or VM ``vid``'s vm.log)."""
         read = self.oned_log if vid is None else (lambda: self.vm_log(vid))
         await wait_for(lambda: text in read(), f"{text!r} in the log", timeout)
+
+    def hanging_im(self):
+        """The ``IM_MAD`` override of :data:`HANGING_IM` (named im_dummy, so
+        :meth:`host` uses it), written to a folder of its own."""
+        folder = self.out("im")
+        for sub in ("fail", "hang", "hung"):
+            os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        path = os.path.join(folder, "im_hang")
+        with open(path, "w") as f:
+            f.write(HANGING_IM)
+        os.chmod(path, 0o755)
+        self.im_folder = folder
+        return f'IM_MAD=[ name = "im_dummy", executable = "{path}" ]'
+
+    def hook_after_hang(self, hostname):
+        """A HOST_HOOK program running the shipped ``ft/host_error`` with its
+        arguments once ``hostname`` is being monitored again after its failure
+        (its request left unanswered: ``hung/<hostname>``; at most 60 s), so the
+        VMs are resubmitted while the failed host is being monitored."""
+        path = self.out("host_error_after_hang")
+        hung = os.path.join(self.im_folder, "hung", hostname)
+        with open(path, "w") as f:
+            f.write(f"""#!/bin/sh
+n=0
+while [ ! -e '{hung}' ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+exec '{paths.shipped("hooks", "ft", "host_error")}' "$@"
+""")
+        os.chmod(path, 0o755)
+        return path
+
+    def mark(self, mode, hostname, on=True):
+        path = os.path.join(self.im_folder, mode, hostname)
+        if on:
+            open(path, "w").close()
+        elif os.path.exists(path):
+            os.remove(path)
+
+    def monitor_requests(self, hostname):
+        try:
+            with open(os.path.join(self.im_folder, "requests")) as f:
+                return f.read().split().count(hostname)
+        except FileNotFoundError:
+            return 0
 
     def assert_template(self, encoded, vid, state):
         """``encoded`` is base64 of the VM's XML, taken in ``state``."""
@@ -290,44 +372,35 @@ class HostHookTests(HookTestCase):
         await wait_for(lambda: self.lines("disable"), "the DISABLE hook")
         self.assertEqual(self.lines("disable"), [str(hid)])
 
-
-#: An IM driver (OpenNebula 3.4's MAD protocol) for fault-tolerance tests, run from
-#: its folder: a host answers as the dummy IM does, unless a marker file
-#: ``<folder>/<mode>/<hostname>`` exists for it: ``hang``: MONITOR requests get
-#: no reply, so the host stays being monitored (a slow or unreachable host under a
-#: long timeout); ``fail``: the next MONITOR fails and the later ones hang (the
-#: driver swaps the marker). Each MONITOR's hostname is appended to ``requests``;
-#: ``hung/<hostname>`` is created when a request is left unanswered.
-HANGING_IM = """#!/usr/bin/env python3
-import os, sys
-here = os.path.dirname(os.path.abspath(__file__))
-def send(line):
-    sys.stdout.write(line + "\\n")
-    sys.stdout.flush()
-for raw in sys.stdin:
-    words = raw.split()
-    if not words:
-        continue
-    if words[0] == "INIT":
-        send("INIT SUCCESS")
-    elif words[0] == "FINALIZE":
-        break
-    elif words[0] == "MONITOR":
-        hid, name = words[1], words[2]
-        with open(os.path.join(here, "requests"), "a") as f:
-            f.write(name + "\\n")
-        fail = os.path.join(here, "fail", name)
-        if os.path.exists(os.path.join(here, "hang", name)):
-            open(os.path.join(here, "hung", name), "w").close()
-            continue
-        if os.path.exists(fail):
-            open(os.path.join(here, "hang", name), "w").close()
-            os.remove(fail)
-            send(f"MONITOR FAILURE {hid} host {name} is down")
-            continue
-        send(f"MONITOR SUCCESS {hid} HYPERVISOR=dummy HOSTNAME={name} TOTALCPU=800 "
-             "TOTALMEMORY=16777216 FREEMEMORY=16777216 FREECPU=800 USEDCPU=0 USEDMEMORY=0")
-"""
+    async def test_stop_while_monitoring_changes_no_host(self):
+        """Stopping the daemon while a host's monitoring is in flight (its IM
+        request unanswered) neither puts the host in ERROR nor fires the ERROR
+        hook; after a restart the host is MONITORED as before (issue 9: it was
+        ERROR, so a routine restart could resubmit a healthy host's VMs)."""
+        im = self.hanging_im()
+        hook = self.recorder("HOST", "ERROR", "$HID")
+        await self.start(im, hook)
+        hid = await self.host("hostA")
+        other = await self.host("hostB")
+        self.mark("hang", "hostA")
+        await wait_for(lambda: os.path.exists(os.path.join(self.im_folder, "hung", "hostA")),
+                       "hostA's monitoring in flight", timeout=30)
+        self.assertEqual(await self.host_state(hid), HOST_MONITORING)
+        await self.neb.stop()
+        self.assertEqual(self.lines("error"), [])
+        log = self.oned_log()
+        self.assertNotIn("Error monitoring host", log)
+        self.assertIn("nebtwist stopped", log)
+        self.mark("hang", "hostA", False)
+        # Restart on the same files, with monitoring far off so the stored state shows.
+        self.neb = await start_nebula(self, [im, hook, "HOST_MONITORING_INTERVAL=600"],
+                                      one_location=self.neb.one_location)
+        for h in (hid, other):
+            host = parse(await self.ok("one.host.info", h))
+            self.assertEqual(int(host.findtext("STATE")), HOST_MONITORED, f"host {h}")
+            self.assertIsNone(host.find("TEMPLATE/ERROR"))
+        await self.neb.service.hm.idle()
+        self.assertEqual(self.lines("error"), [])
 
 
 class FaultToleranceTests(HookTestCase):
@@ -387,49 +460,6 @@ class FaultToleranceTests(HookTestCase):
         # reaching this daemon through ONE_XMLRPC/ONE_AUTH), then deployed again.
         await wait_for(resubmitted, "the VM to be resubmitted and deployed again", timeout=30)
         await self.logged(f"VM {vid}: Success executing Hook: on_failure_resubmit")
-
-    def hanging_im(self):
-        """The ``IM_MAD`` override of :data:`HANGING_IM` (named im_dummy, so
-        :meth:`host` uses it), written to a folder of its own."""
-        folder = self.out("im")
-        for sub in ("fail", "hang", "hung"):
-            os.makedirs(os.path.join(folder, sub), exist_ok=True)
-        path = os.path.join(folder, "im_hang")
-        with open(path, "w") as f:
-            f.write(HANGING_IM)
-        os.chmod(path, 0o755)
-        self.im_folder = folder
-        return f'IM_MAD=[ name = "im_dummy", executable = "{path}" ]'
-
-    def hook_after_hang(self, hostname):
-        """A HOST_HOOK program running the shipped ``ft/host_error`` with its
-        arguments once ``hostname`` is being monitored again after its failure
-        (its request left unanswered: ``hung/<hostname>``; at most 60 s), so the
-        VMs are resubmitted while the failed host is being monitored."""
-        path = self.out("host_error_after_hang")
-        hung = os.path.join(self.im_folder, "hung", hostname)
-        with open(path, "w") as f:
-            f.write(f"""#!/bin/sh
-n=0
-while [ ! -e '{hung}' ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
-exec '{paths.shipped("hooks", "ft", "host_error")}' "$@"
-""")
-        os.chmod(path, 0o755)
-        return path
-
-    def mark(self, mode, hostname, on=True):
-        path = os.path.join(self.im_folder, mode, hostname)
-        if on:
-            open(path, "w").close()
-        elif os.path.exists(path):
-            os.remove(path)
-
-    def monitor_requests(self, hostname):
-        try:
-            with open(os.path.join(self.im_folder, "requests")) as f:
-                return f.read().split().count(hostname)
-        except FileNotFoundError:
-            return 0
 
     async def test_resubmitted_vms_never_back_on_the_failed_host(self):
         """Two hosts; hostA fails once, then its next monitoring never answers.
