@@ -531,3 +531,75 @@ class SeedOnedConf(RealVMTestCase):
             out = self.ok("onehost", "show", host)
             self.assertIn("VM_MAD                : vmm_kvm", out)
             self.assertIn("TM_MAD                : tm_nfs", out)
+
+
+class CrashRecovery(RealVMTestCase):
+    """``kill -9`` of the daemon with a real guest RUNNING (issue 9, section 1): after
+    the restart the VM is still RUNNING and its guest kept running on its host (not
+    rebooted); killed again, with the domain destroyed while the daemon is down, the
+    restart finds it gone. One guest serves both cases (TCG boots are slow)."""
+
+    tm = "tm_shared"
+    shared_storage = True
+
+    def setUp(self):
+        super().setUp()
+        self.add_hosts()
+        self.register_image()
+        self.create_network()
+
+    def vm_xml(self, vid):
+        from lxml import etree
+        import xmlrpc.client
+        ok, body, *_ = xmlrpc.client.ServerProxy(self.one.endpoint).one.vm.info(
+            self.one.session, vid)
+        self.assertTrue(ok, body)
+        return etree.fromstring(body.encode())
+
+    def polled_since(self, vid, since):
+        """Wait until the VMM polled VM ``vid`` after epoch second ``since``."""
+        self.wait_for(lambda: int(self.vm_xml(vid).findtext("LAST_POLL") or 0) > since,
+                      f"VM {vid} polled after the restart", timeout=OP_TIMEOUT)
+
+    def kill_and_restart(self, between=None):
+        from tests.acceptance.crashchurn import kill9
+        kill9(self.one)
+        if between is not None:
+            between()
+        t0 = time.time()
+        self.one.start(timeout=OP_TIMEOUT)
+        return int(t0)
+
+    def test_running_guest_survives_kill9_and_vanished_domain_found(self):
+        vid, _ = self.create_guest("survivor")
+        console = self.console_path("survivor")
+        host = self.wait_stat(vid, "runn", timeout=OP_TIMEOUT)["HOSTNAME"]
+        wait_console(console, "NEBTWIST-GUEST-BOOTED", timeout=BOOT_TIMEOUT)
+        self.alive(console)
+
+        # 1. kill -9 with the VM RUNNING: after the restart it is RUNNING on the same
+        # host, the domain kept running (same boot, ticking on), and a poll says so
+        restarted = self.kill_and_restart()
+        self.assertEqual(self.row(vid)["STAT"], "runn", self.vm_log(vid))
+        self.assertEqual(self.row(vid)["HOSTNAME"], host)
+        self.polled_since(vid, restarted)
+        self.assertEqual(self.row(vid)["STAT"], "runn", self.vm_log(vid))
+        self.assertEqual(self.where(vid), [host])
+        self.alive(console)
+        self.assertEqual(self.boots(console), 1)
+
+        # 2. kill -9, the domain destroyed while the daemon is down: found gone
+        restarted = self.kill_and_restart(
+            between=lambda: self.lab.destroy_domain(host, f"one-{vid}"))
+        self.assertEqual(self.where(vid), [])
+        row = self.wait_for(lambda: (r := self.row(vid)) and r["STAT"] != "runn" and r,
+                            f"VM {vid} found gone after the restart", timeout=OP_TIMEOUT)
+        self.assertEqual(row["STAT"], "unkn", self.vm_log(vid))
+        info = parse_show(self.ok("onevm", "show", vid))
+        self.assertEqual(info["LCM_STATE"], "UNKNOWN")
+        self.assertEqual(self.boots(console), 1)  # nothing booted it again
+        # an UNKNOWN VM is not a dead end: delete works, nothing is left
+        self.ok("onevm", "delete", vid)
+        self.wait_for(lambda: vid not in self.vms(), "the vanished VM deleted",
+                      timeout=OP_TIMEOUT)
+        self.assert_gone(vid)
