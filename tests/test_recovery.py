@@ -43,8 +43,8 @@ S = {"RUNNING": (ACTIVE, RUNNING), "UNKNOWN": (ACTIVE, UNKNOWN), "FAILED": (FAIL
 #: dummy drivers (which succeed at whatever they are asked again).
 EXPECTED = {
     (PROLOG, "idempotent"): ("RUNNING", "h0"),
-    (PROLOG_MIGRATE, "not_idempotent"): ("FAILED", "h1"),
-    (PROLOG_RESUME, "not_idempotent"): ("FAILED", "h0"),
+    (PROLOG_MIGRATE, "restartable"): ("RUNNING", "h1"),
+    (PROLOG_RESUME, "restartable"): ("RUNNING", "h0"),
     (BOOT, "a"): ("RUNNING", "h0"), (BOOT, "p"): ("SUSPENDED", "h0"),
     (BOOT, "d"): ("RUNNING", "h0"), (BOOT, "e"): ("FAILED", "h0"),
     (BOOT, "x"): ("UNKNOWN", "h0"),
@@ -66,8 +66,8 @@ EXPECTED = {
     (CANCEL, "a"): ("DONE", "h0"), (CANCEL, "p"): ("DONE", "h0"),
     (CANCEL, "d"): ("DONE", "h0"), (CANCEL, "e"): ("DONE", "h0"),
     (CANCEL, "x"): ("UNKNOWN", "h0"),
-    (EPILOG, "idempotent"): ("DONE", "h0"), (EPILOG, "not_idempotent"): ("FAILED", "h0"),
-    (EPILOG_STOP, "not_idempotent"): ("FAILED", "h0"),
+    (EPILOG, "idempotent"): ("DONE", "h0"), (EPILOG, "restartable"): ("DONE", "h0"),
+    (EPILOG_STOP, "restartable"): ("STOPPED", "h0"),
     (CLEANUP, "-"): ("DONE", "h0"),
     (FAILURE, "-"): ("FAILED", "h0"),
 }
@@ -80,7 +80,7 @@ def _template(name, answer, lcm):
     lines = [f"NAME = {name}", "CPU = 0.5", "MEMORY = 64"]
     if answer in DUMMY and DUMMY[answer]:
         lines.append(DUMMY[answer])
-    if lcm == EPILOG and answer == "not_idempotent":
+    if lcm == EPILOG and answer == "restartable":
         lines.append('DISK = [ SOURCE = "/nonexistent/img", SAVE = "yes" ]')
     return "\n".join(lines) + "\n"
 
@@ -242,6 +242,45 @@ class ReconciliationTests(unittest.TestCase):
             oned = f.read()
         self.assertIn(f"Recovery: {len(vms) + 1} VMs in transient states", oned)
         self.assertIn("Recovery: done, ", oned)
+
+    async def test_reruns_that_fail_fail_the_vm_and_boot_restores_after_a_move(self):
+        d = await Daemon.start(self)
+        hosts = await d.hosts()
+        failing = {}
+        for lcm, action, what in ((PROLOG, "prolog", "in prolog"),
+                                  (PROLOG_MIGRATE, "prolog_migrate", "in prolog (migrate)"),
+                                  (PROLOG_RESUME, "prolog_resume", "in prolog (resume)"),
+                                  (EPILOG_STOP, "epilog_stop", "in epilog (stop)")):
+            vm = await d.vm(f'NAME = f\nCPU = 0.1\nMEMORY = 8\nDUMMY = [ FAIL = "{action}" ]\n')
+            await d.place(vm, ACTIVE, lcm, hosts)
+            failing[vm.oid] = (lcm, what)
+        fresh = await d.vm(_template("fresh", "d", BOOT))
+        await d.place(fresh, ACTIVE, BOOT, hosts)
+        moved = await d.vm(_template("moved", "d", BOOT))
+        await d.place(moved, ACTIVE, BOOT, hosts)
+        os.makedirs(d.nebula.vm_dir(moved.oid), exist_ok=True)
+        with open(os.path.join(d.nebula.vm_dir(moved.oid), "transfer.0.prolog_migrate"), "w"):
+            pass
+        one_location = d.neb.one_location
+        await d.neb.stop()
+
+        d = await Daemon.start(self, one_location)
+        await d.neb.service.recovery.done
+        pool = d.nebula.vmpool
+        for vid, (lcm, what) in failing.items():
+            vm = pool.get(vid)
+            await _wait(lambda vm=vm: _pair(vm) == S["FAILED"], f"{LCM_STATES[lcm]} FAILED")
+            await _wait(lambda vm=vm, what=what: f"Error {what}: dummy failure" in d.vm_log(vm),
+                        f"{LCM_STATES[lcm]}: the failure in vm.log")
+            self.assertIn(f"Recovery after restart: {LCM_STATES[lcm]}", d.vm_log(vm))
+        for vm, action, driver in ((fresh, "vmm_deploy", "DEPLOY"),
+                                   (moved, "vmm_restore", "RESTORE")):
+            vm = pool.get(vm.oid)
+            await _wait(lambda vm=vm: _pair(vm) == S["RUNNING"], f"{action}: RUNNING")
+            log = d.vm_log(vm)
+            self.assertIn(f"Retrying BOOT ({action})", log)
+            await _wait(lambda vm=vm, driver=driver: f"[VMM][I]: {driver} h0" in d.vm_log(vm),
+                        f"{driver} in vm.log")
 
     async def test_no_transient_vm(self):
         d = await Daemon.start(self)

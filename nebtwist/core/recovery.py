@@ -19,13 +19,18 @@ Probes:
   error) or ``x`` when no answer comes (the host or driver does not answer).
   ``poll_previous``: the same on the VM's previous host (a cold migration
   saves the VM where it ran).
-* ``transfer``: whether the pending transfer can be run again without harm
-  (answer ``idempotent``/``not_idempotent``). PROLOG's CLONE, LN, MKSWAP,
-  MKIMAGE and CONTEXT only write into the VM's directory on its host, and
-  are re-run into a clean one (a DELETE first); an EPILOG that is only a
-  DELETE is idempotent; a MV (PROLOG_MIGRATE, PROLOG_RESUME, EPILOG_STOP) or
-  an EPILOG saving a disk (MVDS) moves its source away, so a run cut
-  half-way cannot be repeated nor told from a finished one.
+* ``transfer``: how the pending transfer runs again (no host is asked).
+  ``idempotent``: PROLOG's CLONE, LN, MKSWAP, MKIMAGE and CONTEXT only write
+  into the VM's directory on its host, and are re-run into a clean one (a
+  DELETE first); an EPILOG that is only a DELETE. ``restartable``: a MV
+  (PROLOG_MIGRATE, PROLOG_RESUME, EPILOG_STOP) or an EPILOG saving a disk
+  (MVDS) is not idempotent, but every shipped script (``drivers/tm/remotes/
+  */mv``, ``mvds``; OpenNebula 3.4's ``tm_mv.sh`` likewise) keeps its source
+  until the destination is complete (a copy into ``<dst>.part`` renamed, or
+  a rename): a run cut half-way repeats from an intact source, and a run
+  that had finished fails on its missing source without touching the
+  destination, so the VM FAILS with that reason (a move is never taken as
+  done without proof).
 * ``cleanup``: CLEANUP's cancel and delete are idempotent: always re-run.
 * ``none``: nothing to ask.
 
@@ -41,8 +46,8 @@ RUNNING, ``p`` SUSPENDED, ``d`` UNKNOWN, ``e`` FAILED, no answer UNKNOWN).
 LCM_STATE      probe           answer           action
 =============  ==============  ===============  ===================================
 PROLOG         transfer        idempotent       retry (DELETE, then the prolog)
-PROLOG_MIGRATE transfer        not_idempotent   prolog_failure -> FAILED
-PROLOG_RESUME  transfer        not_idempotent   prolog_failure -> FAILED
+PROLOG_MIGRATE transfer        restartable      retry (the MV; fails: FAILED)
+PROLOG_RESUME  transfer        restartable      retry (the MV; fails: FAILED)
 BOOT           poll            a                deploy_success -> RUNNING
 BOOT           poll            p                deploy_success, then poll
 BOOT           poll            d                retry (deploy, or restore after a
@@ -69,8 +74,8 @@ CANCEL         poll            a, p, e          retry (cancel)
 CANCEL         poll            d                cancel_success -> EPILOG
 CANCEL         poll            x                recover_unknown -> UNKNOWN
 EPILOG         transfer        idempotent       retry (the DELETE)
-EPILOG         transfer        not_idempotent   epilog_failure -> FAILED
-EPILOG_STOP    transfer        not_idempotent   epilog_failure -> FAILED
+EPILOG         transfer        restartable      retry (MVDS, DELETE; fails: FAILED)
+EPILOG_STOP    transfer        restartable      retry (the MV; fails: FAILED)
 CLEANUP        cleanup         -                retry (cancel, delete; then DONE
                                                 or PENDING as the VM's ETIME says)
 FAILURE        none            -                recover_failure -> FAILED
@@ -118,8 +123,9 @@ POLL_ANSWERS = ("a", "p", "d", "e", "x")
 
 _ANSWER_TEXT = {"a": "the domain runs", "p": "the domain is paused", "d": "the domain is gone",
                 "e": "the domain is in error", "x": "no answer from the host",
-                "idempotent": "the transfer can run again",
-                "not_idempotent": "the transfer (a move) cannot run again", "-": ""}
+                "idempotent": "the transfer runs again",
+                "restartable": "the transfer keeps its source until done: it runs again",
+                "-": ""}
 
 
 def _poll_rows(lcm, probe, actions, why):
@@ -127,16 +133,17 @@ def _poll_rows(lcm, probe, actions, why):
     return [Row(lcm, probe, a, actions[a][0], actions[a][1], why.get(a, "")) for a in POLL_ANSWERS]
 
 
+#: Why a move may run again.
+_MOVE = "a move already done fails the VM"
+
 _SAVE = {"a": (RETRY, False), "p": (RETRY, False), "d": ("save_success", False),
          "e": ("save_failure", True), "x": ("recover_unknown", False)}
 
 #: The recovery table (see the module docstring).
 RECOVERY = (
     [Row(PROLOG, "transfer", "idempotent", RETRY, False, "the prolog runs again"),
-     Row(PROLOG_MIGRATE, "transfer", "not_idempotent", "prolog_failure", False,
-         "the move of the VM's files may have been cut half-way"),
-     Row(PROLOG_RESUME, "transfer", "not_idempotent", "prolog_failure", False,
-         "the move of the VM's files may have been cut half-way")]
+     Row(PROLOG_MIGRATE, "transfer", "restartable", RETRY, False, _MOVE),
+     Row(PROLOG_RESUME, "transfer", "restartable", RETRY, False, _MOVE)]
     + _poll_rows(BOOT, "poll", {
         "a": ("deploy_success", False), "p": ("deploy_success", True), "d": (RETRY, False),
         "e": ("deploy_failure", False), "x": ("recover_unknown", False)},
@@ -159,10 +166,9 @@ RECOVERY = (
         "a": (RETRY, False), "p": (RETRY, False), "d": ("cancel_success", False),
         "e": (RETRY, False), "x": ("recover_unknown", False)}, {})
     + [Row(EPILOG, "transfer", "idempotent", RETRY, False, "the epilog runs again"),
-       Row(EPILOG, "transfer", "not_idempotent", "epilog_failure", False,
-           "saving a disk (MVDS) may have been cut half-way"),
-       Row(EPILOG_STOP, "transfer", "not_idempotent", "epilog_failure", False,
-           "the move of the VM's files may have been cut half-way"),
+       Row(EPILOG, "transfer", "restartable", RETRY, False,
+           "a disk saved (MVDS) already fails the VM"),
+       Row(EPILOG_STOP, "transfer", "restartable", RETRY, False, _MOVE),
        Row(CLEANUP, "cleanup", "-", RETRY, False, "the clean-up runs again"),
        Row(FAILURE, "none", "-", "recover_failure", False, "")]
 )
@@ -185,14 +191,14 @@ def transient_vms(nebula):
 
 
 def transfer_answer(lcm_manager, vm):
-    """``"idempotent"`` or ``"not_idempotent"`` for a VM in a transfer state."""
+    """``"idempotent"`` or ``"restartable"`` for a VM in a transfer state."""
     if vm.lcm_state == PROLOG:
         return "idempotent"
     if vm.lcm_state == EPILOG:
         lines = lcm_manager.tm.epilog_lines(vm)
         if all(line.split()[0] == "DELETE" for line in lines):
             return "idempotent"
-    return "not_idempotent"
+    return "restartable"
 
 
 class Reconciler:
