@@ -42,7 +42,10 @@ DRIVER_CALLS = {
     "vmm_cancel": ("vmm", "cancel"), "vmm_migrate": ("vmm", "migrate"),
     "vmm_save_migrate": ("vmm", "save"), "vmm_restore": ("vmm", "restore"),
     "tm_prolog": ("tm", "transfer"), "tm_epilog": ("tm", "transfer"),
-    "tm_prolog_migrate": ("tm", "transfer"), "cleanup": ("vmm", "cancel"),
+    "tm_prolog_migrate": ("tm", "transfer"), "cleanup_finalize": ("vmm", "cancel"),
+    "cleanup_resubmit": ("vmm", "cancel"), "cleanup_finalize_both": ("vmm", "cancel"),
+    "cleanup_resubmit_both": ("vmm", "cancel"), "cleanup_quiet": ("vmm", "cancel"),
+    "cleanup_quiet_both": ("vmm", "cancel"),
 }
 
 
@@ -176,6 +179,30 @@ class TableTests(unittest.TestCase):
             if "release_leases" in row.actions:
                 ip = ip_to_int(vm.template.get_vector("NIC")["IP"])
                 self.assertNotIn(ip, core.nebula.vnpool.get(0).leases, where)
+
+    async def test_leaving_a_migration_frees_both_hosts(self):
+        """finalize, resubmit and delete in MIGRATE/SAVE_MIGRATE give both hosts
+        their capacity back and cancel the VM on both (issue 9: the previous
+        host kept it)."""
+        core = await Core.make(self)
+        await core.setup_net()
+        hosts = [await core.host("h0"), await core.host("h1")]
+        for lcm in (MIGRATE, SAVE_MIGRATE):
+            for event in ("finalize", "resubmit", "delete"):
+                vm = await self._vm_in(core, hosts, ACTIVE, lcm)
+                before = len(core.vmmd.calls)
+                await core.lcm.trigger(vm, event)
+                self.assertEqual([h.share.running_vms for h in hosts], [0, 0], (lcm, event))
+                self.assertTrue(all(h.etime for h in vm.history), (lcm, event))
+                core.vmmd.last("cancel").succeed()  # on h1
+                core.tmd.last("transfer").succeed()
+                cancels = [c for c in core.vmmd.calls[before:] if c.method == "cancel"]
+                self.assertEqual([c.args[0].host for c in cancels], ["h1", "h0"], (lcm, event))
+                cancels[-1].succeed()
+                core.tmd.last("transfer").succeed()
+                await core.settle()
+                want = {"finalize": DONE, "delete": DONE, "resubmit": PENDING}[event]
+                self.assertEqual(vm.state, want, (lcm, event))
 
     async def test_refused_action_changes_nothing(self):
         core = await Core.make(self)
