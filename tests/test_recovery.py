@@ -282,6 +282,31 @@ class ReconciliationTests(unittest.TestCase):
             await _wait(lambda vm=vm, driver=driver: f"[VMM][I]: {driver} h0" in d.vm_log(vm),
                         f"{driver} in vm.log")
 
+    async def test_running_vms_are_polled_once_at_start(self):
+        """A domain that vanished while the daemon was down is found at start,
+        not when the polling loop's turn comes (5 VMs per 15 s shipped)."""
+        slow = ["VM_POLLING_INTERVAL=3600"]
+        d = await Daemon.start(self, overrides=slow)
+        hosts = await d.hosts(1)
+        now = int(reactor.seconds())
+        vms = {}
+        for answer, want in (("a", "RUNNING"), ("d", "UNKNOWN"), ("e", "FAILED"),
+                             ("p", "SUSPENDED")):
+            vm = await d.vm(_template(f"run-{answer}", answer, RUNNING))
+            await d.place(vm, ACTIVE, RUNNING, hosts)
+            vm.last_poll = now  # not due for the loop for an hour
+            await d.nebula.vmpool.update(vm)
+            vms[vm.oid] = want
+        one_location = d.neb.one_location
+        await d.neb.stop()
+        d = await Daemon.start(self, one_location, slow)
+        self.assertEqual(await d.neb.service.recovery.polled, len(vms))
+        for vid, want in vms.items():
+            vm = d.nebula.vmpool.get(vid)
+            await _wait(lambda vm=vm, want=want: _pair(vm) == S[want], f"VM {vid}: {want}")
+        with open(os.path.join(d.neb.var_dir, "oned.log"), encoding="utf-8") as f:
+            self.assertIn("Recovery: polled 4 RUNNING/UNKNOWN VMs once", f.read())
+
     async def test_no_transient_vm(self):
         d = await Daemon.start(self)
         summary = await d.neb.service.recovery.done

@@ -84,13 +84,17 @@ FAILURE        none            -                recover_failure -> FAILED
 A saved VM whose domain is gone (``d`` in SAVE_*) is taken as saved: its
 checkpoint is checked by the restore that resumes it (a missing one FAILS
 it then). A VM that FAILS here keeps its leases and images, as any FAILED VM
-(``onevm resubmit`` or ``delete``). RUNNING and UNKNOWN are settled (the
-polling loop watches them); the other states are not ACTIVE.
+(``onevm resubmit`` or ``delete``). RUNNING and UNKNOWN are settled: they
+are polled once each right after (unless VM_POLLING_INTERVAL is 0), so a
+domain that vanished while the daemon was down is found at once (UNKNOWN)
+rather than when the polling loop's turn comes; the other states are not
+ACTIVE.
 
 Every VM gets a ``vm.log`` line ``Recovery after restart: <STATE> <answer>:
 <what is done>``; oned.log gets ``Recovery: <n> VMs in transient states ...``
 when it starts and ``Recovery: done, <n> VMs in <s> s: <counts>`` at the
-end. At most :data:`PARALLEL` VMs are probed at once; the start-up does not
+end (``Recovery: polled <n> RUNNING/UNKNOWN VMs once ...`` after the polls).
+At most :data:`PARALLEL` VMs are probed at once; the start-up does not
 wait for it (the API serves meanwhile; a VM changed by a request before its
 turn is left alone). Hosts are not involved: reconciliation needs neither the
 scheduler nor host monitoring.
@@ -104,7 +108,8 @@ from twisted.internet import defer
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, CLEANUP, EPILOG, EPILOG_STOP, FAILURE,
                                    LCM_STATES, MIGRATE, PROLOG, PROLOG_MIGRATE, PROLOG_RESUME,
-                                   RUNNING, SAVE_MIGRATE, SAVE_STOP, SAVE_SUSPEND, SHUTDOWN)
+                                   RUNNING, SAVE_MIGRATE, SAVE_STOP, SAVE_SUSPEND, SHUTDOWN,
+                                   UNKNOWN)
 from nebtwist.core.vmm import parse_poll
 from nebtwist.log import OneLogger
 
@@ -212,6 +217,15 @@ class Reconciler:
     Use: :meth:`snapshot` before anything else may move VMs (the scheduler,
     the API), then :meth:`start`; :attr:`done` fires with the summary
     (:class:`collections.Counter` of ``"<STATE> <answer> -> <action>"``).
+
+    Then, unless VM_POLLING_INTERVAL is 0, the VMs found RUNNING or UNKNOWN
+    are polled once each (the polling loop's own path, :meth:`VirtualMachineManager.poll
+    <nebtwist.core.vmm.VirtualMachineManager.poll>`), at most ``parallel`` at a
+    time: the loop polls VM_PER_INTERVAL VMs per MANAGER_TIMER (5 per 15 s
+    shipped), so a domain that vanished while the daemon was down would
+    otherwise be found only when its turn came (Nova syncs every instance's
+    power state in ``init_host`` likewise). :attr:`polled` fires with their
+    number.
     """
 
     def __init__(self, nebula, lcm, parallel=PARALLEL):
@@ -219,7 +233,9 @@ class Reconciler:
         self.lcm = lcm
         self.parallel = parallel
         self.vms = None  # [(vm, epoch)] found transient by snapshot()
+        self.settled = []  # [(vm, epoch)] found RUNNING or UNKNOWN by snapshot()
         self.done = defer.Deferred()
+        self.polled = defer.Deferred()
         self.summary = Counter()
         self.running = False
         self._stopped = False
@@ -231,6 +247,8 @@ class Reconciler:
     def snapshot(self):
         """Note the VMs in transient states now; returns how many."""
         self.vms = [(vm, self._epoch(vm)) for vm in transient_vms(self.nebula)]
+        self.settled = [(vm, self._epoch(vm)) for vm in self.nebula.vmpool
+                        if vm.state == ACTIVE and vm.lcm_state in (RUNNING, UNKNOWN)]
         return len(self.vms)
 
     def start(self):
@@ -242,12 +260,37 @@ class Reconciler:
         d = defer.ensureDeferred(self._run())
         d.addErrback(lambda f: log.failure("Recovery failed", f))
         d.addBoth(self._finish)
+        d.addCallback(lambda _: defer.ensureDeferred(self._poll_settled()))
+        d.addErrback(lambda f: log.failure("Recovery: polling the running VMs failed", f))
+        d.addBoth(lambda _: self.polled.called or self.polled.callback(self._n_polled))
         return self.done
 
     def _finish(self, _):
         self.running = False
         if not self.done.called:
             self.done.callback(self.summary)
+
+    _n_polled = 0
+
+    async def _poll_settled(self):
+        """Poll the RUNNING and UNKNOWN VMs of the snapshot once (see the class)."""
+        if not self.settled or self.nebula.config.get_int("VM_POLLING_INTERVAL") <= 0:
+            return
+        started = time.monotonic()
+        vmm = self.lcm.vmm
+        sem = defer.DeferredSemaphore(self.parallel)
+
+        def poll(vm, epoch):
+            if self._stopped or not self._still(vm, epoch):
+                return None
+            vm.last_poll = int(self.nebula.clock.seconds())  # the loop skips it meanwhile
+            self._n_polled += 1
+            return vmm.poll(vm)
+
+        await defer.DeferredList([sem.run(poll, vm, e) for vm, e in self.settled],
+                                 consumeErrors=True)
+        log.info("Recovery: polled {n} RUNNING/UNKNOWN VMs once in {t:.2f} s", n=self._n_polled,
+                 t=time.monotonic() - started)
 
     def stop(self):
         """Start no further VM (the daemon stops); those in flight finish."""
