@@ -527,6 +527,9 @@ class VirtualMachine(ExtendedInfo, Owned):
     POLL (KB, percent, bytes); the requested capacity is ``TEMPLATE/CPU`` and
     ``TEMPLATE/MEMORY``. :attr:`history` holds every record, oldest first; the
     pool body shows the last one, ``one.vm.info`` all of them.
+    :attr:`user_template` is OpenNebula 4.x's ``USER_TEMPLATE`` (the scheduler's
+    ``SCHED_MESSAGE``); the body carries it only when it is not empty, so 3.4
+    bodies stay as they were.
     """
 
     TABLE = "vm_pool"
@@ -547,6 +550,7 @@ class VirtualMachine(ExtendedInfo, Owned):
         self.net_tx = net_tx
         self.net_rx = net_rx
         self.history = []
+        self.user_template = Template()  # 4.x USER_TEMPLATE (SCHED_MESSAGE)
         self.requirements = None  # compiled REQUIREMENTS (not stored)
         self.rank = None  # compiled RANK (not stored)
 
@@ -585,6 +589,8 @@ class VirtualMachine(ExtendedInfo, Owned):
                        ("NET_RX", self.net_rx)):
             _sub(root, tag, v)
         root.append(self.template.to_xml())
+        if len(self.user_template):
+            root.append(self.user_template.to_xml("USER_TEMPLATE"))
         records = etree.SubElement(root, "HISTORY_RECORDS")
         for h in (self.history if all_history else self.history[-1:]):
             h.to_xml(records)
@@ -598,6 +604,9 @@ class VirtualMachine(ExtendedInfo, Owned):
                  deploy_id=_text(el, "DEPLOY_ID"), last_poll=_int(el, "LAST_POLL"),
                  memory=_int(el, "MEMORY"), cpu=_int(el, "CPU"), net_tx=_int(el, "NET_TX"),
                  net_rx=_int(el, "NET_RX"), **cls._read_owner(el))
+        user = el.find("USER_TEMPLATE")
+        if user is not None:
+            vm.user_template = Template.from_xml(user)
         return vm
 
     def db_columns(self):
