@@ -26,6 +26,7 @@ from twisted.web import server
 from nebtwist import __version__
 from nebtwist.api.front import EC2StartupError
 from nebtwist.api.front import install as ec2_install
+from nebtwist.api.limits import ConnectionLimit, HTTPLimits, LimitedRequest, message_size
 from nebtwist.api.xmlrpc import RequestManager
 from nebtwist.core import config as configmod
 from nebtwist.core.db import DatabaseError
@@ -92,17 +93,32 @@ async def _within(reactor, d, seconds):
     return await d
 
 
-class _XMLRPCRequest(server.Request):
+class _XMLRPCRequest(LimitedRequest):
     """A request that does not parse POST bodies as HTML forms (XML-RPC bodies
-    are not forms, and Twisted's Content-Type parsing costs ~10% of a call)."""
+    are not forms, and Twisted's Content-Type parsing costs ~10% of a call),
+    and refuses a body over oned.conf ``MESSAGE_SIZE`` (``site.max_body``) at
+    its headers (:mod:`nebtwist.api.limits`): 413 with an XML-RPC fault."""
 
     def __init__(self, *args, **kwargs):
         kwargs["parsePOSTFormSubmission"] = False
         super().__init__(*args, **kwargs)
 
+    def gotLength(self, length):
+        self.body_limit = getattr(getattr(self.channel, "site", None), "max_body", None)
+        super().gotLength(length)
 
-class _Site(server.Site):
-    """A Site that keeps HTTP access lines out of oned.log."""
+    def too_large(self, size):
+        import xmlrpc.client
+
+        fault = xmlrpc.client.Fault(8002, f"Request body of {size} bytes or more is over the "
+                                          f"limit of {self.body_limit} (MESSAGE_SIZE)")
+        self.answer_now(413, [(b"Content-Type", b"text/xml; charset=utf-8")],
+                        xmlrpc.client.dumps(fault, methodresponse=True).encode())
+
+
+class _Site(ConnectionLimit, server.Site):
+    """A Site that keeps HTTP access lines out of oned.log, with the
+    connection and time limits of :mod:`nebtwist.api.limits` (oned.conf)."""
 
     def log(self, request):
         pass
@@ -236,14 +252,21 @@ class NebulaService(service.MultiService):
             loop.start()
             self._loops.append(loop)
 
-        site = _Site(RequestManager(nebula, requests), requestFactory=_XMLRPCRequest)
+        try:  # MESSAGE_SIZE, MAX_CONN, timeouts (nebtwist.api.limits)
+            max_body = message_size(self.config)
+            limits = HTTPLimits.from_config(self.config)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        site = _Site(RequestManager(nebula, requests, max_body=max_body),
+                     requestFactory=_XMLRPCRequest)
         site.displayTracebacks = False
         site.noisy = False
+        site.max_body, site.limits = max_body, limits
         endpoints = [f"tcp:{self.config.get_int('PORT')}"] + [
             v for v in self.config.template.get_all("LISTEN") if isinstance(v, str)]
         for desc in endpoints:
             try:  # ssl: endpoints are TLS 1.2+ only, their files checked (nebtwist.tls)
-                endpoint = tls_server_endpoint(self.reactor, desc)
+                endpoint = tls_server_endpoint(self.reactor, limits.endpoint(desc))
             except TLSConfigError as e:
                 raise StartupError(f"LISTEN {e}") from None
             try:
@@ -251,6 +274,7 @@ class NebulaService(service.MultiService):
             except CannotListenError as e:  # a busy port: one line, as the EC2 front's
                 raise StartupError(f"XML-RPC API: {e}") from None
             self.ports.append(port)
+            site.listening(port)
             log.info("XML-RPC API listening on {d} ({a})", d=desc, a=port.getHost())
         if self.hm is not None:
             try:

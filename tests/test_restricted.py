@@ -113,8 +113,9 @@ class RestrictedImageAttributeTests(TestCase):
     async def test_source(self):
         neb = await start_nebula(self)
         await add_user(neb, HELEN)
-        assert_failure(self, await neb.call("one.image.allocate", 'NAME = i\nSOURCE = "/etc/shadow"',
-                                            1, session=HELEN),
+        assert_failure(self, await neb.call("one.image.allocate",
+                                            'NAME = i\nSOURCE = "/etc/shadow"', 1,
+                                            session=HELEN),
                        "ImageAllocate", AUTHORIZATION,
                        r"Image Template includes a restricted attribute SOURCE\.$")
         self.assertEqual(len(neb.nebula.imagepool), 0)

@@ -30,11 +30,12 @@ from urllib.parse import parse_qsl
 from lxml import etree
 from twisted.internet import defer, task
 from twisted.logger import Logger
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 from twisted.web.http_headers import Headers
 
 from nebtwist.api import awsauth, s3
 from nebtwist.api.ec2 import EC2Resource
+from nebtwist.api.limits import ConnectionLimit, HTTPLimits, LimitedRequest
 from nebtwist.core.vmtypes import VMTypeError
 
 log = Logger()
@@ -110,7 +111,7 @@ class _ResponseHeaders(Headers):
             yield (name.lower() if name.startswith(b"X-Amz-Meta-") else name), values
 
 
-class FrontRequest(server.Request):
+class FrontRequest(LimitedRequest):
     """A request of the public cloud site that routes and limits its body
     as it arrives (see the module docstring).
 
@@ -130,10 +131,6 @@ class FrontRequest(server.Request):
     route = None
     sink = None
     refused = None
-    body_limit = None
-    _received = 0
-    _answered = False
-    _dropping = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -171,32 +168,19 @@ class FrontRequest(server.Request):
             _read_size(self.channel.transport, STREAM_READ_SIZE)
 
     def answer_now(self, status, headers, body):
-        """Answer before the body is read, then close the connection.
-
-        :param headers: ``[(name, value)]`` bytes pairs.
-        """
-        if self._answered:
-            return
-        self._answered = True
-        self._dropping = True
+        """Answer before the body is read (an S3 upload's staged part
+        discarded), then close the connection (:mod:`nebtwist.api.limits`)."""
         if self.sink is not None:
             self.sink.discard()
             self.sink = None
-        self.requestHeaders.removeHeader(b"expect")  # no 100 Continue now
-        if self.content is None:
-            self.content = io.BytesIO()
-        channel = self.channel
-        lines = [b"HTTP/1.1 %d %s" % (status, http.RESPONSES.get(status, b"Error"))]
-        lines += [name + b": " + value for name, value in headers]
-        lines += [b"Content-Length: %d" % len(body), b"Connection: close", b"", b""]
-        channel.persistent = False
-        transport = channel.transport
-        if transport is not None:
-            transport.write(b"\r\n".join(lines) + body)
-            channel.loseConnection()
+        super().answer_now(status, headers, body)
+
+    def too_large(self, size):
+        """A body past its limit: :meth:`Front.too_large`."""
+        self.channel.site.front.too_large(self, size)
 
     def handleContentChunk(self, data):
-        if self._answered:
+        if self.answered:
             return
         if self.sink is not None:
             front = self.channel.site.front
@@ -214,17 +198,7 @@ class FrontRequest(server.Request):
                 self.sink = None
                 self.drop_body(s3.S3Error(), front.max_query_body)
             return
-        self._received += len(data)
-        if self.body_limit is not None and self._received > self.body_limit:
-            self.channel.site.front.too_large(self, self._received)
-            return
-        if not self._dropping:
-            super().handleContentChunk(data)
-
-    def process(self):
-        if self._answered:  # answered before its body; the connection is closing
-            return
-        super().process()
+        super().handleContentChunk(data)  # counted against body_limit
 
     def connectionLost(self, reason):
         if self.sink is not None:  # an interrupted upload leaves nothing
@@ -333,10 +307,13 @@ def build_site(nebula, requests, vmtypes, econe_config=None, repository=None):
         names a SigV2 signature may name besides the Host header; ``REGION``
         and ``ZONE`` (default ``default``) are answered by DescribeRegions
         and DescribeAvailabilityZones; ``MAX_OBJECT_SIZE`` and
-        ``MAX_QUERY_BODY`` limit bodies (bytes).
+        ``MAX_QUERY_BODY`` limit bodies (bytes); ``MAX_CONN``,
+        ``MAX_CONN_BACKLOG``, ``KEEPALIVE_TIMEOUT``, ``HEADER_TIMEOUT``,
+        ``BODY_TIMEOUT`` and ``BODY_MIN_RATE`` limit connections
+        (:class:`nebtwist.api.limits.HTTPLimits`).
     :param repository: the S3 :class:`~nebtwist.api.s3.Repository`, loaded;
         None: the site serves the EC2 Query API alone.
-    :raises ValueError: a limit is not a positive number.
+    :raises ValueError: a limit is not a (positive) number.
     """
     def get(key):
         return econe_config.get(key) if econe_config is not None else None
@@ -357,6 +334,7 @@ def build_site(nebula, requests, vmtypes, econe_config=None, repository=None):
     front = Front(ec2, s3_resource, max_object, max_query)
     site = _Site(FrontRoot(front), requestFactory=FrontRequest, parsePOSTFormSubmission=False)
     site.front = front
+    site.limits = HTTPLimits.from_config(econe_config, "econe.conf")  # MAX_CONN, timeouts
     site.displayTracebacks = False
     site.noisy = False
     site.log = lambda request: None
@@ -375,9 +353,10 @@ def _size(value, default, name):
     return number
 
 
-class _Site(server.Site):
+class _Site(ConnectionLimit, server.Site):
     """A Site that knows its open connections, so that stopping the front
-    closes kept-alive client connections too."""
+    closes kept-alive client connections too; with the connection and time
+    limits of :mod:`nebtwist.api.limits` (econe.conf)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -483,11 +462,13 @@ async def install(reactor, nebula, requests, config, one_location, overrides=())
     except ValueError as e:
         raise EC2StartupError(f"econe.conf: {e}") from None
     try:
-        ports = await tls.listen(reactor, descriptions, site)
+        ports = await tls.listen(reactor, [site.limits.endpoint(d) for d in descriptions],
+                                 site)
     except tls.TLSConfigError as e:
         raise EC2StartupError(f"econe.conf LISTEN {e}") from None
     except CannotListenError as e:
         raise EC2StartupError(f"EC2 front: {e}") from None
     for desc, p in zip(descriptions, ports):
+        site.listening(p)
         log.info("EC2 Query API and S3 listening on {d} ({a})", d=desc, a=p.getHost())
     return [_Listening(p, site, reactor) for p in ports]

@@ -33,15 +33,42 @@ ACTIONS = {
 }
 
 
-def parse_template(text, what="template"):
+#: Default of oned.conf ``MAX_TEMPLATE_SIZE`` (bytes; nebtwist's key, OpenNebula has none).
+DEFAULT_MAX_TEMPLATE_SIZE = 1024 * 1024
+
+
+def max_template_size(config):
+    """oned.conf ``MAX_TEMPLATE_SIZE``: the largest template text (UTF-8 bytes)
+    a user may give (VM, VM template, image, network; allocate, update and
+    instantiate's extra attributes). Default 1 MiB; 0 or less: no limit."""
+    return config.get_int("MAX_TEMPLATE_SIZE", DEFAULT_MAX_TEMPLATE_SIZE)
+
+
+def check_template_size(text, what, limit):
+    """Refuse ``text`` over ``limit`` UTF-8 bytes (None or <= 0: no limit).
+
+    :raises APIError: naming the size, the limit and the oned.conf key.
+    """
+    if not limit or limit <= 0 or not isinstance(text, str) or len(text) * 4 <= limit:
+        return
+    size = len(text) if len(text) > limit else len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise APIError(f"The {what} is too large: {size} bytes or more, over the "
+                       f"{limit} bytes allowed (MAX_TEMPLATE_SIZE in oned.conf).")
+
+
+def parse_template(text, what="template", limit=None):
     """Parse user template text (template syntax or ``<TEMPLATE>`` XML).
 
-    :raises APIError: naming the line and column of a syntax error; or an
-        attribute name that cannot be an XML element (``1A = x``), which the
-        body of the new object could not hold.
+    :param limit: the largest text accepted, in UTF-8 bytes
+        (:func:`max_template_size`; None: no limit), checked before parsing.
+    :raises APIError: a text over ``limit``; naming the line and column of a
+        syntax error; or an attribute name that cannot be an XML element
+        (``1A = x``), which the body of the new object could not hold.
     """
     if not isinstance(text, str):
         raise APIError(f"The {what} must be a string.")
+    check_template_size(text, what, limit)
     try:
         template = Template.parse_any(text)
     except TemplateSyntaxError as e:
@@ -179,7 +206,7 @@ class DispatchManager:
             a restricted attribute.
         :raises ActionError: a NIC whose network is unknown or full.
         """
-        template = parse_template(text, "VM template")
+        template = parse_template(text, "VM template", max_template_size(self.nebula.config))
         if check_restricted_attrs:
             check_restricted(self.nebula, user, template)
         for key in ("CPU", "MEMORY"):

@@ -892,9 +892,9 @@ class ImageRequests:
     async def image_allocate(self, actor, text, datastore_id=-1, trusted_dirs=()):
         """Register an image (see :meth:`ImageManager.allocate`, ``trusted_dirs``
         included); returns its id."""
-        from nebtwist.core.dm import parse_template
+        from nebtwist.core.dm import max_template_size, parse_template
 
-        template = parse_template(text, "image template")
+        template = parse_template(text, "image template", max_template_size(self.nebula.config))
         return await self._image_manager().allocate(actor, template, datastore_id,
                                                     trusted_dirs=trusted_dirs)
 
@@ -912,10 +912,10 @@ class ImageRequests:
         PERSISTENT...) are changed by their own operations. A user outside
         oneadmin's group may not give an ``IMAGE_RESTRICTED_ATTR``
         (OpenNebula 4.x ``RequestManagerUpdateTemplate``)."""
-        from nebtwist.core.dm import check_restricted, parse_template
+        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
 
         image = self._image(actor, iid)
-        template = parse_template(text, "image template")
+        template = parse_template(text, "image template", max_template_size(self.nebula.config))
         check_restricted(self.nebula, actor, template, "IMAGE_RESTRICTED_ATTR", "Image Template")
         await _store_template(self.nebula.imagepool, image, template)
         return iid
@@ -1020,9 +1020,9 @@ class ImageRequests:
         :raises AuthorizationError: a restricted attribute.
         :raises ActionError: the user already has a template of that name.
         """
-        from nebtwist.core.dm import check_restricted, parse_template
+        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
 
-        template = parse_template(text, "VM template")
+        template = parse_template(text, "VM template", max_template_size(self.nebula.config))
         check_restricted(self.nebula, actor, template)
         _check_create(self.nebula, actor, "TEMPLATE")
         name = template.get("NAME")
@@ -1058,10 +1058,10 @@ class ImageRequests:
         """Replace a VM template's contents (MANAGE); its name is kept. A user
         outside oneadmin's group may not give a ``VM_RESTRICTED_ATTR``
         (OpenNebula 4.x ``RequestManagerUpdateTemplate``)."""
-        from nebtwist.core.dm import check_restricted, parse_template
+        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
 
         tmpl = self._vmtemplate(actor, tid)
-        template = parse_template(text, "VM template")
+        template = parse_template(text, "VM template", max_template_size(self.nebula.config))
         check_restricted(self.nebula, actor, template)
         await _store_template(self.nebula.tplpool, tmpl, template)
         return tid
@@ -1080,12 +1080,13 @@ class ImageRequests:
         (3.4 checks only templates of other owners), the ``extra`` attributes
         may not (later versions check the caller's additions).
         """
-        from nebtwist.core.dm import check_restricted, parse_template
+        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
 
         tmpl = self._vmtemplate(actor, tid, "USE")
         template = tmpl.template.copy()
         if extra:
-            added = parse_template(extra, "extra template")
+            added = parse_template(extra, "extra template",
+                                   max_template_size(self.nebula.config))
             check_restricted(self.nebula, actor, added)
             template.replace_from(added)
         if not (tmpl.uid == 0 or tmpl.gid == ONEADMIN_GROUP):

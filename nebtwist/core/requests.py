@@ -9,7 +9,7 @@ the managers, and return plain values (ids, XML strings). They raise
 
 from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROUP, RANGED,
                                    USERS_GROUP, Host, User)
-from nebtwist.core.dm import parse_template
+from nebtwist.core.dm import max_template_size, parse_template
 from nebtwist.core.groups import PermissionRequests
 from nebtwist.core.image import ImageRequests
 from nebtwist.core.nebula import sha1_hex
@@ -242,7 +242,8 @@ class Requests(ImageRequests, PermissionRequests):
     async def vn_allocate(self, actor, text, cluster_id=-1):
         """Create a virtual network from a template (CREATE NET); returns its id."""
         self._check_create(actor, "NET")
-        template = parse_template(text, "virtual network template")
+        template = parse_template(text, "virtual network template",
+                                  max_template_size(self.nebula.config))
         pool = self.nebula.vnpool
         oid = pool.reserve_oid()
         try:
