@@ -284,6 +284,7 @@ class Reconciler:
             if self._stopped or not self._still(vm, epoch):
                 return None
             vm.last_poll = int(self.nebula.clock.seconds())  # the loop skips it meanwhile
+            vm.touch()  # LAST_POLL is in the (cached) body
             self._n_polled += 1
             return vmm.poll(vm)
 
