@@ -27,10 +27,13 @@ Several generations of clients are accepted where they differ:
 """
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
 from twisted.web import xmlrpc
+from zope.interface import implementer
 
 from nebtwist.api.images import image_methods
 from nebtwist.core.groups import xmlrpc_table as groups_table
+from nebtwist.core.pool import PoolXML
 from nebtwist.errors import APIError, INTERNAL, NebulaError
 from nebtwist.log import OneLogger
 
@@ -39,6 +42,57 @@ log = OneLogger("ReM")
 
 #: String values at least this long are sent as CDATA (see RequestManager._cbRender).
 CDATA_THRESHOLD = 1024
+
+
+#: Bytes written per reactor turn when a pool listing is sent (see _SliceProducer).
+SLICE = 256 * 1024
+
+
+def _response_head(ok):
+    return ("<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n"
+            "<value><array><data>\n<value><boolean>" + ("1" if ok else "0")
+            + "</boolean></value>\n<value><string><![CDATA[").encode()
+
+
+def _response_tail(code):
+    return ("]]></string></value>\n<value><int>" + str(int(code))
+            + "</int></value>\n</data></array></value>\n</param>\n</params>\n"
+            "</methodResponse>\n").encode()
+
+
+@implementer(IPullProducer)
+class _SliceProducer:
+    """Writes a response made of many byte pieces (a pool listing's cached
+    bodies) about :data:`SLICE` bytes at a time, each time the connection has
+    sent the previous slice: other calls are served between slices, and a slow
+    reader never makes the whole reply sit in memory twice."""
+
+    def __init__(self, request, parts):
+        self.request = request
+        self.parts = parts
+        self.index = 0
+
+    def start(self):
+        self.request.registerProducer(self, False)
+
+    def resumeProducing(self):
+        parts, i, n = self.parts, self.index, len(self.parts)
+        chunk, size = [], 0
+        while i < n and size < SLICE:
+            chunk.append(parts[i])
+            size += len(parts[i])
+            i += 1
+        self.index = i
+        if chunk:
+            self.request.write(b"".join(chunk))
+        if i >= n:
+            self.parts = ()
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self):
+        self.parts = ()
+        self.index = 0
 
 
 #: Further method tables, one per area (images, groups, ...): callables
@@ -187,6 +241,14 @@ class RequestManager(xmlrpc.XMLRPC):
         section (valid in any XML-RPC ``<string>``) carries the same value
         and reads about ten times faster, with a smaller body.
         """
+        if (not responseFailed and isinstance(result, list) and len(result) == 3
+                and isinstance(result[1], PoolXML)):
+            # A pool listing: its cached pieces, written in slices.
+            ok, listing, code = result
+            head, tail = _response_head(ok), _response_tail(code)
+            request.setHeader(b"content-length", b"%d" % (len(head) + len(listing) + len(tail)))
+            _SliceProducer(request, [head, *listing.parts, tail]).start()
+            return
         if (not responseFailed and isinstance(result, list) and len(result) == 3
                 and isinstance(result[1], str) and len(result[1]) >= CDATA_THRESHOLD):
             ok, value, code = result

@@ -8,9 +8,13 @@ carry no namespace, as oned's replies do not.
 Units follow OpenNebula: VM ``TEMPLATE/CPU`` in cores (0.5), HOST_SHARE CPU in
 hundredths of a core (50); VM ``TEMPLATE/MEMORY`` in MB, HOST_SHARE memory in KB.
 
-The serialised body is cached (:meth:`PoolObject.body`) and dropped by
-:meth:`PoolObject.touch` whenever the object changes, so pool listings are a
-join of cached strings.
+The serialised body is cached (:meth:`PoolObject.body`, and as the UTF-8
+bytes a pool reply is assembled from, :meth:`PoolObject.body_bytes`) and
+dropped by :meth:`PoolObject.touch` whenever the object changes, so pool
+listings are a join of cached pieces and only changed objects are serialised
+again. Every change goes through ``Pool.update`` (which touches) or touches
+the object itself; :data:`generation` counts the touches, so a cached pool
+reply knows whether any object changed since it was built.
 """
 
 import ipaddress
@@ -83,6 +87,17 @@ def _text(el, tag, default=""):
     return v if v is not None else default
 
 
+#: Bumped by every :meth:`PoolObject.touch` (any object of any pool): a pool
+#: reply built at generation ``g`` is still exact while ``generation == g``.
+generation = 0
+
+
+def cdata_bytes(text):
+    """``text`` as UTF-8 bytes safe inside one XML ``<![CDATA[...]]>`` section
+    (each ``]]>`` split across two sections)."""
+    return text.replace("]]>", "]]]]><![CDATA[>").encode("utf-8")
+
+
 class PoolObject:
     """What every pool object has: an oid, a name, a template and a cached body.
 
@@ -91,22 +106,40 @@ class PoolObject:
 
     TABLE = ""
     ROOT = ""
+    _body = None
+    _body_bytes = None
 
     def __init__(self, oid, name, template=None):
         self.oid = oid
         self.name = name
         self.template = template if template is not None else Template()
         self._body = None
+        self._body_bytes = None
 
     def touch(self):
-        """Drop the cached body; call after every change."""
+        """Drop the cached body; call after every change (``Pool.update`` does)."""
+        global generation
+        generation += 1
         self._body = None
+        self._body_bytes = None
 
     def body(self):
         """The object's XML body as a str (cached)."""
         if self._body is None:
             self._body = etree.tostring(self.to_xml(), encoding="unicode")
         return self._body
+
+    def body_bytes(self):
+        """:meth:`body` as UTF-8 bytes ready for a CDATA section
+        (:func:`cdata_bytes`; cached): what pool replies are joined from."""
+        if self._body_bytes is None:
+            self._body_bytes = cdata_bytes(self.body())
+        return self._body_bytes
+
+    def fresh_body(self):
+        """The body serialised now, ignoring the cache (tests compare it with
+        :meth:`body` to find a change made without :meth:`touch`)."""
+        return etree.tostring(self.to_xml(), encoding="unicode")
 
     def info(self):
         """The XML answered by ``one.<object>.info`` (by default the body)."""
@@ -167,9 +200,16 @@ class ExtendedInfo:
     def to_xml(self):
         return self._xml(False)
 
+    def _info_is_body(self):
+        """True when the extended body would equal the pool body."""
+        return False
+
     def info(self):
         if self._info is None:
-            self._info = etree.tostring(self._xml(True), encoding="unicode")
+            if self._info_is_body():
+                self._info = self.body()
+            else:
+                self._info = etree.tostring(self._xml(True), encoding="unicode")
         return self._info
 
     def touch(self):
@@ -575,6 +615,12 @@ class VirtualMachine(ExtendedInfo, Owned):
         except ValueError:
             mem = 0.0
         return int(round(cpu * 100)), int(mem * 1024), 0
+
+    def _info_is_body(self):
+        # A VM placed at most once lists the same records either way: one
+        # serialisation serves the pool body and one.vm.info (and the VM XML
+        # the TM and VMM drivers get at each step of a placement).
+        return len(self.history) <= 1
 
     def _xml(self, all_history):
         """The VM body; ``all_history`` lists every record (``one.vm.info``),

@@ -233,9 +233,11 @@ class Requests(ImageRequests, PermissionRequests):
         return hid
 
     def hostpool_info(self, actor):
-        """``<HOST_POOL>`` (any user)."""
+        """``<HOST_POOL>`` (any user), as a :class:`~nebtwist.core.pool.PoolXML`
+        (Deferred; see :meth:`Pool.listing <nebtwist.core.pool.Pool.listing>`)."""
         pool = self.nebula.hostpool
-        return pool.dump(sorted(pool, key=lambda h: h.oid))
+        return pool.listing(("hosts",), lambda: sorted(pool, key=lambda h: h.oid),
+                            self.nebula.clock)
 
     # -- virtual networks ------------------------------------------------------------------
 
@@ -344,14 +346,28 @@ class Requests(ImageRequests, PermissionRequests):
         return self._vm(actor, vid, "USE").info()
 
     def vmpool_info(self, actor, flag=ALL, start=-1, end=-1, state=-1):
-        """``<VM_POOL>``: ``state`` -2 any, -1 any but DONE, 0..7 that STATE."""
+        """``<VM_POOL>``: ``state`` -2 any, -1 any but DONE, 0..7 that STATE.
+
+        A :class:`~nebtwist.core.pool.PoolXML` (Deferred): joined from the
+        VMs' cached bodies, identical concurrent requests sharing one build
+        (:meth:`Pool.listing <nebtwist.core.pool.Pool.listing>`), so a large
+        pool answers without holding the reactor.
+        """
         pool = self.nebula.vmpool
-        vms = self._filter(actor, pool.objects.values(), flag, start, end)
-        if state == -1:
-            vms = [vm for vm in vms if vm.state != DONE]
-        elif state >= 0:
-            vms = [vm for vm in vms if vm.state == state]
-        return pool.dump(vms)
+
+        def select():
+            vms = self._filter(actor, pool.objects.values(), flag, start, end)
+            if state == -1:
+                return [vm for vm in vms if vm.state != DONE]
+            if state >= 0:
+                return [vm for vm in vms if vm.state == state]
+            return vms
+
+        # What the filter depends on: the user, its group, the ACL rules.
+        acl = self.nebula.acl
+        rules = () if self.nebula.is_admin(actor) or acl is None else tuple(acl.rules)
+        key = ("vms", actor.oid, actor.gid, rules, flag, start, end, state)
+        return pool.listing(key, select, self.nebula.clock)
 
     # -- system ----------------------------------------------------------------------------
 

@@ -203,4 +203,5 @@ class VirtualMachineManager:
         due.sort(key=lambda v: v.last_poll)
         for vm in due[:per]:
             vm.last_poll = int(now)  # not polled again while this poll runs
+            vm.touch()  # LAST_POLL is in the body: drop the cached one
             self.poll(vm)
