@@ -19,8 +19,8 @@ Fills the pool with ``--vms`` PENDING VMs, then runs three phases of
 
 Each ``one.vm.info`` client calls once every ``--interval`` seconds (open
 loop, random phase): 200 clients each waiting for its answer and asking again
-at once would only measure the queue (latency = clients / throughput), not
-responsiveness. Latency is measured from the moment a call was due, so a
+at once (``--interval 0``, closed loop) mostly measure the queue (latency =
+clients / throughput) and the clients' own CPU, not responsiveness. Latency is measured from the moment a call was due, so a
 late answer also delays (and counts against) the next call. Clients are raw
 HTTP/1.1 keep-alive connections driven by asyncio in several processes
 (``--procs``), with pre-built request bodies: cheap enough that 200 of them
@@ -80,12 +80,14 @@ async def _caller(port, requests, interval, start, end, rng, out, label="call"):
     phase) until ``end``; latency from the time each call was due."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     loop = asyncio.get_running_loop()
-    due = start + rng.uniform(0, interval)
+    due = start + rng.uniform(0, max(interval, 0))
     lat, errors, first_error = [], 0, None
     try:
         while due < end:
             now = loop.time()
-            if due > now:
+            if interval <= 0:
+                due = now  # closed loop: ask again as soon as answered
+            elif due > now:
                 await asyncio.sleep(due - now)
             try:
                 status, body = await _exchange(reader, writer, rng.choice(requests))
@@ -97,7 +99,7 @@ async def _caller(port, requests, interval, start, end, rng, out, label="call"):
                 first_error = first_error or repr(e)
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             lat.append(loop.time() - due)
-            due += interval
+            due = due + interval if interval > 0 else loop.time()
     finally:
         writer.close()
     out.append((label, lat, errors, first_error, 0))
@@ -237,7 +239,8 @@ def main(argv=None):
     parser.add_argument("--pollers", type=int, default=10,
                         help="clients polling one.vmpool.info back to back (default 10)")
     parser.add_argument("--interval", type=float, default=1.0,
-                        help="seconds between one client's calls (default 1)")
+                        help="seconds between one client's calls (default 1; 0: closed "
+                             "loop, each client asks again as soon as answered)")
     parser.add_argument("--seconds", type=float, default=20.0, help="per phase (default 20)")
     parser.add_argument("--procs", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--churn", type=float, default=20.0,
