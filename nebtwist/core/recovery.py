@@ -128,8 +128,8 @@ POLL_ANSWERS = ("a", "p", "d", "e", "x")
 
 _ANSWER_TEXT = {"a": "the domain runs", "p": "the domain is paused", "d": "the domain is gone",
                 "e": "the domain is in error", "x": "no answer from the host",
-                "idempotent": "the transfer runs again",
-                "restartable": "the transfer keeps its source until done: it runs again",
+                "idempotent": "an idempotent transfer",
+                "restartable": "a move that keeps its source until it is done",
                 "-": ""}
 
 
@@ -139,20 +139,20 @@ def _poll_rows(lcm, probe, actions, why):
 
 
 #: Why a move may run again.
-_MOVE = "a move already done fails the VM"
+_MOVE = "if it had finished, it fails on its missing source and the VM FAILS"
 
 _SAVE = {"a": (RETRY, False), "p": (RETRY, False), "d": ("save_success", False),
          "e": ("save_failure", True), "x": ("recover_unknown", False)}
 
 #: The recovery table (see the module docstring).
 RECOVERY = (
-    [Row(PROLOG, "transfer", "idempotent", RETRY, False, "the prolog runs again"),
+    [Row(PROLOG, "transfer", "idempotent", RETRY, False, "into a clean directory"),
      Row(PROLOG_MIGRATE, "transfer", "restartable", RETRY, False, _MOVE),
      Row(PROLOG_RESUME, "transfer", "restartable", RETRY, False, _MOVE)]
     + _poll_rows(BOOT, "poll", {
         "a": ("deploy_success", False), "p": ("deploy_success", True), "d": (RETRY, False),
         "e": ("deploy_failure", False), "x": ("recover_unknown", False)},
-        {"d": "it boots again"})
+        {})
     + _poll_rows(MIGRATE, "poll", {
         "a": ("migrate_success", False), "p": ("migrate_success", True),
         "d": ("migrate_failure", True), "e": ("migrate_failure", True),
@@ -170,11 +170,11 @@ RECOVERY = (
     + _poll_rows(CANCEL, "poll", {
         "a": (RETRY, False), "p": (RETRY, False), "d": ("cancel_success", False),
         "e": (RETRY, False), "x": ("recover_unknown", False)}, {})
-    + [Row(EPILOG, "transfer", "idempotent", RETRY, False, "the epilog runs again"),
+    + [Row(EPILOG, "transfer", "idempotent", RETRY, False, "a DELETE only"),
        Row(EPILOG, "transfer", "restartable", RETRY, False,
-           "a disk saved (MVDS) already fails the VM"),
+           "saving a disk (MVDS); " + _MOVE),
        Row(EPILOG_STOP, "transfer", "restartable", RETRY, False, _MOVE),
-       Row(CLEANUP, "cleanup", "-", RETRY, False, "the clean-up runs again"),
+       Row(CLEANUP, "cleanup", "-", RETRY, False, "cancel and delete are idempotent"),
        Row(FAILURE, "none", "-", "recover_failure", False, "")]
 )
 
