@@ -307,6 +307,42 @@ class ReconciliationTests(unittest.TestCase):
         with open(os.path.join(d.neb.var_dir, "oned.log"), encoding="utf-8") as f:
             self.assertIn("Recovery: polled 4 RUNNING/UNKNOWN VMs once", f.read())
 
+    async def test_a_host_that_never_answers_holds_only_its_own_share(self):
+        """A POLL with no reply counts as no answer after the poll timeout (not
+        DRIVER_TIMEOUT), and a silent host's VMs take at most PER_HOST slots:
+        the other hosts' VMs are settled meanwhile."""
+        from twisted.internet import defer
+
+        d = await Daemon.start(self)
+        hosts = await d.hosts()
+        silent = [await d.vm(_template(f"s{i}", "a", BOOT)) for i in range(3)]
+        for vm in silent:
+            await d.place(vm, ACTIVE, BOOT, hosts)  # on h0
+        other = await d.vm(_template("o", "a", BOOT))
+        await d.place(other, ACTIVE, BOOT, hosts[1:])  # on h1
+        lcm = d.neb.service.managers["lcm"]
+        real = lcm.vmm._call
+        hung = []
+
+        def call(vm, method, previous=False, **kw):
+            if method == "poll" and vm.last_history.hostname == "h0":
+                hung.append(defer.Deferred())
+                return hung[-1]
+            return real(vm, method, previous, **kw)
+
+        self.patch(lcm.vmm, "_call", call)
+        rec = recovery.Reconciler(d.nebula, lcm, parallel=2, per_host=1, poll_timeout=2)
+        rec.snapshot()
+        done = rec.start()
+        # h1's VM is settled while h0's first VM waits for its reply
+        await _wait(lambda: _pair(other) == S["RUNNING"], "h1's VM RUNNING")
+        self.assertEqual(len(hung), 1, "one probe at a time on h0")
+        summary = await done
+        self.assertEqual(summary["BOOT x -> recover_unknown"], 3)
+        for vm in silent:
+            self.assertEqual(_pair(vm), S["UNKNOWN"])
+            await _wait(lambda vm=vm: "no reply within 2 s" in d.vm_log(vm), "the reason")
+
     async def test_no_transient_vm(self):
         d = await Daemon.start(self)
         summary = await d.neb.service.recovery.done

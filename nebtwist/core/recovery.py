@@ -94,7 +94,10 @@ Every VM gets a ``vm.log`` line ``Recovery after restart: <STATE> <answer>:
 <what is done>``; oned.log gets ``Recovery: <n> VMs in transient states ...``
 when it starts and ``Recovery: done, <n> VMs in <s> s: <counts>`` at the
 end (``Recovery: polled <n> RUNNING/UNKNOWN VMs once ...`` after the polls).
-At most :data:`PARALLEL` VMs are probed at once; the start-up does not
+At most :data:`PARALLEL` VMs are probed at once, at most :data:`PER_HOST` on one
+host (a host that does not answer holds only its own share), and a POLL
+unanswered after :data:`POLL_TIMEOUT` s counts as no answer (DRIVER_TIMEOUT,
+300 s shipped, would hold the VM that long); the start-up does not
 wait for it (the API serves meanwhile; a VM changed by a request before its
 turn is left alone). Hosts are not involved: reconciliation needs neither the
 scheduler nor host monitoring.
@@ -117,6 +120,12 @@ log = OneLogger("LCM")
 
 #: VMs probed at once.
 PARALLEL = 64
+
+#: VMs of one host probed at once.
+PER_HOST = 16
+
+#: Seconds a recovery POLL may take before it counts as no answer (``x``).
+POLL_TIMEOUT = 30.0
 
 #: The action that issues the pending driver operation again.
 RETRY = "retry"
@@ -213,6 +222,8 @@ class Reconciler:
     :param lcm: the :class:`~nebtwist.core.lcm.LifeCycleManager` (its ``vmm``
         and ``tm`` reach the drivers).
     :param parallel: VMs probed at once.
+    :param per_host: VMs of one host probed at once.
+    :param poll_timeout: seconds before a POLL counts as unanswered.
 
     Use: :meth:`snapshot` before anything else may move VMs (the scheduler,
     the API), then :meth:`start`; :attr:`done` fires with the summary
@@ -228,10 +239,13 @@ class Reconciler:
     number.
     """
 
-    def __init__(self, nebula, lcm, parallel=PARALLEL):
+    def __init__(self, nebula, lcm, parallel=PARALLEL, per_host=PER_HOST,
+                 poll_timeout=POLL_TIMEOUT):
         self.nebula = nebula
         self.lcm = lcm
         self.parallel = parallel
+        self.per_host = per_host
+        self.poll_timeout = poll_timeout
         self.vms = None  # [(vm, epoch)] found transient by snapshot()
         self.settled = []  # [(vm, epoch)] found RUNNING or UNKNOWN by snapshot()
         self.done = defer.Deferred()
@@ -278,8 +292,6 @@ class Reconciler:
             return
         started = time.monotonic()
         vmm = self.lcm.vmm
-        sem = defer.DeferredSemaphore(self.parallel)
-
         def poll(vm, epoch):
             if self._stopped or not self._still(vm, epoch):
                 return None
@@ -288,8 +300,7 @@ class Reconciler:
             self._n_polled += 1
             return vmm.poll(vm)
 
-        await defer.DeferredList([sem.run(poll, vm, e) for vm, e in self.settled],
-                                 consumeErrors=True)
+        await defer.DeferredList(self._bounded(self.settled, poll), consumeErrors=True)
         log.info("Recovery: polled {n} RUNNING/UNKNOWN VMs once in {t:.2f} s", n=self._n_polled,
                  t=time.monotonic() - started)
 
@@ -307,12 +318,24 @@ class Reconciler:
         log.info("Recovery: {n} VMs in transient states after a restart ({s}); reconciling, "
                  "{p} at a time", n=n, p=self.parallel,
                  s=", ".join(f"{k} {v}" for k, v in sorted(states.items())))
-        sem = defer.DeferredSemaphore(self.parallel)
-        await defer.DeferredList(
-            [sem.run(lambda vm=vm, e=e: defer.ensureDeferred(self._one(vm, e)))
-             for vm, e in self.vms], consumeErrors=True)
+        await defer.DeferredList(self._bounded(self.vms, lambda vm, e: defer.ensureDeferred(
+            self._one(vm, e))), consumeErrors=True)
         log.info("Recovery: done, {n} VMs in {t:.2f} s: {c}", n=n, t=time.monotonic() - started,
                  c=", ".join(f"{k} {v}" for k, v in sorted(self.summary.items())) or "-")
+
+    def _bounded(self, vms, work):
+        """Deferreds of ``work(vm, epoch)`` for each of ``vms``, run at most
+        :attr:`per_host` per host (the host slot taken first, so a VM waiting
+        for its host holds no global slot) and :attr:`parallel` in all."""
+        every = defer.DeferredSemaphore(self.parallel)
+        hosts = {}
+        out = []
+        for vm, epoch in vms:
+            h = vm.last_history
+            host = hosts.setdefault(h.hid if h is not None else None,
+                                    defer.DeferredSemaphore(self.per_host))
+            out.append(host.run(lambda vm=vm, e=epoch: every.run(work, vm, e)))
+        return out
 
     def _still(self, vm, epoch):
         now = self.nebula.vmpool.objects.get(vm.oid)
@@ -356,9 +379,13 @@ class Reconciler:
         """POLL ``vm`` on its (previous) host: ``(letter, values)``; ``("x",
         message)`` when the driver fails or answers nonsense."""
         try:
-            reply = await self.lcm.vmm._call(vm, "poll", previous)
+            d = self.lcm.vmm._call(vm, "poll", previous)
+            d.addTimeout(self.poll_timeout, self.nebula.clock)
+            reply = await d
             values = parse_poll(reply)
-        except Exception as e:  # noqa: BLE001 - a DriverError, a timeout, a bad reply
+        except defer.TimeoutError:
+            return "x", f"no reply within {self.poll_timeout:g} s"
+        except Exception as e:  # noqa: BLE001 - a DriverError, a bad reply
             return "x", getattr(e, "message", None) or str(e)
         letter = (values.get("STATE") or "a")[:1].lower()
         return (letter if letter in POLL_ANSWERS else "a"), values
@@ -415,4 +442,4 @@ def state_summary(nebula):
 
 
 __all__ = ["RECOVERY", "TABLE", "TRANSIENT", "Reconciler", "transient_vms", "state_summary",
-           "PARALLEL"]
+           "PARALLEL", "PER_HOST", "POLL_TIMEOUT"]
