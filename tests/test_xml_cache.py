@@ -93,7 +93,8 @@ class CachedBodiesTests(TestCase):
     async def test_cache_equals_fresh_build_after_every_kind_of_change(self):
         # Small slices: the listings go out in many pieces even with a few VMs.
         self.patch(xmlrpc_api, "SLICE", 512)
-        neb = await start_nebula(self)
+        # The test deploys the VMs itself: the scheduler stays out of the way.
+        neb = await start_nebula(self, ["SCHED_INTERVAL=3600"])
         nebula = neb.nebula
         hid = await ok(neb, "one.host.allocate", "cachehost", "im_dummy", "vmm_dummy", -1)
         hid2 = await ok(neb, "one.host.allocate", "cachehost2", "im_dummy", "vmm_dummy", -1)
@@ -136,7 +137,7 @@ class CachedBodiesTests(TestCase):
         self.assertIn("<NAME><![CDATA[cached]]></NAME>", listing)
 
         await neb.stop()
-        neb = await start_nebula(self, one_location=neb.one_location)
+        neb = await start_nebula(self, ["SCHED_INTERVAL=3600"], one_location=neb.one_location)
         await self.assert_listings_exact(neb, "a restart")
 
 
@@ -145,7 +146,8 @@ class PollingTouchTests(TestCase):
     driver: that change must drop the cached body like any other."""
 
     async def test_poll_tick_drops_cached_body(self):
-        neb = await start_nebula(self, ["VM_POLLING_INTERVAL=1", "MANAGER_TIMER=3600"])
+        neb = await start_nebula(self, ["VM_POLLING_INTERVAL=1", "MANAGER_TIMER=3600",
+                                          "SCHED_INTERVAL=3600"])
         nebula = neb.nebula
         hid = await ok(neb, "one.host.allocate", "pollhost", "im_dummy", "vmm_dummy", -1)
         await wait_for(lambda: nebula.hostpool.get(hid).last_mon_time > 0, "monitoring")
