@@ -239,3 +239,32 @@ class ListingTests(TestCase):
         self.assertNotIn("<NAME>changed</NAME>", str(first))
         self.assertIn("<NAME>changed</NAME>", str(second))
         self.assertEqual(str(second), fresh_dump(pool, list(pool)))
+
+
+class TextSerialiserTests(TestCase):
+    """VM and history bodies are written as text; lxml writes them the same."""
+
+    def test_same_as_lxml_for_awkward_values(self):
+        import random
+
+        from nebtwist.core.objects import History
+
+        rng = random.Random(9)
+        alphabet = "ab &<>\r\n\t\"'é€]]>"
+        for i in range(500):
+            name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+            vm = VirtualMachine(i, name, 0, 1, "one<admin>", "g&g",
+                                template=Template.parse(f'NAME = "x"\nMEMORY = "{i}"\n'),
+                                deploy_id=rng.choice(["", "dummy-1", "a\rb"]))
+            for k in range(rng.randint(0, 3)):
+                vm.history.append(History(seq=k, hostname=name, vm_dir="/v/" + name, hid=k))
+            self.assertEqual(vm.body(), etree.tostring(vm._xml(False), encoding="unicode"))
+            self.assertEqual(vm.info(), etree.tostring(vm._xml(True), encoding="unicode"))
+            for h in vm.history:
+                self.assertEqual(h.body(), etree.tostring(h.to_xml(), encoding="unicode"))
+
+    def test_values_lxml_refuses_still_refused(self):
+        vm = _vm(1)
+        vm.name = "bad\x01name"
+        vm.touch()
+        self.assertRaises(ValueError, vm.body)

@@ -18,6 +18,7 @@ reply knows whether any object changed since it was built.
 """
 
 import ipaddress
+import re
 
 from lxml import etree
 
@@ -77,6 +78,29 @@ def _sub(parent, tag, value):
     return el
 
 
+#: Characters lxml refuses in text (XML 1.0): a value holding one is
+#: serialised through lxml, which raises as it always did.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+class _NotPlain(Exception):
+    """A value the fast serialiser leaves to lxml."""
+
+
+def _el(tag, value):
+    """``<TAG>value</TAG>`` as lxml writes a :func:`_sub` element (``<TAG/>``
+    when empty; ``&``, ``<``, ``>`` and ``\\r`` escaped)."""
+    if value is None or value == "":
+        return f"<{tag}/>"
+    text = str(value)
+    if _NOT_XML.search(text):
+        raise _NotPlain(tag)
+    if "&" in text or "<" in text or ">" in text or "\r" in text:
+        text = (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                .replace("\r", "&#13;"))
+    return f"<{tag}>{text}</{tag}>"
+
+
 def _int(el, tag, default=0):
     v = el.findtext(tag)
     return int(v) if v not in (None, "") else default
@@ -126,8 +150,15 @@ class PoolObject:
     def body(self):
         """The object's XML body as a str (cached)."""
         if self._body is None:
-            self._body = etree.tostring(self.to_xml(), encoding="unicode")
+            self._body = self._fast_xml(False) or etree.tostring(self.to_xml(),
+                                                                 encoding="unicode")
         return self._body
+
+    def _fast_xml(self, extended):
+        """The body (``extended``: the info body) written as text, exactly as
+        lxml would write it, or None to let lxml do it (the default; values
+        lxml refuses)."""
+        return None
 
     def body_bytes(self):
         """:meth:`body` as UTF-8 bytes ready for a CDATA section
@@ -209,7 +240,8 @@ class ExtendedInfo:
             if self._info_is_body():
                 self._info = self.body()
             else:
-                self._info = etree.tostring(self._xml(True), encoding="unicode")
+                self._info = self._fast_xml(True) or etree.tostring(self._xml(True),
+                                                                    encoding="unicode")
         return self._info
 
     def touch(self):
@@ -549,8 +581,17 @@ class History:
             _sub(el, tag, getattr(self, f))
         return el
 
+    def text(self):
+        """The ``<HISTORY>`` element as text (see :meth:`PoolObject._fast_xml`);
+        raises :class:`_NotPlain` for a value lxml must write."""
+        return "<HISTORY>" + "".join(_el(tag, getattr(self, f))
+                                     for f, tag in zip(self.FIELDS, self.TAGS)) + "</HISTORY>"
+
     def body(self):
-        return etree.tostring(self.to_xml(), encoding="unicode")
+        try:
+            return self.text()
+        except _NotPlain:
+            return etree.tostring(self.to_xml(), encoding="unicode")
 
     @classmethod
     def from_xml(cls, el):
@@ -621,6 +662,30 @@ class VirtualMachine(ExtendedInfo, Owned):
         # serialisation serves the pool body and one.vm.info (and the VM XML
         # the TM and VMM drivers get at each step of a placement).
         return len(self.history) <= 1
+
+    def _fast_xml(self, all_history):
+        # What _xml builds, written as text (three to four times quicker:
+        # each state change of a placement writes the body to the database).
+        # The TEMPLATE is written by lxml (its values are CDATA sections).
+        try:
+            p = self.permissions
+            head = "".join((
+                "<VM>", _el("ID", self.oid), _el("UID", self.uid), _el("GID", self.gid),
+                _el("UNAME", self.uname), _el("GNAME", self.gname), _el("NAME", self.name),
+                "<PERMISSIONS>", "".join(_el(t, v) for t, v in zip(PERMISSION_NAMES, p)),
+                "</PERMISSIONS>",
+                _el("LAST_POLL", self.last_poll), _el("STATE", self.state),
+                _el("LCM_STATE", self.lcm_state), _el("STIME", self.stime),
+                _el("ETIME", self.etime), _el("DEPLOY_ID", self.deploy_id),
+                _el("MEMORY", self.memory), _el("CPU", self.cpu), _el("NET_TX", self.net_tx),
+                _el("NET_RX", self.net_rx)))
+            records = self.history if all_history else self.history[-1:]
+            history = ("<HISTORY_RECORDS>" + "".join(h.text() for h in records)
+                       + "</HISTORY_RECORDS>") if records else "<HISTORY_RECORDS/>"
+        except _NotPlain:
+            return None
+        template = etree.tostring(self.template.to_xml(), encoding="unicode")
+        return head + template + history + "</VM>"
 
     def _xml(self, all_history):
         """The VM body; ``all_history`` lists every record (``one.vm.info``),
