@@ -14,11 +14,6 @@ from tests.test_ec2 import call, client, raw_sigv2
 from tests.test_ec2_actions import EC2TestCase, ready_image
 from tests.test_xmlrpc_api import HELEN, add_user, ok, wait_for, wait_host_monitored
 
-try:
-    from botocore.exceptions import ClientError
-except ImportError:  # pragma: no cover - CI installs boto3 (.ci/run)
-    ClientError = None
-
 
 def error_document(body):
     """``(Code, Message)`` of an EC2 ``<Response><Errors><Error>`` document."""
