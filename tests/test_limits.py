@@ -13,6 +13,8 @@ over real sockets (issue 9, section 3).
   call made behind them still succeed. The test waits on events (calls
   answered, connections closed) with generous deadlines, never on a fixed
   sleep; the tricklers' pace is the attacker's, not the test's clock.
+* A slow but fair body (faster than ``BODY_MIN_RATE``) is not cut, though it
+  takes longer than ``BODY_TIMEOUT``.
 """
 
 import selectors
@@ -109,6 +111,43 @@ class BodyLimitTests(TestCase):
         self.assertIn(b"MESSAGE_SIZE", rest)
         # Under the limit, a call still goes through.
         self.assertEqual(await ok(neb, "one.system.version"), "3.4.1")
+
+
+def paced_call(port, body, piece=500, pause=0.1):
+    """POST an XML-RPC ``body`` in ``piece``-byte pieces, ``pause`` s apart
+    (a slow but fair client); returns the status line and the rest."""
+    head = (b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(head)
+        for i in range(0, len(body), piece):
+            time.sleep(pause)  # the client's pace, not the test waiting
+            s.sendall(body[i:i + piece])
+        data = b""
+        while b"</methodResponse>" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    line, _, rest = data.partition(b"\r\n")
+    return line, rest
+
+
+class SlowButFairTests(TestCase):
+    """A body slower than BODY_TIMEOUT in all but faster than BODY_MIN_RATE
+    goes through: the deadline grows with each byte (mod_reqtimeout)."""
+
+    timeout = 120
+
+    async def test_fair_body_not_cut(self):
+        neb = await start_nebula(self, ["BODY_TIMEOUT=1", "BODY_MIN_RATE=1000"])
+        body = xmlrpc.client.dumps(("oneadmin:onecloud",), "one.system.version").encode()
+        body += b"\n" * 8000  # white space after the document: 8 kB at 5 kB/s
+        started = time.monotonic()
+        line, rest = await threads.deferToThread(paced_call, neb.port, body)
+        self.assertGreater(time.monotonic() - started, 1.0)  # longer than BODY_TIMEOUT
+        self.assertEqual(line, b"HTTP/1.1 200 OK", rest)
+        self.assertIn(b"3.4.1", rest)
 
 
 class TemplateSizeTests(TestCase):
