@@ -353,3 +353,18 @@ class SlowClientTests(TestCase):
         await ok(neb, "one.system.version")
         await threads.deferToThread(ec2.describe_regions)
         self.assertLess(reactor.seconds() - started, 60)
+
+
+class ConfigTests(TestCase):
+    """Wrong limit values stop the start-up with one line naming the key."""
+
+    async def test_bad_values(self):
+        from nebtwist.tap import StartupError
+
+        for override, words in (("MAX_CONN=many", "oned.conf MAX_CONN"),
+                                ("HEADER_TIMEOUT=-1", "oned.conf HEADER_TIMEOUT"),
+                                ("MESSAGE_SIZE=0", "MESSAGE_SIZE must be a positive"),
+                                ("econe.BODY_MIN_RATE=0", "econe.conf BODY_MIN_RATE")):
+            with self.assertRaises(StartupError, msg=override) as e:
+                await start_nebula(self, [override])
+            self.assertIn(words, str(e.exception))
