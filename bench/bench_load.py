@@ -286,5 +286,23 @@ def main(argv=None):
     return results
 
 
+def run(argv=None):
+    """:func:`main`, as summary rows for run_all.py."""
+    results = main(argv)
+    floor, alone, loaded = results
+    errors = sum(r["errors"] for r in results)
+    ok = loaded["p99"] < TARGET_P99 and errors == 0
+    return [
+        ("load: vm.info p99, pool polled (floor: system.version)",
+         f"{loaded['p99'] * 1000:.1f} ms ({loaded['p99'] / floor['p99']:.1f}x floor "
+         f"{floor['p99'] * 1000:.1f} ms), {errors} errors",
+         f"< {TARGET_P99 * 1000:.0f} ms, 0 errors: {'met' if ok else 'MISSED'}"),
+        ("load: vm.info p99, no pool polling", f"{alone['p99'] * 1000:.1f} ms", ""),
+        ("load: vmpool.info replies/s while polled",
+         f"{loaded['polls'] / loaded['wall']:.1f} /s (p50 {loaded['poll_p50'] * 1000:.0f} ms)",
+         ""),
+    ]
+
+
 if __name__ == "__main__":
     main()

@@ -7,8 +7,9 @@ times ``one.vmpool.info(session, -2, -1, -1, -1)`` ten times from this client
 process over one keep-alive connection, with a raw ``http.client`` request so
 the figures split:
 
-* server: time to the first byte of the response (the daemon has built the
-  whole reply by then: Twisted's XML-RPC resource writes it in one piece),
+* server: time to the first byte of the response (the daemon has assembled
+  the listing from its VMs' cached bodies by then, and writes it in slices;
+  repeated identical calls with nothing changed share one build),
 * transfer: the rest of the body,
 * total request: server + transfer, without parsing,
 * client parse: ``xmlrpc.client.loads`` of the body (what every Python client,

@@ -14,6 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_ec2  # noqa: E402
+import bench_load  # noqa: E402
 import bench_realvm  # noqa: E402
 import bench_s3  # noqa: E402
 import bench_scheduler  # noqa: E402
@@ -32,6 +33,8 @@ def main(argv=None):
         ("bench_vm_info", bench_vm_info, ["--seconds", "2"] if args.quick else []),
         ("bench_vmpool_info", bench_vmpool_info,
          ["--vms", "2000", "--repeat", "3"] if args.quick else []),
+        ("bench_load", bench_load,
+         ["--vms", "2000", "--seconds", "4"] if args.quick else []),
         ("bench_scheduler", bench_scheduler,
          ["--hosts", "100", "--vms", "1000"] if args.quick else []),
         ("bench_ec2", bench_ec2,
