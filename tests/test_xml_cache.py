@@ -208,6 +208,10 @@ class ListingTests(TestCase):
         vm = pool.get(3)
         vm.name = "renamed"
         vm.touch()
+        await pool.listing(("third",), lambda: list(pool)[:1], reactor)
+        # listings of an earlier generation are not kept (nor their bytes)
+        self.assertNotIn(("same",), pool._listings)
+        self.assertNotIn(("other",), pool._listings)
         after = await pool.listing(("same",), lambda: list(pool), reactor)
         self.assertIsNot(after, first)
         self.assertIn("<NAME>renamed</NAME>", str(after))

@@ -179,6 +179,12 @@ class Pool:
         left out; each object is shown as it was when its body was taken.
         """
         gen = objm.generation
+        # A finished listing is answered only at the generation it was built
+        # at: once anything changed, drop them all (they hold bodies' bytes).
+        stale = [k for k, v in self._listings.items()
+                 if isinstance(v, PoolXML) and v.generation != gen]
+        for k in stale:
+            del self._listings[k]
         known = self._listings.get(key)
         if known is not None:
             if isinstance(known, PoolXML):
