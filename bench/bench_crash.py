@@ -155,7 +155,7 @@ def main():
         got = run_backend(backend.strip(), args)
         rows += got or []
     print()
-    print(common.table(("backend", "when", "serve s", "lost/acked", "cut calls",
+    print(common.table(("backend", "when", "serve s", "lost/acked", "cut calls so far",
                         "transient at kill", "transient@30s", "settled s", "FAILED"), rows))
     print("targets: lost 0, transient@30s 0, serve under 5 s. Floor (OpenNebula 3.4, no "
           "reconciliation): transient@30s = transient at kill.")
