@@ -541,6 +541,8 @@ class CrashRecovery(RealVMTestCase):
 
     tm = "tm_shared"
     shared_storage = True
+    # one libvirt driver process, so the test knows which one to freeze
+    extra_settings = Failures.extra_settings
 
     def setUp(self):
         super().setUp()
@@ -602,4 +604,34 @@ class CrashRecovery(RealVMTestCase):
         self.ok("onevm", "delete", vid)
         self.wait_for(lambda: vid not in self.vms(), "the vanished VM deleted",
                       timeout=OP_TIMEOUT)
+        self.assert_gone(vid)
+
+    def test_shutdown_cut_by_kill9_is_done_after_restart(self):
+        """A VM killed in SHUTDOWN (the request never reached libvirt: the driver was
+        frozen) is polled at start-up; its domain runs, so the shutdown is issued again
+        (core/recovery.py: SHUTDOWN, poll a -> retry) and the VM ends DONE, the guest
+        powered off by ACPI, nothing left on the hosts."""
+        vid, _ = self.create_guest("halfway")
+        console = self.console_path("halfway")
+        host = self.wait_stat(vid, "runn", timeout=OP_TIMEOUT)["HOSTNAME"]
+        wait_console(console, "NEBTWIST-GUEST-BOOTED", timeout=BOOT_TIMEOUT)
+        daemon = self.one.process.pid
+
+        def kvm_driver():
+            pids = [p for p in _children(daemon) if "drivers/vmm/kvm" in _cmdline(p)]
+            return pids[0] if len(pids) == 1 else None
+        driver = self.wait_for(kvm_driver, "one kvm driver process")
+        os.kill(driver, signal.SIGSTOP)
+        try:
+            self.ok("onevm", "shutdown", vid)
+            self.wait_stat(vid, "shut")
+        finally:
+            os.kill(driver, signal.SIGKILL)
+        self.kill_and_restart()
+        self.assertEqual(self.where(vid), [host])  # the guest ran on meanwhile
+        self.wait_for(lambda: vid not in self.vms(), "the VM shut down (DONE) after the "
+                      "restart", timeout=OP_TIMEOUT)
+        self.assertIn("NEBTWIST-ACPI-POWEROFF", read_console(console))
+        self.assertIn("Recovery after restart", self.vm_log(vid))
+        self.assertEqual(parse_show(self.ok("onevm", "show", vid))["STATE"], "DONE")
         self.assert_gone(vid)
