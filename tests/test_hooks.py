@@ -5,10 +5,11 @@ remote hooks over a real sshd on 127.0.0.1 (tests/sshd.py); the shipped
 fault-tolerance hook ``ft/host_error`` resubmitting a failed host's VMs."""
 
 import base64
+import io
 import os
 
 from lxml import etree
-from twisted.internet import reactor
+from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
@@ -401,6 +402,56 @@ class HostHookTests(HookTestCase):
             self.assertIsNone(host.find("TEMPLATE/ERROR"))
         await self.neb.service.hm.idle()
         self.assertEqual(self.lines("error"), [])
+
+
+class WhyTests(HookTestCase):
+    """What an operator reads: ``onehost show`` says why a host is in ERROR
+    (4.x ``ERROR = [ MESSAGE, TIMESTAMP ]``, gone after a good monitoring);
+    ``onevm show`` says why a VM waits (4.x ``SCHED_MESSAGE`` in its
+    USER_TEMPLATE, gone once placed). The commands run in a thread against the
+    daemon, as a user runs them."""
+
+    async def cli(self, main, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        env = dict(os.environ, ONE_XMLRPC=self.neb.url,
+                   ONE_AUTH=os.path.join(self.neb.one_location, "one_auth"))
+        status = await threads.deferToThread(main, list(argv), stdout=out, stderr=err,
+                                             environ=env)
+        self.assertEqual((status, err.getvalue()), (0, ""), argv)
+        return out.getvalue()
+
+    async def test_host_error_reason_and_vm_sched_message(self):
+        from nebtwist.cli import onehost, onevm
+        await self.start()
+        hid = await self.host("node1")
+        self.down("node1")
+        await self.wait_host(hid, HOST_ERROR)
+        show = await self.cli(onehost.main, "show", "node1")
+        self.assertRegex(show, r"STATE\s+: (MONITORING_)?ERROR\n")
+        self.assertIn("ERROR=[\n  MESSAGE=host node1 is down,\n  TIMESTAMP=", show)
+        listing = await self.cli(onehost.main, "list")
+        self.assertRegex(listing, r"node1 .* err\n")
+
+        # The only host is in ERROR: the VM says why it waits.
+        vid = await self.ok("one.vm.allocate", SMALL_VM)
+
+        async def says():
+            return (await self.vm(vid)).findtext("USER_TEMPLATE/SCHED_MESSAGE")
+
+        message = await wait_for(says, "the VM's SCHED_MESSAGE")
+        self.assertTrue(message.endswith(" : No host is enabled and monitored to deploy the VM"),
+                        message)
+        show = await self.cli(onevm.main, "show", str(vid))
+        self.assertIn(f"USER TEMPLATE\nSCHED_MESSAGE={message}\n", show)
+
+        self.down("node1", False)
+        await self.wait_vm(vid, ACTIVE, RUNNING)
+        vm = await self.vm(vid)
+        self.assertIsNone(vm.find("USER_TEMPLATE"))
+        self.assertNotIn("SCHED_MESSAGE", await self.cli(onevm.main, "show", str(vid)))
+        host = parse(await self.ok("one.host.info", hid))
+        self.assertIsNone(host.find("TEMPLATE/ERROR"))
+        self.assertNotIn("MESSAGE=", await self.cli(onehost.main, "show", "node1"))
 
 
 class FaultToleranceTests(HookTestCase):

@@ -17,7 +17,7 @@ from twisted.trial import unittest
 
 from nebtwist.core.acl import parse_rule
 from nebtwist.core.objects import (HOLD, HOST_DISABLED, HOST_ERROR, HOST_INIT, HOST_MONITORED,
-                                   HOST_MONITORING, PENDING)
+                                   HOST_MONITORING, PENDING, parse_xml)
 from nebtwist.core.scheduler import Scheduler, host_lookup
 from nebtwist.expr import compile_rank
 from nebtwist.log import format_oned_line
@@ -411,3 +411,106 @@ class AclTests(unittest.TestCase):
         vm = await core.dm.allocate(helen, "CPU = 0.1\nMEMORY = 64\n")
         self.assertEqual(await Scheduler(core.nebula, core.dm).cycle(), 0)
         self.assertEqual(vm.state, PENDING)
+
+
+class SchedMessageTests(unittest.TestCase):
+    """Why a VM waits: OpenNebula 4.x's SCHED_MESSAGE in the VM's USER_TEMPLATE,
+    written through the pool only when the reason changes, removed when the VM
+    is placed."""
+
+    async def _core(self, hosts=1):
+        core = await Core.make(self)
+        hs = []
+        for i in range(hosts):
+            h = await core.host(f"host{i}")
+            h.state = HOST_MONITORED
+            h.template.set("HYPERVISOR", "kvm")
+            hs.append(h)
+        self.writes = []
+        real = core.nebula.vmpool.update
+
+        def update(vm, ops=()):
+            self.writes.append(vm.oid)
+            return real(vm, ops)
+
+        core.nebula.vmpool.update = update
+        return core, hs
+
+    async def stored(self, core, vm):
+        """The VM's stored body, parsed (what a restart reads)."""
+        await core.settle()
+        [(body,)] = await core.nebula.db.select(f"SELECT body FROM vm_pool WHERE oid = {vm.oid}")
+        return parse_xml(body)
+
+    def message(self, vm):
+        return vm.user_template.get_str("SCHED_MESSAGE")
+
+    async def test_requirements_then_placed(self):
+        core, [h0] = await self._core()
+        vm = await core.dm.allocate(core.admin, 'CPU = 0.1\nMEMORY = 64\n'
+                                                'REQUIREMENTS = "HYPERVISOR = \\"xen\\""\n')
+        sched = Scheduler(core.nebula, core.dm)
+        self.assertEqual(await sched.cycle(), 0)
+        self.assertRegex(self.message(vm), r"^\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4} : No host "
+                                           r"meets the REQUIREMENTS expression$")
+        body = await self.stored(core, vm)
+        self.assertEqual(body.findtext("USER_TEMPLATE/SCHED_MESSAGE"), self.message(vm))
+        # Unchanged: not written again, even later (the timestamp would change).
+        first, n = self.message(vm), len(self.writes)
+        core.clock.advance(3600)
+        for _ in range(3):
+            await sched.cycle()
+        self.assertEqual((self.message(vm), len(self.writes)), (first, n))
+        # A host that fits appears: placed, and the message goes in the deploy's commit.
+        h0.template.set("HYPERVISOR", "xen")
+        self.assertEqual(await sched.cycle(), 1)
+        self.assertIsNone(self.message(vm))
+        body = await self.stored(core, vm)
+        self.assertIsNone(body.find("USER_TEMPLATE"))
+        self.assertEqual(vm.last_history.hid, h0.oid)
+
+    async def test_capacity_and_no_host(self):
+        core, [h0] = await self._core()
+        big = await core.dm.allocate(core.admin, "CPU = 9\nMEMORY = 64\n")
+        small = await core.dm.allocate(core.admin, "CPU = 0.1\nMEMORY = 64\n")
+        sched = Scheduler(core.nebula, core.dm)
+        self.assertEqual(await sched.cycle(), 1)
+        self.assertTrue(self.message(big).endswith(
+            " : No host with enough capacity to deploy the VM"), self.message(big))
+        self.assertIsNone(self.message(small))
+        # Its only host fails: the reason changes, and is written once.
+        h0.state = HOST_ERROR
+        n = len(self.writes)
+        await sched.cycle()
+        await sched.cycle()
+        self.assertTrue(self.message(big).endswith(
+            " : No host is enabled and monitored to deploy the VM"), self.message(big))
+        self.assertEqual(len(self.writes), n + 1)
+        body = await self.stored(core, big)
+        self.assertEqual(body.findtext("USER_TEMPLATE/SCHED_MESSAGE"), self.message(big))
+
+    async def test_not_authorized(self):
+        core, _ = await self._core()
+        uid = await core.requests.user_allocate(core.admin, "helen", "pw")
+        await core.nebula.acl.del_rule(1)  # @1 HOST/* MANAGE
+        vm = await core.dm.allocate(core.nebula.userpool.get(uid), "CPU = 0.1\nMEMORY = 64\n")
+        await Scheduler(core.nebula, core.dm).cycle()
+        self.assertTrue(self.message(vm).endswith(" : User is not authorized to use any host"))
+
+    async def test_many_waiting_vms_written_once(self):
+        """2,000 VMs no host can take: one write each on the first cycle, none
+        on the next ones, none after a restart of the scheduler (the reasons are
+        read back from the VMs)."""
+        core, _ = await self._core()
+        vms = [await core.dm.allocate(core.admin, "CPU = 64\nMEMORY = 64\n")
+               for _ in range(2000)]
+        core.nebula.config.template.set("MAX_VM", "5000")
+        sched = Scheduler(core.nebula, core.dm, max_inflight=16)
+        n = len(self.writes)
+        await sched.cycle()
+        self.assertEqual(len(self.writes) - n, 2000)
+        self.assertTrue(all(self.message(vm) for vm in vms))
+        n = len(self.writes)
+        await sched.cycle()
+        await Scheduler(core.nebula, core.dm).cycle()
+        self.assertEqual(len(self.writes), n)

@@ -193,6 +193,13 @@ def do_show(ctx, args):
         ("USED CPU", integer(vm, "CPU")),
     ])
     ctx.out()
+    user_template = vm.find("USER_TEMPLATE")
+    if user_template is not None and len(user_template):
+        # OpenNebula 4.x: the scheduler's SCHED_MESSAGE (why a VM waits) lives here.
+        ctx.out("USER TEMPLATE")
+        for line in common.template_lines(user_template):
+            ctx.out(line)
+        ctx.out()
     ctx.out("VIRTUAL MACHINE TEMPLATE")
     for line in common.template_lines(vm.find("TEMPLATE")):
         ctx.out(line)

@@ -58,12 +58,30 @@ oned.log::
 calls: time inside ``DispatchManager.deploy`` up to its first wait; cycle: up
 to the commit of the last deploy), and keeps the figures in
 :attr:`Scheduler.last_cycle`.
+
+Why a VM waits (OpenNebula 4.x ``Scheduler::match_schedule`` and
+``VirtualMachineXML::log``): a considered VM that no host can take gets
+``SCHED_MESSAGE = "<time> : <reason>"`` in its USER_TEMPLATE, the reason one
+of "User is not authorized to use any host", "No host meets the REQUIREMENTS
+expression", "No host with enough capacity to deploy the VM" (checked in that
+order, over the cycle's candidate hosts), or "No host is enabled and monitored
+to deploy the VM" when there is no candidate at all (every host DISABLED, in
+ERROR, or being monitored after an error or for the first time). The reason
+is found once per group, only for a group that matched no host, so it adds no
+per-VM work to a cycle that places VMs. It is written through
+``vmpool.update`` only when it changes (the reason last written for each VM is
+remembered: 10,000 waiting VMs cost no write per cycle), such writes share the
+bound of deploys awaiting their commit, and a VM placed has it removed in the
+same commit as its deploy. A VM that waits only because this cycle's earlier
+placements used its hosts (or MAX_HOST) gets no message.
 """
+
+import time
 
 
 from twisted.internet import defer, task
 
-from nebtwist.core.objects import HOST_ERROR, PENDING
+from nebtwist.core.objects import DONE, HOST_ERROR, PENDING
 from nebtwist.expr import compile_rank
 from nebtwist.log import OneLogger
 
@@ -73,6 +91,17 @@ POLICY_RANKS = {0: "RUNNING_VMS", 1: "- RUNNING_VMS", 2: "FREE_CPU"}
 
 #: Host evaluations between two looks at the clock in the match phase.
 _MATCH_STRIDE = 256
+
+#: SCHED_MESSAGE reasons (OpenNebula 4.x ``Scheduler::match_schedule``).
+NOT_AUTHORIZED = "User is not authorized to use any host"
+NO_REQUIREMENTS = "No host meets the REQUIREMENTS expression"
+NO_CAPACITY = "No host with enough capacity to deploy the VM"
+NO_HOSTS = "No host is enabled and monitored to deploy the VM"
+
+
+def sched_message(reason, now):
+    """``"<time> : <reason>"``, as 4.x's ``VirtualMachineXML::log`` writes it."""
+    return f"{time.strftime('%a %b %d %H:%M:%S %Y', time.localtime(now))} : {reason}"
 
 
 def host_lookup(host):
@@ -142,12 +171,13 @@ class _Group:
     closures and same (cpu, mem, disk). ``hosts``: the matched slots, best
     rank first; ``cursor``: every slot before it is full for this group."""
 
-    __slots__ = ("cpu", "mem", "disk", "hosts", "cursor")
+    __slots__ = ("cpu", "mem", "disk", "hosts", "cursor", "why")
 
     def __init__(self, cpu, mem, disk):
         self.cpu, self.mem, self.disk = cpu, mem, disk
         self.hosts = []
         self.cursor = 0
+        self.why = None  # SCHED_MESSAGE reason when no host matched at all
 
     def choose(self, max_host):
         """The best slot with room for one more VM of the group, or None."""
@@ -214,6 +244,8 @@ class Scheduler:
         self.dispatched = 0
         #: Figures of the last cycle that saw pending VMs (dict; see the module docstring).
         self.last_cycle = None
+        #: vid -> the SCHED_MESSAGE reason last written (None: not read from the pool yet).
+        self._noted = None
 
     def start(self):
         """Run a cycle every SCHED_INTERVAL seconds."""
@@ -245,6 +277,15 @@ class Scheduler:
         stats["yields"] += 1
         await task.deferLater(self.nebula.clock, 0, lambda: None)
         stats["_since"] = self.timer()
+
+    async def _noting(self, vm, reason, flight, stats):
+        """:meth:`_note`, its commit counted with the deploys awaiting theirs."""
+        d = self._note(vm, reason)
+        if d is not None and self.max_inflight and not d.called:
+            flight.count += 1
+            d.addBoth(flight.landed, self.max_inflight)
+            if flight.count >= self.max_inflight:
+                await self._drain(flight, stats)
 
     async def _drain(self, flight, stats):
         """Wait until fewer than ``max_inflight`` deploys await their commit."""
@@ -280,6 +321,46 @@ class Scheduler:
             ranked.append((-int(rank(s.lookup)), i, s))
         ranked.sort(key=lambda t: (t[0], t[1]))
         group.hosts = [s for _, _, s in ranked]
+        if not ranked:
+            group.why = self._why(requirements, slots, owner)
+
+    def _why(self, requirements, slots, owner):
+        """Why no slot suits a group (4.x's order: ACL, REQUIREMENTS, capacity)."""
+        if owner is not None:
+            acl = self.nebula.acl
+            slots = [s for s in slots if acl.allows(owner, "HOST", s.host, "MANAGE")]
+            if not slots:
+                return NOT_AUTHORIZED
+        if requirements is not None and not any(requirements(s.lookup) for s in slots):
+            return NO_REQUIREMENTS
+        return NO_CAPACITY
+
+    def _note(self, vm, reason):
+        """Write ``reason`` as the VM's SCHED_MESSAGE if it is not the one it
+        has; a Deferred (the commit) or None when nothing is written."""
+        if self._noted.get(vm.oid) == reason:
+            return None
+        self._noted[vm.oid] = reason
+        vm.user_template.set("SCHED_MESSAGE", sched_message(reason, self.nebula.clock.seconds()))
+        d = self.nebula.vmpool.update(vm)
+        d.addErrback(lambda f: log.failure("VM {vid}: SCHED_MESSAGE not stored", f, vid=vm.oid))
+        return d
+
+    def _noted_reasons(self, pending):
+        """Forget VMs gone or DONE; on the first cycle read the reasons the
+        pending VMs carry (written before a restart)."""
+        if self._noted is None:
+            self._noted = {}
+            for vm in pending:
+                text = vm.user_template.get_str("SCHED_MESSAGE")
+                if text is not None:
+                    self._noted[vm.oid] = text.partition(" : ")[2]
+            return
+        if self._noted:
+            objects = self.nebula.vmpool.objects
+            for vid in [v for v in self._noted
+                        if v not in objects or objects[v].state == DONE]:
+                del self._noted[vid]
 
     async def _cycle(self):
         timer = self.timer
@@ -295,6 +376,7 @@ class Scheduler:
             return 0
         pending.sort(key=lambda v: v.oid)
         considered = pending[:max_vm]
+        self._noted_reasons(pending)
         slots = [_Slot(h) for h in hostpool.objects.values() if h.state < HOST_ERROR]
         stats = {"n": self.cycles, "pending": len(pending), "considered": len(considered),
                  "hosts": len(slots), "groups": 0, "dispatched": 0, "deploy": 0.0,
@@ -302,6 +384,13 @@ class Scheduler:
         groups = {}
         deploys = []
         flight = _Flight()
+        for vm in considered if not slots else ():
+            if self._stopped:
+                break
+            if timer() - stats["_since"] >= self.slice:
+                await self._pause(stats)
+            if vm.state == PENDING:
+                await self._noting(vm, NO_HOSTS, flight, stats)
         for vm in considered if slots else ():
             if stats["dispatched"] >= max_dispatch or self._stopped:
                 break
@@ -334,7 +423,12 @@ class Scheduler:
                     break
                 slot.dead = True  # deleted, disabled or in error since the snapshot
             if slot is None:
+                if group.why is not None:
+                    await self._noting(vm, group.why, flight, stats)
                 continue
+            if vm.oid in self._noted:  # placed: its SCHED_MESSAGE goes with the deploy
+                del self._noted[vm.oid]
+                vm.user_template.remove("SCHED_MESSAGE")
             slot.take(cpu, mem, disk)
             stats["dispatched"] += 1
             log.info("VM {vid}: dispatched to host {hid} ({name})", vid=vm.oid, hid=host.oid,
