@@ -685,6 +685,9 @@ class VirtualMachine(ExtendedInfo, Owned):
         except _NotPlain:
             return None
         template = etree.tostring(self.template.to_xml(), encoding="unicode")
+        if len(self.user_template):  # 4.x USER_TEMPLATE (SCHED_MESSAGE), as _xml
+            template += etree.tostring(self.user_template.to_xml("USER_TEMPLATE"),
+                                       encoding="unicode")
         return head + template + history + "</VM>"
 
     def _xml(self, all_history):
