@@ -56,6 +56,26 @@ __all__ = [
 #: Seconds stopService waits for the driver to exit after FINALIZE before SIGKILL.
 STOP_TIMEOUT = 5.0
 
+#: Drivers are started through ``/bin/sh -c 'trap "" INT; exec "$0" "$@"' DRIVER
+#: ARGS...``: the shell ignores SIGINT and execs the driver in its place (same
+#: pid), and an ignored signal stays ignored across exec, for the driver and
+#: the programs it runs. So the SIGINT a terminal's Ctrl-C sends to the whole
+#: foreground process group reaches only the daemon, which stops the drivers
+#: itself (FINALIZE, as on SIGTERM), instead of every driver dying at once
+#: with a KeyboardInterrupt traceback and in-flight work cut mid-way. The
+#: drivers stay in the daemon's process group, so ``kill -- -PGID`` and
+#: supervisors that signal the group still end them. (Twisted's spawnProcess
+#: takes no ``preexec_fn`` and resets ignored signals in the child, hence the
+#: shell: POSIX, about a millisecond.)
+SPAWN_SHELL = "/bin/sh"
+SPAWN_SCRIPT = 'trap "" INT; exec "$0" "$@"'
+
+
+def spawn_argv(argv):
+    """The command line that starts driver ``argv`` with SIGINT ignored
+    (see :data:`SPAWN_SCRIPT`)."""
+    return [SPAWN_SHELL, "-c", SPAWN_SCRIPT] + list(argv)
+
 #: LOG line level letter -> twisted.logger method name.
 _LOG_METHODS = {"I": "info", "E": "error", "D": "debug", "W": "warn"}
 
@@ -504,8 +524,8 @@ class MadProcess(Service):
         try:
             self._reactor.spawnProcess(
                 proto,
-                self.executable,
-                self.argv,
+                SPAWN_SHELL,
+                spawn_argv(self.argv),
                 env=self.env,
                 childFDs={0: "w", 1: "r", 2: "r"},
             )

@@ -117,8 +117,10 @@ class StartupTests(MadTestMixin, SynchronousTestCase):
         mad = self.make()
         mad.startService()
         spawned = self.reactor.spawned[0]
-        self.assertEqual(spawned.executable, "/opt/drv")
-        self.assertEqual(spawned.args, ["/opt/drv", "-t", "15", "kvm"])
+        # through /bin/sh with SIGINT ignored, exec'd in its place (mad.SPAWN_SCRIPT)
+        self.assertEqual(spawned.executable, "/bin/sh")
+        self.assertEqual(spawned.args, ["/bin/sh", "-c", 'trap "" INT; exec "$0" "$@"',
+                                        "/opt/drv", "-t", "15", "kvm"])
         self.assertEqual(spawned.env, {"PATH": "/usr/bin", "ONE_LOCATION": "/one"})
         self.assertEqual(spawned.childFDs, {0: "w", 1: "r", 2: "r"})
         self.assertEqual(self.child.written, b"INIT\n")

@@ -2,6 +2,7 @@
 status 1 (so scripts and supervisors see it), leaving no process behind."""
 
 import os
+import signal
 import socket
 import subprocess
 
@@ -115,3 +116,36 @@ class StartupFailureTest(unittest.TestCase):
         port = busy.getsockname()[1]
         rc, log = self.start_daemon(f'econe.LISTEN="tcp:{port}:interface=127.0.0.1"')
         self.assert_one_line(rc, log, "EC2 front", str(port), "in use")
+
+
+class CtrlCTest(unittest.TestCase):
+    """Ctrl-C: the terminal sends SIGINT to the whole foreground process group
+    (the daemon and, before issue 9, every driver, each printing a
+    KeyboardInterrupt traceback). Drivers are spawned with SIGINT ignored
+    (:data:`nebtwist.mad.SPAWN_SCRIPT`), so the daemon alone gets it and stops
+    them itself, as on SIGTERM."""
+
+    def test_sigint_to_process_group(self):
+        from tests.acceptance.test_seed000 import NebulaDaemon
+        daemon = NebulaDaemon(self.mktemp())  # shipped oned.conf: dummy, ssh, kvm, exec drivers
+        daemon.start()
+        self.addCleanup(daemon.stop)
+        process = daemon.process
+        os.killpg(process.pid, signal.SIGINT)  # twistd leads its own session
+        try:
+            rc = process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.fail("twistd did not end after SIGINT\n" + daemon.diagnostics())
+        with open(daemon.output_path, encoding="utf-8", errors="replace") as f:
+            output = f.read()
+        log = daemon.oned_log()
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("KeyboardInterrupt", output)
+        self.assertNotIn("Traceback", log)
+        self.assertIn("nebtwist stopped", log)
+        # The drivers were stopped by the daemon (FINALIZE), not killed by the signal.
+        self.assertNotIn("killed by signal", log)
+        self.assertNotIn("Restarting driver", log)
+        # twistd ends by re-raising SIGINT after a clean stop (Twisted's
+        # app._exitWithSignal): the shell sees 130, systemd a clean exit.
+        self.assertEqual(rc, -signal.SIGINT)
