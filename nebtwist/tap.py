@@ -183,6 +183,8 @@ class NebulaService(service.MultiService):
         log.info("Log Level: {n} [0=ERROR,1=WARNING,2=INFO,3=DEBUG]",
                  n=self.config.get("DEBUG_LEVEL"))
         log.info("nebtwist {v} starting, configuration {p}", v=__version__, p=self.config.path)
+        for where, key in self.config.unknown_keys():  # a typo is not silently ignored
+            log.warn("{w}: unknown key {k} (ignored)", w=where, k=key)
 
         nebula = self.nebula = Nebula(self.config, self.reactor, self.var_dir)
         user, password, path = oneadmin_credentials(self.var_dir, self.environ)

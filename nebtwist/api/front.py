@@ -444,6 +444,8 @@ async def install(reactor, nebula, requests, config, one_location, overrides=())
         port = econe.get_int("PORT", 4567)
     except configmod.ConfigError as e:
         raise EC2StartupError(f"econe.conf: {e}") from None
+    for where, key in econe.unknown_keys():  # a typo is not silently ignored
+        log.warn("{w}: unknown key {k} (ignored)", w=where, k=key)
     try:
         vmtypes = VMTypes.load(econe, configmod.econe_templates_dirs(path),
                                device_prefix=config.get("DEFAULT_DEVICE_PREFIX") or "hd")

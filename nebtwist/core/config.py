@@ -9,6 +9,7 @@ runs in the same process (3.4 kept them in ``sched.conf``).
 """
 
 import os
+import re
 
 from nebtwist.paths import shipped
 from nebtwist.template import Template, TemplateSyntaxError
@@ -38,6 +39,83 @@ class ConfigError(Exception):
     """oned.conf (or a ``--set`` value) cannot be read or parsed."""
 
 
+#: oned.conf keys nebtwist reads, plus OpenNebula's (3.4 to 6.x oned.conf)
+#: that it accepts and ignores, so an OpenNebula oned.conf loads without
+#: warnings. Every key the shipped conf/oned.conf names (even commented out)
+#: is known too (:func:`known_keys`). Anything else draws a start-up warning.
+ONED_KEYS = frozenset("""
+    MANAGER_TIMER HOST_MONITORING_INTERVAL HOST_PER_INTERVAL VM_POLLING_INTERVAL
+    VM_PER_INTERVAL PORT LISTEN DEBUG_LEVEL DB SESSION_EXPIRATION_TIME
+    ENABLE_OTHER_PERMISSIONS MAC_PREFIX NETWORK_SIZE DATASTORE_LOCATION IMAGE_SAFE_DIRS
+    DEFAULT_IMAGE_TYPE DEFAULT_DEVICE_PREFIX ECONE_CONF SCHED_INTERVAL MAX_VM MAX_DISPATCH
+    MAX_HOST DEFAULT_SCHED DRIVER_TIMEOUT IM_MAD VM_MAD TM_MAD HM_MAD DEFAULT_TM_MAD
+    SCRIPTS_REMOTE_DIR VM_HOOK HOST_HOOK VM_RESTRICTED_ATTR IMAGE_RESTRICTED_ATTR
+    MAX_CONN MAX_CONN_BACKLOG MAX_TEMPLATE_SIZE MESSAGE_SIZE TIMEOUT HEADER_TIMEOUT
+    BODY_TIMEOUT BODY_MIN_RATE KEEPALIVE_TIMEOUT KEEPALIVE_MAX_CONN
+    MONITORING_INTERVAL MONITORING_THREADS HOST_MONITORING_EXPIRATION_TIME
+    VM_MONITORING_EXPIRATION_TIME LISTEN_ADDRESS VNC_BASE_PORT VNC_PORTS LOG
+    DATASTORE_BASE_PATH DATASTORE_CAPACITY_CHECK DEFAULT_CDROM_DEVICE_PREFIX DEFAULT_UMASK
+    DATASTORE_MAD AUTH_MAD AUTH_MAD_CONF VNET_RESTRICTED_ATTR INHERIT_DATASTORE_ATTR
+    INHERIT_IMAGE_ATTR INHERIT_VNET_ATTR RPC_LOG LOG_CALL_FORMAT HOOK_LOG_CONF DEFAULT_COST
+    DEFAULT_AUTH ONEGATE_ENDPOINT FEDERATION RAFT VM_SUBMIT_ON_HOLD TM_MAD_CONF DS_MAD_CONF
+    MARKET_MAD MARKET_MAD_CONF VN_MAD_CONF IPAM_MAD VLAN_IDS VXLAN_IDS VM_ADMIN_OPERATIONS
+    VM_MAD_CONF DEFAULT_VDC_HOST_ACL DEFAULT_VDC_DATASTORE_ACL DEFAULT_VDC_VNET_ACL
+    DEFAULT_VDC_CLUSTER_HOST_ACL DEFAULT_VDC_CLUSTER_DATASTORE_ACL
+    DEFAULT_VDC_CLUSTER_NET_ACL DOCUMENT_ENCRYPTED_ATTR HOST_ENCRYPTED_ATTR
+    VM_ENCRYPTED_ATTR VNET_ENCRYPTED_ATTR CLUSTER_ENCRYPTED_ATTR DATASTORE_ENCRYPTED_ATTR
+    VM_USE_OPERATIONS VM_MANAGE_OPERATIONS VM_MONITORING_EXPIRATION API_LIST_ORDER
+    CONTEXT_RESTRICTED_DIRS CONTEXT_SAFE_DIRS SHOWBACK_ONLY_RUNNING
+""".split())
+
+#: econe.conf keys nebtwist reads, plus OpenNebula econe's that it ignores.
+ECONE_KEYS = frozenset("""
+    SERVER PORT SSL_SERVER IMAGE_DIR MAX_OBJECT_SIZE MAX_QUERY_BODY LISTEN NETWORK
+    ELASTIC_IP_NETWORK ASSOCIATE_SCRIPT DISASSOCIATE_SCRIPT VM_TYPE REGION ZONE
+    MAX_CONN MAX_CONN_BACKLOG HEADER_TIMEOUT BODY_TIMEOUT BODY_MIN_RATE TIMEOUT
+    KEEPALIVE_TIMEOUT
+    ONE_XMLRPC AUTH CORE_AUTH LOG DEBUG_LEVEL DATASTORE_ID TEMPLATE_LOCATION VIEWS
+    INSTANCE_TYPES DESCRIBE_WITH_TERMINATED_INSTANCES TERMINATED_INSTANCES_EXPIRATION_TIME
+    ELASTICIPS_VNET_ID ASSOCIATE_SCRIPT_ARGS
+""".split())
+
+_KEY_LINE = re.compile(r"^[ \t]*#?[ \t]*([A-Z][A-Z0-9_]*)[ \t]*=", re.M)
+
+
+def known_keys(builtin, shipped_name):
+    """``builtin`` plus every key the shipped ``conf/<shipped_name>`` names,
+    commented out or not (keys other sessions document there stay known)."""
+    keys = set(builtin)
+    try:
+        with open(shipped("conf", shipped_name), encoding="utf-8") as f:
+            keys.update(_KEY_LINE.findall(f.read()))
+    except OSError:
+        pass
+    return keys
+
+
+def unknown_keys(config, known):
+    """``[(where, key)]`` for each attribute of ``config`` whose name is not in
+    ``known``: ``where`` is ``"<path> line <n>"`` (the first line setting it),
+    or ``"--set"`` for an override."""
+    text = getattr(config, "text", None) or ""
+    lines = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=", line)
+        if m:
+            lines.setdefault(m.group(1).upper(), number)
+    found = []
+    for name in config.template.names():
+        if name.upper() in known:
+            continue
+        number = lines.get(name.upper())
+        if number:
+            where = f"{config.path} line {number}"
+        else:
+            where = "--set" if text else (config.path or "configuration")
+        found.append((where, name.upper()))
+    return found
+
+
 class Config:
     """oned.conf as a :class:`Template` plus typed accessors.
 
@@ -48,6 +126,12 @@ class Config:
     def __init__(self, template, path=None):
         self.template = template
         self.path = path
+        self.text = None  # the file's text (for line numbers in warnings)
+
+    def unknown_keys(self):
+        """``[(where, KEY)]`` of the keys nebtwist neither reads nor accepts
+        (see :data:`ONED_KEYS`), for start-up warnings."""
+        return unknown_keys(self, known_keys(ONED_KEYS, "oned.conf"))
 
     def get(self, key, default=None):
         """A single value as str (built-in default, then ``default``).
@@ -117,7 +201,9 @@ def load(path, overrides=()):
     except TemplateSyntaxError as e:
         raise ConfigError(f"{path}: {e}") from None
     apply_overrides(template, [o for o in overrides if not o.lower().startswith("econe.")])
-    return Config(template, path)
+    config = Config(template, path)
+    config.text = text
+    return config
 
 
 def apply_overrides(template, overrides):
@@ -152,6 +238,10 @@ ECONE_DEFAULTS = {
 
 class EconeConfig(Config):
     """econe.conf: like :class:`Config`, with :data:`ECONE_DEFAULTS`."""
+
+    def unknown_keys(self):
+        """``[(where, KEY)]`` of keys not in :data:`ECONE_KEYS`."""
+        return unknown_keys(self, known_keys(ECONE_KEYS, "econe.conf"))
 
     def get(self, key, default=None):
         """A single value as str (econe built-in default, then ``default``)."""
@@ -205,4 +295,6 @@ def load_econe(path, overrides=()):
         raise ConfigError(f"{path}: {e}") from None
     apply_overrides(template, [o[len("econe."):] for o in overrides
                                if o.lower().startswith("econe.")])
-    return EconeConfig(template, path)
+    econe = EconeConfig(template, path)
+    econe.text = text
+    return econe

@@ -149,3 +149,44 @@ class CtrlCTest(unittest.TestCase):
         # twistd ends by re-raising SIGINT after a clean stop (Twisted's
         # app._exitWithSignal): the shell sees 130, systemd a clean exit.
         self.assertEqual(rc, -signal.SIGINT)
+
+
+class UnknownKeyWarningTest(unittest.TestCase):
+    """A real daemon warns in oned.log about an unknown key of oned.conf and
+    econe.conf, naming file and line; the shipped files give no warning."""
+
+    def test_warnings(self):
+        from nebtwist.paths import shipped
+        from tests.acceptance.test_seed000 import NebulaDaemon
+        daemon = NebulaDaemon(self.mktemp())
+        with open(shipped("conf", "oned.conf")) as f:
+            oned = f.read()
+        with open(shipped("conf", "econe.conf")) as f:
+            econe = f.read()
+        oned_path = daemon.write_file("oned.conf", oned + 'ECONE_CONF = "econe.conf"\n'
+                                      "SCHED_INTERVALL = 5\n")
+        econe_path = daemon.write_file("econe.conf", econe + "PROT = 4600\n")
+        base = daemon.command()
+        at = base.index("nebula") + 1
+        daemon.command = lambda: base[:at] + ["--config", oned_path] + base[at:]
+        daemon.start()
+        self.addCleanup(daemon.stop)
+        daemon.wait_for(lambda: "EC2 Query API and S3 listening" in daemon.oned_log(),
+                        message="the EC2 front to listen")
+        daemon.stop()
+        log = daemon.oned_log()
+        oned_line = len(oned.splitlines()) + 2
+        econe_line = len(econe.splitlines()) + 1
+        self.assertIn(f"{oned_path} line {oned_line}: unknown key SCHED_INTERVALL (ignored)", log)
+        self.assertIn(f"{econe_path} line {econe_line}: unknown key PROT (ignored)", log)
+        self.assertEqual(log.count("unknown key"), 2, log)
+
+    def test_shipped_files_no_warning(self):
+        from tests.acceptance.test_seed000 import NebulaDaemon
+        daemon = NebulaDaemon(self.mktemp())
+        daemon.start()
+        self.addCleanup(daemon.stop)
+        daemon.wait_for(lambda: "EC2 Query API and S3 listening" in daemon.oned_log(),
+                        message="the EC2 front to listen")
+        daemon.stop()
+        self.assertNotIn("unknown key", daemon.oned_log())
