@@ -360,8 +360,13 @@ class HostHookTests(HookTestCase):
         self.down("node1")
         await self.wait_host(hid, HOST_ERROR)
         await wait_for(lambda: self.lines("error"), "the ERROR hook")
-        # HOST_MONITORING_INTERVAL is 1 s: let a few more failed rounds pass.
-        await deferLater(reactor, 2.5, lambda: None)
+        # HOST_MONITORING_INTERVAL is 1 s: let two more failed rounds pass (counted
+        # in oned.log, not timed), then let any hook they fired finish.
+        failed = f"Error monitoring host {hid}:"
+        rounds = self.oned_log().count(failed)
+        await wait_for(lambda: self.oned_log().count(failed) >= rounds + 2,
+                       "two more failed monitoring rounds", timeout=30)
+        await self.neb.service.hm.idle()
         self.assertEqual(self.lines("error"), [str(hid)])  # once per failure
         self.down("node1", False)
         await self.wait_host(hid, HOST_MONITORED)
