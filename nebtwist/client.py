@@ -9,7 +9,11 @@ Where to connect and who to be follow the OpenNebula clients:
 * the endpoint is ``$ONE_XMLRPC``, else ``http://localhost:2633/RPC2``;
 * the session string is the first line of the file named by ``$ONE_AUTH``,
   else ``~/.one/one_auth``: ``user:password``.  As in the 3.2/3.4 clients
-  the password is sent as written (the server hashes it).
+  the password is sent as written (the server hashes it);
+* an ``https://`` endpoint's certificate is checked against the system's
+  trusted CAs plus every PEM file in the folder ``$ONE_CERT_DIR`` (a private
+  CA, or nebula-cert's self-signed certificate), as OpenNebula's Ruby OCA
+  (``ONE_CERT_DIR``, 4.x+ ``client.rb``) does.
 
 Every method replies ``[true, value, code]`` or ``[false, message, code]``;
 :meth:`OneClient.call` returns the value or raises :class:`OneError`.
@@ -21,6 +25,7 @@ code ``-1``.
 import http.client
 import os
 import socket
+import ssl
 import urllib.parse
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
@@ -119,6 +124,33 @@ class _SafeTransport(_TimeoutMixin, xmlrpc.client.SafeTransport):
     """HTTPS transport (persistent HTTP/1.1 connection)."""
 
 
+def ssl_context(environ=None):
+    """The TLS context of ``https://`` endpoints: Python's default verifying
+    context (system CAs, host name checked) plus each file of the folder
+    ``$ONE_CERT_DIR`` as a trusted certificate (OpenNebula's OCA loads every
+    file there into its store too; any file name works, not only ``<hash>.0``).
+
+    :raises OneError: the folder or one of its files cannot be read as PEM.
+    """
+    context = ssl.create_default_context()
+    cert_dir = _environ(environ).get("ONE_CERT_DIR")
+    if cert_dir:
+        try:
+            names = sorted(os.listdir(cert_dir))
+        except OSError as e:
+            raise OneError(f"ONE_CERT_DIR {cert_dir}: {e.strerror or e}") from None
+        for name in names:
+            path = os.path.join(cert_dir, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                context.load_verify_locations(cafile=path)
+            except (OSError, ssl.SSLError) as e:
+                raise OneError(f"ONE_CERT_DIR {path}: not a PEM certificate "
+                               f"({_one_line(getattr(e, 'strerror', None) or e)})") from None
+    return context
+
+
 class OneClient:
     """A blocking OpenNebula XML-RPC client bound to one endpoint and session.
 
@@ -126,8 +158,8 @@ class OneClient:
     to the contents of the auth file (:func:`auth_file_path`), read when the
     client is built, so a missing file raises :class:`OneError` at once.
     ``timeout`` (seconds) bounds every socket operation; ``environ`` replaces
-    :data:`os.environ` for looking up ``ONE_XMLRPC``, ``ONE_AUTH`` and
-    ``HOME``.  The HTTP connection is kept open between calls; :meth:`close`
+    :data:`os.environ` for looking up ``ONE_XMLRPC``, ``ONE_AUTH``,
+    ``ONE_CERT_DIR`` and ``HOME``.  The HTTP connection is kept open between calls; :meth:`close`
     (or leaving a ``with`` block) closes it.
     """
 
@@ -138,7 +170,7 @@ class OneClient:
         self.session = session
         scheme = urllib.parse.urlsplit(self.endpoint).scheme.lower()
         if scheme == "https":
-            transport = _SafeTransport(timeout=timeout)
+            transport = _SafeTransport(timeout=timeout, context=ssl_context(environ))
         elif scheme == "http":
             transport = _Transport(timeout=timeout)
         else:

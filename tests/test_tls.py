@@ -341,3 +341,51 @@ class DaemonOverTLSTests(unittest.TestCase):
         self.assertNotIn("\n", msg)
         self.assertTrue(msg.startswith("LISTEN 'ssl:0:"), msg)
         self.assertIn(f"privateKey {missing}: cannot read", msg)
+
+
+class CLICertDirTests(unittest.TestCase):
+    """The one* commands trust a private CA through ``ONE_CERT_DIR``
+    (OpenNebula's CLI variable; issue 9 section 4: only the undocumented
+    SSL_CERT_FILE worked)."""
+
+    async def test_one_cert_dir(self):
+        import subprocess
+        import sys
+
+        from nebtwist.client import OneClient, OneError
+
+        neb, _, cert, port = await DaemonOverTLSTests.start(self)
+        url = f"https://localhost:{port}/RPC2"
+        certs = os.path.abspath(self.mktemp())
+        os.makedirs(certs)
+        with open(cert, "rb") as src, open(os.path.join(certs, "nebula.pem"), "wb") as dst:
+            dst.write(src.read())
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "ONE_CERT_DIR")}
+
+        def name(environ):
+            with OneClient(url, ONEADMIN_SESSION, timeout=30, environ=environ) as client:
+                return Template.from_xml(client.call("one.user.info", 0)).get("NAME")
+
+        # Without it the self-signed certificate is refused ...
+        with self.assertRaises(OneError) as cm:
+            await threads.deferToThread(name, base)
+        self.assertIn("certificate verify failed", str(cm.exception))
+        # ... with it, trusted; the real command too.
+        self.assertEqual(await threads.deferToThread(name, dict(base, ONE_CERT_DIR=certs)),
+                         "oneadmin")
+        auth = os.path.join(certs, "..", "one_auth")
+        with open(auth, "w") as f:
+            f.write(ONEADMIN_SESSION + "\n")
+        env = dict(base, ONE_CERT_DIR=certs, ONE_XMLRPC=url, ONE_AUTH=auth)
+        done = await threads.deferToThread(
+            subprocess.run, [sys.executable, "-m", "nebtwist.cli.oneuser", "show", "0"],
+            env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("oneadmin", done.stdout)
+        # A folder holding something else than a certificate: one clear line.
+        with open(os.path.join(certs, "junk.pem"), "w") as f:
+            f.write("not a certificate\n")
+        with self.assertRaises(OneError) as cm:
+            await threads.deferToThread(name, dict(base, ONE_CERT_DIR=certs))
+        self.assertIn("junk.pem: not a PEM certificate", str(cm.exception))
