@@ -451,7 +451,11 @@ async def install(reactor, nebula, requests, config, one_location, overrides=())
                                device_prefix=config.get("DEFAULT_DEVICE_PREFIX") or "hd")
     except VMTypeError as e:
         raise EC2StartupError(f"econe.conf VM_TYPE: {e}") from None
-    descriptions = [f"tcp:{port}"] + [
+    # PORT on SERVER when it is an address, as econe-server bound :server:;
+    # a host name only names the front for signatures: every address.
+    server = (econe.get("SERVER") or "").strip()
+    descriptions = [configmod.tcp_description(
+        port, server if configmod.is_ip_address(server) else None)] + [
         v for v in econe.template.get_all("LISTEN") if isinstance(v, str)]
     root = image_dir(econe, one_location)
     repository = s3.Repository(root, clock=reactor)

@@ -298,3 +298,25 @@ def load_econe(path, overrides=()):
     econe = EconeConfig(template, path)
     econe.text = text
     return econe
+
+
+def tcp_description(port, interface=None):
+    """The endpoint string of a front's ``PORT``: ``tcp:PORT`` (every
+    address) or ``tcp:PORT:interface=ADDRESS``, the address escaped (IPv6)."""
+    from nebtwist.tls import escape
+
+    interface = (interface or "").strip()
+    if not interface:
+        return f"tcp:{port}"
+    return f"tcp:{port}:interface={escape(interface)}"
+
+
+def is_ip_address(value):
+    """Whether ``value`` is an IPv4 or IPv6 address literal."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address((value or "").strip())
+    except ValueError:
+        return False
+    return True
