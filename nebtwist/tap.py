@@ -266,7 +266,7 @@ class NebulaService(service.MultiService):
         site.max_body, site.limits = max_body, limits
         # PORT on LISTEN_ADDRESS (OpenNebula 5+'s oned.conf key; default all addresses)
         endpoints = [configmod.tcp_description(self.config.get_int("PORT"),
-                                     self.config.get("LISTEN_ADDRESS"))] + [
+                                               self.config.get("LISTEN_ADDRESS"))] + [
             v for v in self.config.template.get_all("LISTEN") if isinstance(v, str)]
         for desc in endpoints:
             try:  # ssl: endpoints are TLS 1.2+ only, their files checked (nebtwist.tls)
