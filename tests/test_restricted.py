@@ -62,6 +62,27 @@ class RestrictedVMAttributeTests(TestCase):
             await ok(neb, "one.vm.allocate", PENDING_VM + attr, session=ADMIN)
         self.assertEqual(len(neb.nebula.vmpool), 1 + len(cases))
 
+    async def test_disk_source_under_image_safe_dirs(self):
+        """A DISK SOURCE under IMAGE_SAFE_DIRS is the user's to name (the 1.4
+        tutorial's ttylinux.one); a symbolic link or ``..`` out of the folder is
+        not, nor a relative path."""
+        import os
+        safe = os.path.abspath(self.mktemp())
+        os.makedirs(safe)
+        with open(os.path.join(safe, "ttylinux.img"), "wb") as f:
+            f.write(b"disk")
+        os.symlink("/etc/shadow", os.path.join(safe, "shadow"))
+        neb = await self._neb([f'IMAGE_SAFE_DIRS = "/nonexistent {safe}"'])
+        await ok(neb, "one.vm.allocate",
+                 PENDING_VM + f'DISK = [ SOURCE = "{safe}/ttylinux.img" ]', session=HELEN)
+        for source in (f"{safe}/shadow", f"{safe}/../{os.path.basename(safe)}x/a",
+                       f"{safe}/../../etc/shadow", "ttylinux.img", "/etc/shadow"):
+            assert_failure(self, await neb.call(
+                "one.vm.allocate", PENDING_VM + f'DISK = [ SOURCE = "{source}" ]',
+                session=HELEN), "VirtualMachineAllocate", AUTHORIZATION,
+                r"restricted attribute DISK/SOURCE\.$")
+        self.assertEqual(len(neb.nebula.vmpool), 1)
+
     async def test_oneadmin_group_member_may(self):
         """The oneadmin group is trusted, as oneadmin (3.4: gid 0)."""
         neb = await self._neb()

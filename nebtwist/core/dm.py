@@ -8,7 +8,7 @@ any step (a malformed template, a REQUIREMENTS expression that does not parse,
 a full network) creates nothing.
 """
 
-from nebtwist.core.image import ImageClaim
+from nebtwist.core.image import ImageClaim, under_safe_dirs
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import PENDING, REASON_STOP_RESUME, VirtualMachine, int_to_ip
 from nebtwist.core.variables import expand_vm
@@ -99,12 +99,15 @@ def restricted_attributes(config, key):
     return tuple(v.strip().upper() for v in values if v.strip())
 
 
-def find_restricted(template, attributes):
+def find_restricted(template, attributes, allowed=None):
     """The first of ``attributes`` that ``template`` gives, or None.
 
     As OpenNebula's ``Template::check`` (3.4 ``src/template/Template.cc``): a
     single attribute counts when present; ``VECTOR/NAME`` when a ``VECTOR``
     value has a non-empty ``NAME``.
+
+    :param allowed: optional ``allowed(attribute, value) -> bool``; a value it
+        accepts does not count (see :func:`check_restricted`).
     """
     for attribute in attributes:
         name, _, sub = attribute.partition("/")
@@ -112,6 +115,8 @@ def find_restricted(template, attributes):
             if not sub:
                 return attribute
             if isinstance(value, dict) and str(value.get(sub, "")).strip():
+                if allowed is not None and allowed(attribute, value[sub]):
+                    continue
                 return attribute
     return None
 
@@ -122,12 +127,22 @@ def check_restricted(nebula, user, template, key="VM_RESTRICTED_ATTR", what="VM 
     ``VirtualMachineAllocate`` / ``ImageAllocate``; allocate, instantiate and
     update in later versions).
 
+    A ``DISK/SOURCE`` naming a file under oned.conf ``IMAGE_SAFE_DIRS`` is
+    not refused: the folders from which the same user may register local image
+    files (the shipped file names the 1.4 tutorial's ``/srv/cloud/images``).
+    Any other front-end path is, so ``/etc/shadow`` never reaches a VM disk.
+
     :raises AuthorizationError: "VM Template includes a restricted attribute
         DISK/SOURCE." (OpenNebula's message).
     """
     if nebula.is_admin(user):
         return
-    found = find_restricted(template, restricted_attributes(nebula.config, key))
+    safe_dirs = (nebula.config.get("IMAGE_SAFE_DIRS") or "").split()
+
+    def allowed(attribute, value):
+        return attribute == "DISK/SOURCE" and under_safe_dirs(value, safe_dirs)
+
+    found = find_restricted(template, restricted_attributes(nebula.config, key), allowed)
     if found is not None:
         raise AuthorizationError(f"{what} includes a restricted attribute {found}.")
 

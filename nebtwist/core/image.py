@@ -375,6 +375,20 @@ def release_vm_images(nebula, vm):
 # Repository files (these run in a worker thread)
 
 
+def under_safe_dirs(path, safe_dirs):
+    """True when ``path`` is absolute and, symbolic links resolved, lies in
+    one of the folders ``safe_dirs`` (oned.conf ``IMAGE_SAFE_DIRS``)."""
+    path = str(path).strip()
+    if not os.path.isabs(path):
+        return False
+    real = os.path.realpath(path)
+    for folder in safe_dirs:
+        base = os.path.realpath(folder)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
 def _check_safe_path(path, safe_dirs, actor):
     """Refuse a local PATH outside ``safe_dirs`` (a list of folders: oned.conf
     ``IMAGE_SAFE_DIRS``, blank-separated, and a front's own) for a user outside oneadmin's group: the daemon reads the file
@@ -384,11 +398,8 @@ def _check_safe_path(path, safe_dirs, actor):
 
     :raises AuthorizationError: the path is not under a safe folder.
     """
-    real = os.path.realpath(path)
-    for folder in safe_dirs:
-        base = os.path.realpath(folder)
-        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
-            return
+    if under_safe_dirs(path, safe_dirs):
+        return
     raise AuthorizationError(
         f"User [{actor.oid}] : Not authorized to register the local file {path}: only "
         f"oneadmin's group may, or files under IMAGE_SAFE_DIRS; use an http(s) URL.")
