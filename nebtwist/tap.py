@@ -299,11 +299,15 @@ class NebulaService(service.MultiService):
             self._starting.cancel()
         if self.recovery is not None:
             self.recovery.stop()
-        for loop in self._loops:
-            loop.stop()
+        # A loop's stop may return a Deferred: the InformationManager's fires once
+        # the hosts being monitored are stored back in their settled state.
+        settling = [d for d in (loop.stop() for loop in self._loops)
+                    if isinstance(d, defer.Deferred)]
         for port in self.ports + self.ec2_ports:
             await port.stopListening()
         await defer.maybeDeferred(service.MultiService.stopService, self)
+        if settling:
+            await defer.DeferredList(settling, consumeErrors=True)
         if self.nebula is not None:
             await self.nebula.close()
         log.info("nebtwist stopped")
