@@ -76,7 +76,7 @@ async def sleep(seconds):
     await task.deferLater(reactor, seconds, lambda: None)
 
 
-async def wait_for(testcase, predicate, what, timeout=20.0):
+async def wait_for(testcase, predicate, what, timeout=90.0):
     deadline = reactor.seconds() + timeout
     while not predicate():
         if reactor.seconds() > deadline:

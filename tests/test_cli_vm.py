@@ -27,7 +27,7 @@ class OneVMLiveTests(unittest.TestCase):
         root = etree.fromstring(body.encode())
         return root.findtext("STATE") + "/" + root.findtext("LCM_STATE")
 
-    async def wait_state(self, neb, vid, want, timeout=15):
+    async def wait_state(self, neb, vid, want, timeout=90):
         deadline = reactor.seconds() + timeout
         while True:
             state = await self.vm_state(neb, vid)

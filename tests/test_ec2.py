@@ -58,7 +58,7 @@ def states(reply):
             for r in reply["Reservations"] for i in r["Instances"]}
 
 
-async def wait_states(testcase, c, ids, wanted, timeout=30.0):
+async def wait_states(testcase, c, ids, wanted, timeout=90.0):
     deadline = reactor.seconds() + timeout
     while True:
         got = states(await call(c, "describe_instances", InstanceIds=ids))
@@ -128,7 +128,7 @@ class EC2Tests(TestCase):
         with open(src, "wb") as f:
             f.write(b"disk" * 256)
         iid = await ok(neb, "one.image.allocate", f'NAME = "tty"\nPATH = "{os.path.abspath(src)}"\n', 1)
-        deadline = reactor.seconds() + 20
+        deadline = reactor.seconds() + 90
         while True:
             images = (await call(c, "describe_images"))["Images"]
             if images and images[0]["State"] == "available":

@@ -30,7 +30,7 @@ async def ready_image(testcase, neb, c, name="tty"):
         f.write(b"disk" * 256)
     iid = await ok(neb, "one.image.allocate", f'NAME = "{name}"\nPATH = "{src}"\n', 1)
     ami = f"ami-{iid:08d}"
-    deadline = reactor.seconds() + 20
+    deadline = reactor.seconds() + 90
     while (await call(c, "describe_images", ImageIds=[ami]))["Images"][0]["State"] \
             != "available":
         if reactor.seconds() > deadline:
@@ -74,11 +74,16 @@ class InstanceStateTests(EC2TestCase):
         c, v2 = client(neb), client(neb, v2=True)
         ami = await ready_image(self, neb, c)
         await wait_host_monitored(neb, hid)
+        # The only host is disabled while the instance is new, so it is surely
+        # still pending (not placed) when reboot and stop are asked.
+        await ok(neb, "one.host.enable", hid, False)
         iid = (await call(c, "run_instances", ImageId=ami, MinCount=1,
                           MaxCount=1))["Instances"][0]["InstanceId"]
+        self.assertEqual(states(await call(c, "describe_instances")), {iid: "pending"})
         # Not running yet (pending): no reboot, no stop.
         await self.fails(c, "reboot_instances", "IncorrectInstanceState", InstanceIds=[iid])
         await self.fails(c, "stop_instances", "IncorrectInstanceState", InstanceIds=[iid])
+        await ok(neb, "one.host.enable", hid, True)
         await wait_states(self, c, [iid], "running")
         vm = neb.nebula.vmpool.get(0)
 

@@ -93,7 +93,7 @@ def staged_files(neb):
 class ImageTests(EC2TestCase):
 
     async def wait_available(self, c, ami):
-        deadline = reactor.seconds() + 20
+        deadline = reactor.seconds() + 90
         while True:
             images = (await call(c, "describe_images", ImageIds=[ami]))["Images"]
             if images[0]["State"] == "available":
@@ -103,7 +103,7 @@ class ImageTests(EC2TestCase):
             await sleep(0.05)
 
     async def no_staged_files(self, neb):
-        deadline = reactor.seconds() + 10
+        deadline = reactor.seconds() + 90
         while staged_files(neb):
             if reactor.seconds() > deadline:
                 self.fail(f"staged upload files left: {staged_files(neb)}")

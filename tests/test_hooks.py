@@ -73,7 +73,7 @@ for raw in sys.stdin:
 """
 
 
-async def wait_for(predicate, what, timeout=20.0, step=0.05):
+async def wait_for(predicate, what, timeout=90.0, step=0.05):
     """Poll ``predicate`` (sync or async) until it is true; AssertionError after ``timeout`` s."""
     deadline = reactor.seconds() + timeout
     while True:
@@ -136,7 +136,7 @@ class HookTestCase(TestCase):
     async def host_state(self, hid):
         return int(parse(await self.ok("one.host.info", hid)).findtext("STATE"))
 
-    async def wait_host(self, hid, state, timeout=20.0):
+    async def wait_host(self, hid, state, timeout=90.0):
         async def reached():
             return await self.host_state(hid) == state
         await wait_for(reached, f"host {hid} in state {state}", timeout)
@@ -144,7 +144,7 @@ class HookTestCase(TestCase):
     async def vm(self, vid):
         return parse(await self.ok("one.vm.info", vid))
 
-    async def wait_vm(self, vid, state, lcm=None, timeout=20.0):
+    async def wait_vm(self, vid, state, lcm=None, timeout=90.0):
         async def reached():
             vm = await self.vm(vid)
             if int(vm.findtext("STATE")) == state and (
@@ -174,7 +174,7 @@ class HookTestCase(TestCase):
         except FileNotFoundError:
             return ""
 
-    async def logged(self, text, vid=None, timeout=20.0):
+    async def logged(self, text, vid=None, timeout=90.0):
         """Wait until ``text`` is in oned.log (or VM ``vid``'s vm.log)."""
         read = self.oned_log if vid is None else (lambda: self.vm_log(vid))
         await wait_for(lambda: text in read(), f"{text!r} in the log", timeout)
@@ -312,7 +312,7 @@ class VMHookTests(HookTestCase):
         vid = await self.ok("one.vm.allocate", SMALL_VM)
         await self.wait_vm(vid, ACTIVE, RUNNING)
         await self.logged(f"[HKM][E]: VM {vid}: Error executing Hook: hang: timed out after "
-                          f"1 s", timeout=30)
+                          f"1 s", timeout=90)
         await self.logged(f"[HKM][E]: VM {vid}: Error executing Hook: broken: it broke "
                           f"(exit code 3)")
         self.assertEqual(self.lines("running"), [str(vid)])  # the good hook still ran
@@ -335,7 +335,7 @@ class VMHookTests(HookTestCase):
         await self.host("127.0.0.1")
         vid = await self.ok("one.vm.allocate", SMALL_VM)
         await self.wait_vm(vid, ACTIVE, RUNNING)
-        await wait_for(lambda: self.lines("running"), "the remote RUNNING hook", timeout=30)
+        await wait_for(lambda: self.lines("running"), "the remote RUNNING hook", timeout=90)
         self.assertEqual(self.lines("running"), [str(vid)])
         self.assertEqual(self.lines("create"), [])  # no host yet: skipped, as in 3.4
         with open(server.log_path) as f:
@@ -365,7 +365,7 @@ class HostHookTests(HookTestCase):
         failed = f"Error monitoring host {hid}:"
         rounds = self.oned_log().count(failed)
         await wait_for(lambda: self.oned_log().count(failed) >= rounds + 2,
-                       "two more failed monitoring rounds", timeout=30)
+                       "two more failed monitoring rounds", timeout=90)
         await self.neb.service.hm.idle()
         self.assertEqual(self.lines("error"), [str(hid)])  # once per failure
         self.down("node1", False)
@@ -390,7 +390,7 @@ class HostHookTests(HookTestCase):
         other = await self.host("hostB")
         self.mark("hang", "hostA")
         await wait_for(lambda: os.path.exists(os.path.join(self.im_folder, "hung", "hostA")),
-                       "hostA's monitoring in flight", timeout=30)
+                       "hostA's monitoring in flight", timeout=90)
         self.assertEqual(await self.host_state(hid), HOST_MONITORING)
         await self.neb.stop()
         self.assertEqual(self.lines("error"), [])
@@ -479,7 +479,7 @@ class FaultToleranceTests(HookTestCase):
         await self.wait_host(a, HOST_ERROR)
         for vid in vids:
             await wait_for(lambda vid=vid: self._last_host(vid), f"VM {vid} on hostB",
-                           timeout=30)
+                           timeout=90)
             vm = await self.vm(vid)
             hosts = [h.findtext("HOSTNAME") for h in vm.findall("HISTORY_RECORDS/HISTORY")]
             self.assertEqual(hosts, ["hostA", "hostB"])
@@ -497,7 +497,7 @@ class FaultToleranceTests(HookTestCase):
         a, _b, vids = await self.running_on_a("-d")
         self.down("hostA")
         for vid in vids:
-            await self.wait_vm(vid, DONE, timeout=30)
+            await self.wait_vm(vid, DONE, timeout=90)
         await self.logged(f"Host {a}: Success executing Hook: error: VM {vids[0]}: "
                           f"finalize done VM {vids[1]}: finalize done")
 
@@ -514,7 +514,7 @@ class FaultToleranceTests(HookTestCase):
 
         # FAILED, then resubmitted by `onevm resubmit` (found on the hook's PATH,
         # reaching this daemon through ONE_XMLRPC/ONE_AUTH), then deployed again.
-        await wait_for(resubmitted, "the VM to be resubmitted and deployed again", timeout=30)
+        await wait_for(resubmitted, "the VM to be resubmitted and deployed again", timeout=90)
         await self.logged(f"VM {vid}: Success executing Hook: on_failure_resubmit")
 
     async def test_resubmitted_vms_never_back_on_the_failed_host(self):
@@ -537,10 +537,10 @@ class FaultToleranceTests(HookTestCase):
         b = await self.host("hostB")
         before = self.monitor_requests("hostA")
         self.mark("fail", "hostA")
-        await self.logged(f"[HKM][I]: Host {a}: Success executing Hook: error:", timeout=30)
+        await self.logged(f"[HKM][I]: Host {a}: Success executing Hook: error:", timeout=90)
         for vid in vids:
             await wait_for(lambda vid=vid: self._last_host(vid), f"VM {vid} on hostB",
-                           timeout=30)
+                           timeout=90)
         self.assertGreater(self.monitor_requests("hostA"), before + 1)
         host = parse(await self.ok("one.host.info", a))
         self.assertEqual(int(host.findtext("STATE")), HOST_MONITORING_ERROR)

@@ -589,7 +589,7 @@ async def ok(neb, method, *args):
     return response[1]
 
 
-async def wait_for(predicate, what, timeout=30.0, step=0.1):
+async def wait_for(predicate, what, timeout=90.0, step=0.1):
     """Poll the async ``predicate`` until it returns a true value (returned)."""
     deadline = real_reactor.seconds() + timeout
     while True:

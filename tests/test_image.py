@@ -78,7 +78,7 @@ async def image(neb, iid, session=ADMIN):
     return xml(await ok(neb, "one.image.info", iid, session=session))
 
 
-async def wait_image(neb, iid, state, timeout=10.0):
+async def wait_image(neb, iid, state, timeout=90.0):
     """Wait until image ``iid`` is in ``state``; returns its element."""
     async def reached():
         el = await image(neb, iid)

@@ -138,7 +138,7 @@ class S3Case(TestCase):
     def staging(self, neb):
         return sorted(os.listdir(os.path.join(neb.image_dir, ".staging")))
 
-    async def until(self, predicate, message, timeout=10.0):
+    async def until(self, predicate, message, timeout=90.0):
         deadline = reactor.seconds() + timeout
         while not predicate():
             if reactor.seconds() > deadline:

@@ -66,7 +66,7 @@ QEMU_DOMAIN = """\
 VM_XML = "<VM><ID>{vid}</ID><NAME>kvm-test-{vid}</NAME><TEMPLATE><MEMORY>32</MEMORY></TEMPLATE></VM>"
 
 
-def wait_for(predicate, timeout=20.0, step=0.1):
+def wait_for(predicate, timeout=90.0, step=0.1):
     """Poll ``predicate()`` (in the reactor, non-blocking) until true or ``timeout`` s."""
     deadline = time.monotonic() + timeout
 

@@ -38,7 +38,7 @@ async def ok(neb, method, *args):
     return response[1]
 
 
-async def wait_for(predicate, what, timeout=30.0, step=0.05):
+async def wait_for(predicate, what, timeout=90.0, step=0.05):
     """Poll ``predicate`` (sync) on the reactor until true (generous deadline)."""
     deadline = reactor.seconds() + timeout
     while not predicate():
@@ -97,7 +97,7 @@ class CachedBodiesTests(TestCase):
                     found.append(f"one.vm.info {vm.oid}")
             return found
 
-        deadline = reactor.seconds() + 30
+        deadline = reactor.seconds() + 90
         while True:
             found = await differences()
             if not found or reactor.seconds() > deadline:

@@ -149,7 +149,7 @@ def require_xsd(testcase):
                           "(CI runs with shared/ beside the checkout)")
 
 
-async def wait_for(predicate, what, timeout=10.0, step=0.05):
+async def wait_for(predicate, what, timeout=90.0, step=0.05):
     """Poll the async ``predicate`` on the real reactor's clock until it is true.
 
     :raises AssertionError: still false after ``timeout`` seconds.
@@ -178,7 +178,7 @@ async def vm_state(neb, vid):
     return int(root.findtext("STATE")), int(root.findtext("LCM_STATE"))
 
 
-async def wait_vm(neb, vid, state, lcm=None, timeout=10.0):
+async def wait_vm(neb, vid, state, lcm=None, timeout=90.0):
     """Wait until VM ``vid`` is in ``state`` (and ``lcm``)."""
     async def reached():
         s, l = await vm_state(neb, vid)
