@@ -17,6 +17,7 @@ what the parent wrote (``transport.written``), makes the child speak
     child.exit(0)
 """
 
+import re
 import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,6 +286,22 @@ FAST_OVERRIDES = (
     'VM_MAD=[name="vmm_dummy", executable="dummy", type="xml"]',
     'TM_MAD=[name="tm_dummy", executable="dummy"]',
 )
+
+
+_SCHED_MESSAGE = re.compile(
+    r"<USER_TEMPLATE><SCHED_MESSAGE><!\[CDATA\[[^]]*\]\]></SCHED_MESSAGE></USER_TEMPLATE>")
+
+
+def without_sched_message(body):
+    """*body* (a VM or VM pool XML string) without the scheduler's note.
+
+    The scheduler writes ``USER_TEMPLATE/SCHED_MESSAGE`` (OpenNebula 4.x,
+    ``src/scheduler/src/sched/Scheduler.cc``) on every cycle that leaves a
+    pending VM unplaced, stamped with the time; a test comparing bodies
+    before and after requests that must change nothing drops it with this.
+    Returns a ``str``.
+    """
+    return _SCHED_MESSAGE.sub("", body)
 
 
 class RunningNebula:

@@ -12,7 +12,7 @@ from twisted.internet import reactor, threads
 from twisted.trial.unittest import TestCase
 
 from nebtwist.core.objects import STOPPED, SUSPENDED
-from nebtwist.testing import start_nebula
+from nebtwist.testing import start_nebula, without_sched_message
 from tests.test_ec2 import call, client, sleep, states, wait_states
 from tests.test_xmlrpc_api import HELEN, add_user, ok, wait_host_monitored
 
@@ -381,7 +381,8 @@ class BadRequestTests(EC2TestCase):
         nebula = neb.nebula
 
         def bodies():
-            return (nebula.userpool.get(0).body(), nebula.vmpool.get(0).body(),
+            return (nebula.userpool.get(0).body(),
+                    without_sched_message(nebula.vmpool.get(0).body()),
                     nebula.imagepool.get(0).body(), nebula.vnpool.get(vnet).info(),
                     len(nebula.imagepool), len(nebula.vmpool))
 

@@ -9,7 +9,6 @@ are skipped when that folder is absent).
 """
 
 import os
-import re
 import xmlrpc.client
 
 from lxml import etree
@@ -30,7 +29,7 @@ from nebtwist.errors import (
     SUCCESS,
     XML_RPC_API,
 )
-from nebtwist.testing import start_nebula
+from nebtwist.testing import start_nebula, without_sched_message
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -575,9 +574,7 @@ class BadInputTests(TestCase):
         """The VM pool and networks' bodies, without the scheduler's
         SCHED_MESSAGE (it notes, whenever a cycle runs, why the pending VMs
         are not placed: not a trace of the failed allocations)."""
-        vms = re.sub(r"<USER_TEMPLATE><SCHED_MESSAGE><!\[CDATA\[[^]]*\]\]></SCHED_MESSAGE>"
-                     r"</USER_TEMPLATE>", "",
-                     await ok(neb, "one.vmpool.info", -2, -1, -1, -2))
+        vms = without_sched_message(await ok(neb, "one.vmpool.info", -2, -1, -1, -2))
         return vms, [await ok(neb, "one.vn.info", n) for n in nets]
 
     async def test_failed_allocations_leave_no_trace(self):
