@@ -111,9 +111,11 @@ class NetnsHost:
         self.vms.remove(vm)
 
     def set_mac(self, tap, mac):
-        vm = f"{self.ns}-{tap}"
-        run(["ip", "-n", vm, "link", "set", "eth0", "address", mac])
-        run(["ip", "-n", vm, "neigh", "flush", "all"])
+        """Change the VM's MAC; every VM forgets its neighbours (so a peer answers to
+        the MAC now in use, as after the guest's unsolicited ARP)."""
+        run(["ip", "-n", f"{self.ns}-{tap}", "link", "set", "eth0", "address", mac])
+        for vm in self.vms:
+            run(["ip", "-n", vm, "neigh", "flush", "all"])
 
     def reaches(self, tap, ip):
         """True when the VM behind ``tap`` gets an answer to ping ``ip`` (3 tries)."""
@@ -197,8 +199,16 @@ class EbtablesHooks(TestCase):
         self.assertTrue(self.host.reaches("one-2-0", "203.0.113.10"))
         self.assertFalse(self.host.reaches("one-3-0", "203.0.113.10"))
         self.assertFalse(self.host.reaches("one-1-0", "203.0.113.12"))
-        # a spoofed MAC, even one of Red's prefix, does not leave the tap
+        # a spoofed MAC, even one of Red's prefix, does not leave the tap...
         self.host.set_mac("one-1-0", "02:00:cb:00:71:99")
+        self.assertFalse(self.host.reaches("one-1-0", "203.0.113.11"))
+        # ... because of the anti-spoofing rule: without it, it does; the hook puts back
+        # just that rule
+        self.host.sh(f"ebtables -D FORWARD {expected[1]}")
+        self.assertTrue(self.host.reaches("one-1-0", "203.0.113.11"))
+        r = self.hook(KVM_HOOK, "one-1")
+        self.assertIn("1 rule(s) added", r.stdout)
+        self.assertEqual(sorted(self.host.rules()), sorted(expected))
         self.assertFalse(self.host.reaches("one-1-0", "203.0.113.11"))
         self.host.set_mac("one-1-0", RED_A[1])
         self.assertTrue(self.host.reaches("one-1-0", "203.0.113.11"))
@@ -210,7 +220,7 @@ class EbtablesHooks(TestCase):
         r = self.hook(FLUSH_HOOK)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("2 rule(s) removed", r.stdout)
-        self.assertEqual(self.host.rules(), expected[:4] + [hand])
+        self.assertEqual(sorted(self.host.rules()), sorted(expected[:4] + [hand]))
         r = self.hook(FLUSH_HOOK, "ignored")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("0 rule(s) removed", r.stdout)
