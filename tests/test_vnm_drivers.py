@@ -8,8 +8,10 @@ ovswitch), fw drops black-listed ports and ICMP; after clean nothing of the VM
 is left and what an operator made by hand survives. The 802.1Q driver is in
 tests/test_vnm_drivers_fake_ip.py (this kernel has no VLAN devices)."""
 
+import base64
 import json
 import os
+import time
 
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -55,7 +57,7 @@ class ScriptCase(TestCase):
         self.lab.host("ip", "link", "set", tap, "master", bridge)
 
     def state(self, driver):
-        with open(os.path.join(self.state_dir, f"{driver}.json")) as f:
+        with open(os.path.join(self.state_dir, os.uname().nodename, f"{driver}.json")) as f:
             return json.load(f)
 
     def snapshot(self):
@@ -77,7 +79,6 @@ class ArgumentTests(ScriptCase):
         before = self.snapshot()
         good_nic = {"MAC": RED % 1, "IP": "203.0.113.1", "BRIDGE": "onebr0", "VLAN": "YES",
                     "VLAN_ID": "100", "PHYDEV": "eth0", "BLACK_PORTS_TCP": "22"}
-        import base64
         bad = {
             "not base64": "this is not base64!",
             "not XML": base64.b64encode(b"<VM><ID>7</ID>").decode(),
@@ -143,7 +144,6 @@ class FirewallTests(ScriptCase):
         return self.lab.vm(vm, "python3", "-c", code, check=False).returncode == 0
 
     def wait_connects(self, vm, ip, port):
-        import time
         end = time.monotonic() + 90
         while time.monotonic() < end:
             if self.connects(vm, ip, port):

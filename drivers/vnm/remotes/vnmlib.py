@@ -16,10 +16,11 @@ invocation. The whole argument is checked before anything on the host is
 touched, so a malformed argument changes nothing.
 
 Environment: ``VNM_STATE_DIR`` (default ``STATE_DIR`` of ``vnm.conf``, else
-``/var/lib/one/vnm``): each driver keeps ``<driver>.json`` there (under an
-flock on ``<driver>.lock``) recording what it made, so ``clean`` removes only
-that; ``VNM_OVS_DATAPATH`` (OVS bridges' ``datapath_type``; ``netdev`` for the
-userspace datapath); ``VNM_OVS_DB`` (``ovs-vsctl --db``, e.g.
+``/var/lib/one/vnm``): each driver keeps ``<host name>/<driver>.json`` there
+(under an flock on ``<host name>/<driver>.lock``; the host name keeps hosts
+sharing the folder, e.g. an NFS ``/var/lib/one``, apart) recording what it
+made, so ``clean`` removes only that; ``VNM_OVS_DATAPATH`` (OVS bridges'
+``datapath_type``; ``netdev`` for the userspace datapath); ``VNM_OVS_DB`` (``ovs-vsctl --db``, e.g.
 ``unix:/run/ovs/db.sock``); ``PATH`` (the commands are looked up there).
 
 Drivers (OpenNebula 3.4 source of each behaviour in brackets):
@@ -265,12 +266,13 @@ class Runner:
 # -- state -----------------------------------------------------------------
 
 class State:
-    """``<STATE_DIR>/<driver>.json`` under an exclusive flock; use as a
+    """``<STATE_DIR>/<host name>/<driver>.json`` under an exclusive flock; use as a
     context manager: ``data`` (dict) is written back atomically on a clean
     exit, also after a :class:`VNMError` (so partial work is recorded)."""
 
     def __init__(self, conf, driver):
-        self.dir = os.environ.get("VNM_STATE_DIR") or conf["STATE_DIR"]
+        self.dir = os.path.join(os.environ.get("VNM_STATE_DIR") or conf["STATE_DIR"],
+                                os.uname().nodename or "localhost")
         self.path = os.path.join(self.dir, f"{driver}.json")
         self.lock_path = os.path.join(self.dir, f"{driver}.lock")
         self.data = {}
@@ -631,8 +633,9 @@ class OpenvSwitch(Driver):
             if code == 0 and out.isdigit() and int(out) > 0:
                 return int(out)
             if time.monotonic() > deadline:
+                detail = f": {err.strip()}" if err.strip() else ""
                 raise VNMError(f"port {tap} has no OpenFlow port number on OVS "
-                               f"(ofport {out or 'missing'}{': ' + err.strip() if err.strip() else ''})")
+                               f"(ofport {out or 'missing'}{detail})")
             time.sleep(0.1)
 
     def post(self, vm):
