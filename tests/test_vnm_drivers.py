@@ -11,6 +11,7 @@ tests/test_vnm_drivers_fake_ip.py (this kernel has no VLAN devices)."""
 import base64
 import json
 import os
+import re
 import time
 
 from twisted.trial.unittest import SkipTest, TestCase
@@ -285,6 +286,11 @@ class OpenvSwitchTests(ScriptCase):
         """What libvirt does between pre and post (<virtualport type='openvswitch'/>)."""
         self.lab.vsctl("add-port", bridge, tap)
 
+    def set_ip(self, vm, old, new):
+        self.lab.vm(vm, "ip", "addr", "del", f"{old}/24", "dev", "eth0")
+        self.lab.vm(vm, "ip", "addr", "add", f"{new}/24", "dev", "eth0")
+        self.lab.vm(vm, "ip", "neigh", "flush", "all")
+
     def test_vlans_spoofing_and_clean(self):
         lab = self.lab
         lab.add_vm("a", "one-1-0", *red(1))
@@ -311,11 +317,20 @@ class OpenvSwitchTests(ScriptCase):
         self.assertFalse(lab.ping("a", "203.0.113.2"))
         lab.set_mac("a", RED % 1)
         lab.wait_ping("a", "203.0.113.2")
+        self.set_ip("a", "203.0.113.1", "203.0.113.99")    # ARP of another IP: dropped
+        self.assertFalse(lab.ping("a", "203.0.113.2"))
+        port = lab.vsctl("get", "Interface", "one-1-0", "ofport").stdout.strip()
+        arp_drop = [f for f in self.flows("ovsbr0")
+                    if re.search(rf"priority=40001,arp,in_port={port}\b", f)]
+        self.assertEqual(len(arp_drop), 1, arp_drop)
+        self.assertNotIn("n_packets=0,", arp_drop[0])
+        self.set_ip("a", "203.0.113.99", "203.0.113.1")
+        lab.wait_ping("a", "203.0.113.2")
 
         ofport = lab.vsctl("get", "Interface", "one-1-0", "ofport").stdout.strip()
         self.script("ovswitch", "clean", 1, vms[1])
         flows = self.flows("ovsbr0")
-        self.assertFalse([f for f in flows if f"in_port={ofport}," in f], flows)
+        self.assertFalse([f for f in flows if re.search(rf"in_port={ofport}\b", f)], flows)
         self.assertNotIn("one-1-0", lab.vsctl("list-ports", "ovsbr0").stdout)
         for vid in (2, 3):
             lab.vsctl("del-port", "ovsbr0", f"one-{vid}-0")   # libvirt, at shutdown
