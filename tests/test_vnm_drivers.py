@@ -359,3 +359,60 @@ class OpenvSwitchTests(ScriptCase):
         flows = self.flows("ovsman")
         self.assertTrue([f for f in flows if "dl_type=0x88cc" in f or "lldp" in f], flows)
         self.assertEqual(len(flows), 2, flows)          # the hand flow + NORMAL
+
+
+class LibraryTests(TestCase):
+    """vnmlib's pure parts (no root): argument parsing and rule building."""
+
+    def setUp(self):
+        import importlib.util
+        from tests.netns import REMOTES
+        spec = importlib.util.spec_from_file_location(
+            "vnmlib_under_test", os.path.join(REMOTES, "vnmlib.py"))
+        self.lib = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.lib)
+
+    def nic(self, **attrs):
+        vm = self.lib.parse_vm(vm_xml(7, attrs))
+        self.assertEqual(vm.vid, "7")
+        return vm.nics[0]
+
+    def test_multiport_chunks_of_15(self):
+        ports = ",".join(str(p) for p in range(1000, 1014)) + ",2000:2010,3000"
+        nic = self.nic(BLACK_PORTS_TCP=ports)
+        rules = self.lib.Firewall.rules(nic)
+        self.assertEqual([r[5] for r in rules], [
+            ",".join(str(p) for p in range(1000, 1014)), "2000:2010,3000"])
+
+    def test_white_list_and_icmp(self):
+        nic = self.nic(WHITE_PORTS_UDP="53", ICMP="DROP")
+        rules = [" ".join(r) for r in self.lib.Firewall.rules(nic)]
+        self.assertEqual(rules, [
+            "-p udp -m state --state ESTABLISHED,RELATED -j ACCEPT",
+            "-p udp -m multiport --dports 53 -j ACCEPT",
+            "-p udp -j DROP",
+            "-p icmp -m state --state ESTABLISHED,RELATED -j ACCEPT",
+            "-p icmp -j DROP"])
+        self.assertEqual(self.lib.Firewall.rules(self.nic(ICMP="accept")), [])
+
+    def test_ebtables_rules_as_34(self):
+        nic = self.nic(MAC="02:00:CB:00:71:0A", VLAN="YES")
+        self.assertEqual([" ".join(r) for r in self.lib.Ebtables.rules(nic)], [
+            "FORWARD -s ! 02:00:cb:00:71:00/ff:ff:ff:ff:ff:00 -o one-7-0 -j DROP",
+            "FORWARD -s ! 02:00:cb:00:71:0a -i one-7-0 -j DROP"])
+
+    def test_vlan_id_default_and_tap(self):
+        conf = self.lib.load_conf()
+        nic = self.nic(NETWORK_ID="5", VLAN="YES", NIC_ID="3", TARGET="")
+        self.assertEqual(nic.vlan_id(conf), 7)           # START_VLAN 2 + NETWORK_ID
+        self.assertEqual(nic.tap, "one-7-3")
+        self.assertEqual(self.nic(VLAN_ID="42", NETWORK_ID="5").vlan_id(conf), 42)
+        with self.assertRaises(self.lib.VNMError):
+            self.nic(VLAN="YES").vlan_id(conf)
+
+    def test_rejected_values(self):
+        for attrs in ({"TARGET": "x" * 16}, {"MAC": "02:00:cb:00:71:zz"},
+                      {"IP": "203.0.113.300"}, {"WHITE_PORTS_TCP": "1:70000"},
+                      {"PHYDEV": "-eth0"}, {"NIC_ID": "a"}, {"VLAN_ID": "0"}):
+            with self.assertRaises(self.lib.VNMError, msg=attrs):
+                self.nic(**attrs)

@@ -10,8 +10,9 @@ Invocation: ``<action> <base64 of the VM XML>`` (the ``<VM>`` body as in
 ``one.vm.info``; ``TEMPLATE/NIC`` elements with ``NIC_ID``, ``NETWORK_ID``,
 ``MAC``, ``IP``, ``BRIDGE``, ``TARGET``, ``VLAN``, ``VLAN_ID``, ``PHYDEV``,
 ``WHITE_PORTS_TCP``, ``BLACK_PORTS_TCP``, ``WHITE_PORTS_UDP``,
-``BLACK_PORTS_UDP``, ``ICMP``). Exit status 0 on success; 1 with a
-one-line message on stderr on failure (:class:`VNMError`); 2 for a bad
+``BLACK_PORTS_UDP``, ``ICMP``); further arguments (3.4 passed the deploy id)
+are ignored. Exit status 0 on success; 1 with a one-line message
+``vnm/<driver>/<action>: <why>`` on stderr on failure; 2 for a bad
 invocation. The whole argument is checked before anything on the host is
 touched, so a malformed argument changes nothing.
 
@@ -20,8 +21,10 @@ Environment: ``VNM_STATE_DIR`` (default ``STATE_DIR`` of ``vnm.conf``, else
 (under an flock on ``<host name>/<driver>.lock``; the host name keeps hosts
 sharing the folder, e.g. an NFS ``/var/lib/one``, apart) recording what it
 made, so ``clean`` removes only that; ``VNM_OVS_DATAPATH`` (OVS bridges'
-``datapath_type``; ``netdev`` for the userspace datapath); ``VNM_OVS_DB`` (``ovs-vsctl --db``, e.g.
-``unix:/run/ovs/db.sock``); ``PATH`` (the commands are looked up there).
+``datapath_type``; ``netdev`` for the userspace datapath); ``VNM_OVS_DB``
+(``ovs-vsctl --db``, e.g. ``unix:/run/ovs/db.sock``; ``ovs-ofctl`` then talks
+to ``unix:<its folder>/<bridge>.mgmt``, or to ``$OVS_RUNDIR/<bridge>.mgmt``
+when ``OVS_RUNDIR`` is set); ``PATH`` (the commands are looked up there).
 
 Drivers (OpenNebula 3.4 source of each behaviour in brackets):
 
@@ -36,7 +39,9 @@ Drivers (OpenNebula 3.4 source of each behaviour in brackets):
 * ``ebtables`` [``ebtables/Ebtables.rb``], NICs with ``VLAN=YES``: ``post``
   adds ``FORWARD -s ! <net mac>/ff:ff:ff:ff:ff:00 -o <tap> -j DROP`` (net
   mac: the NIC's MAC with the last byte ``00``) and ``FORWARD -s ! <mac> -i
-  <tap> -j DROP``; ``clean`` deletes exactly the rules it recorded.
+  <tap> -j DROP``; ``clean`` deletes exactly the rules it recorded. (3.4
+  zeroes only the last byte, so one network is one /24 of 3.4's MAC = prefix
+  + IP scheme.)
 * ``802.1Q`` [``802.1Q/HostManaged.rb``], NICs with ``VLAN=YES`` and
   ``PHYDEV``: ``pre`` makes the bridge ``BRIDGE`` and ``<PHYDEV>.<VLAN_ID>``
   (VLAN_ID default ``START_VLAN + NETWORK_ID``), attaches and ups them;
@@ -63,7 +68,7 @@ Departures from 3.4, on purpose:
 * Every driver records what it made in ``VNM_STATE_DIR`` and cleans only
   that (3.4 grepped the live rules by tap or MAC, and 802.1Q never removed
   anything); 802.1Q keeps the VM ids using each bridge.
-* ovswitch handles every NIC (3.4: only ``VLAN=YES``; the anti-spoofing
+* ovswitch handles every NIC with a ``BRIDGE`` (3.4: only ``VLAN=YES``; the anti-spoofing
   flows come from later releases); the bridge is created when missing.
 * ``TARGET`` missing means ``one-<vid>-<nic_id>`` (3.4 asked the hypervisor).
 """
@@ -252,9 +257,11 @@ class Runner:
         argv = self.cmd(key) + [str(a) for a in args]
         try:
             p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                               text=True, timeout=60)
+                               text=True, errors="replace", timeout=60)
         except FileNotFoundError:
             raise VNMError(f"command not found: {argv[0]}") from None
+        except OSError as e:
+            raise VNMError(f"cannot run {argv[0]}: {e.strerror}") from None
         except subprocess.TimeoutExpired:
             raise VNMError(f"timed out: {shlex.join(argv)}") from None
         if check and p.returncode != 0:
@@ -339,7 +346,7 @@ class Firewall(Driver):
     name = "fw"
 
     def nics(self, vm):
-        return [n for n in vm.nics if self.rules(n, "x")]
+        return [n for n in vm.nics if self.rules(n)]
 
     @staticmethod
     def chain(nic):
@@ -359,8 +366,9 @@ class Firewall(Driver):
         chunks.append(",".join(cur))
         return chunks
 
-    def rules(self, nic, chain):
-        """The chain's rules (argv lists after ``-A <chain>``)."""
+    @classmethod
+    def rules(cls, nic):
+        """The NIC's chain's rules (argv lists after ``-A <chain>``)."""
         rules = []
         established = ["-m", "state", "--state", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
         for proto in ("tcp", "udp"):
@@ -368,12 +376,12 @@ class Firewall(Driver):
             black = nic.ports(f"BLACK_PORTS_{proto.upper()}")
             if white:
                 rules.append(["-p", proto] + established)
-                for chunk in self._multiport(white):
+                for chunk in cls._multiport(white):
                     rules.append(["-p", proto, "-m", "multiport", "--dports", chunk,
                                   "-j", "ACCEPT"])
                 rules.append(["-p", proto, "-j", "DROP"])
             elif black:
-                for chunk in self._multiport(black):
+                for chunk in cls._multiport(black):
                     rules.append(["-p", proto, "-m", "multiport", "--dports", chunk,
                                   "-j", "DROP"])
         if nic.attrs.get("ICMP", "").lower() in ("drop", "no"):
@@ -399,7 +407,7 @@ class Firewall(Driver):
                                    "by this driver; left alone")
                 self.r.run("IPTABLES", "-N", chain)
                 chains[chain] = {"vid": vm.vid, "tap": nic.tap, "jump": None}
-                for rule in self.rules(nic, chain):
+                for rule in self.rules(nic):
                     self.r.run("IPTABLES", "-A", chain, *rule)
                 jump = self.jump(nic, chain)
                 self.r.run("IPTABLES", "-A", *jump)
@@ -727,5 +735,8 @@ def main(script=None, argv=None):
         run(driver, action, argv[0])
     except VNMError as e:
         print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:     # a bug: still one line for the front-end's log
+        print(f"{prog}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)
     sys.exit(0)
