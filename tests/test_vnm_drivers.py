@@ -307,6 +307,7 @@ class OpenvSwitchTests(ScriptCase):
                          "netdev")
         self.assertEqual(lab.vsctl("get", "port", "one-3-0", "tag").stdout.strip(), "200")
         lab.ofctl("add-flow", "ovsbr0", "priority=10,dl_type=0x88cc,actions=drop")  # by hand
+        self.script("ovswitch", "post", 2, vms[2])          # again: flows renewed, not doubled
         flows = self.flows("ovsbr0")
         self.assertEqual(len(flows), 4 * 3 + 1 + 1, flows)      # + hand + OVS's NORMAL
 

@@ -251,13 +251,15 @@ class Runner:
     def cmd(self, key):
         return self.sudo + shlex.split(self.conf[key])
 
-    def run(self, key, *args, check=True):
-        """``(code, stdout, stderr)`` of command ``key`` with ``args``;
-        with ``check``, a non-zero code raises :class:`VNMError`."""
+    def run(self, key, *args, check=True, input=None):
+        """``(code, stdout, stderr)`` of command ``key`` with ``args`` (and
+        ``input``, str, on its stdin); with ``check``, a non-zero code
+        raises :class:`VNMError`."""
         argv = self.cmd(key) + [str(a) for a in args]
         try:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                               text=True, errors="replace", timeout=60)
+            p = subprocess.run(argv, input=input, capture_output=True, text=True,
+                               errors="replace", timeout=60,
+                               **({} if input is not None else {"stdin": subprocess.DEVNULL}))
         except FileNotFoundError:
             raise VNMError(f"command not found: {argv[0]}") from None
         except OSError as e:
@@ -589,7 +591,7 @@ class OpenvSwitch(Driver):
         db = os.environ.get("VNM_OVS_DB")
         return self.r.run("OVS_VSCTL", *([f"--db={db}"] if db else []), *args, check=check)
 
-    def ofctl(self, command, *args, bridge, options=(), check=True):
+    def ofctl(self, command, *args, bridge, options=(), check=True, input=None):
         """``ovs-ofctl`` on ``bridge``'s management socket: in
         ``$OVS_RUNDIR``, else beside a ``unix:`` ``VNM_OVS_DB``, else the
         default run dir."""
@@ -598,7 +600,14 @@ class OpenvSwitch(Driver):
         if not rundir and db.startswith("unix:"):
             rundir = os.path.dirname(db[5:])
         target = f"unix:{rundir}/{bridge}.mgmt" if rundir else bridge
-        return self.r.run("OVS_OFCTL", *options, command, target, *args, check=check)
+        return self.r.run("OVS_OFCTL", *options, command, target, *args, check=check,
+                          input=input)
+
+    def flow_mods(self, bridge, lines):
+        """One ``ovs-ofctl add-flows <bridge> -`` for ``lines`` (``add
+        <flow>`` / ``delete_strict <match>``)."""
+        if lines:
+            self.ofctl("add-flows", "-", bridge=bridge, input="".join(f"{x}\n" for x in lines))
 
     def _br_exists(self, bridge):
         code, _, err = self.vsctl("br-exists", bridge, check=False)
@@ -654,8 +663,9 @@ class OpenvSwitch(Driver):
                     raise VNMError(f"NIC {nic.nic_id} has no MAC")
                 ofport = self._ofport(nic.tap)
                 old = ports.pop(nic.tap, None)
-                if old:
+                if old and old["bridge"] != nic.bridge:
                     self._del_flows(old)
+                    old = None
                 rec = {"vid": vm.vid, "bridge": nic.bridge, "ofport": ofport, "flows": [],
                        "tag": None}
                 ports[nic.tap] = rec
@@ -663,15 +673,17 @@ class OpenvSwitch(Driver):
                     tag = nic.vlan_id(self.conf)
                     self.vsctl("set", "Port", nic.tap, f"tag={tag}")
                     rec["tag"] = tag
-                for match, actions in self.flows(nic, ofport):
-                    self.ofctl("add-flow", f"{match},actions={actions}", bridge=nic.bridge)
-                    rec["flows"].append(match)
+                flows = self.flows(nic, ofport)
+                self.flow_mods(nic.bridge,
+                               [f"delete_strict {m}" for m in (old or {}).get("flows", [])]
+                               + [f"add {m},actions={a}" for m, a in flows])
+                rec["flows"] = [m for m, _ in flows]
 
-    def _del_flows(self, rec):
-        if not self._br_exists(rec["bridge"]):
-            return
-        for flow in rec["flows"]:
-            self.ofctl("del-flows", flow, bridge=rec["bridge"], options=("--strict",))
+    def _del_flows(self, rec, exists=None):
+        if exists is None:
+            exists = self._br_exists(rec["bridge"])
+        if exists:
+            self.flow_mods(rec["bridge"], [f"delete_strict {m}" for m in rec["flows"]])
 
     def clean(self, vm):
         with State(self.conf, self.name) as st:
@@ -681,8 +693,8 @@ class OpenvSwitch(Driver):
             for tap, rec in sorted(ports.items()):
                 if rec["vid"] != vm.vid:
                     continue
-                self._del_flows(rec)
                 if self._br_exists(rec["bridge"]):
+                    self._del_flows(rec, exists=True)
                     self.vsctl("--if-exists", "del-port", rec["bridge"], tap)
                 touched.add(rec["bridge"])
                 del ports[tap]
