@@ -35,7 +35,8 @@ Drivers (OpenNebula 3.4 source of each behaviour in brackets):
   established traffic and the listed ports and drop the rest of that
   protocol; else ``BLACK_PORTS_TCP/UDP`` drop the listed ports; ``ICMP`` =
   ``drop`` (or ``no``) accepts established ICMP and drops the rest. Ports:
-  ``22,80,1000:2000``. ``clean`` removes its jumps and chains.
+  ``22,80,1000:2000``. ``clean`` removes its chains and the rules jumping
+  to them. Each is one atomic ``iptables-restore --noflush``.
 * ``ebtables`` [``ebtables/Ebtables.rb``], NICs with ``VLAN=YES``: ``post``
   adds ``FORWARD -s ! <net mac>/ff:ff:ff:ff:ff:00 -o <tap> -j DROP`` (net
   mac: the NIC's MAC with the last byte ``00``) and ``FORWARD -s ! <mac> -i
@@ -97,6 +98,7 @@ DEFAULTS = {
     "SUDO": "auto",
     "IP": "ip",
     "IPTABLES": "iptables -w",
+    "IPTABLES_RESTORE": "iptables-restore -w --noflush",
     "EBTABLES": "ebtables",
     "OVS_VSCTL": "ovs-vsctl --timeout=20",
     "OVS_OFCTL": "ovs-ofctl",
@@ -397,40 +399,62 @@ class Firewall(Driver):
                 "--physdev-out", nic.tap, "-j", chain]
 
     def post(self, vm):
+        """Checks no NIC's chain is someone else's, then makes every chain,
+        its rules and its jump in one atomic ``iptables-restore --noflush``."""
+        nics = self.nics(vm)
+        if not nics:
+            return
         with State(self.conf, self.name) as st:
             chains = st.data.setdefault("chains", {})
-            for nic in self.nics(vm):
+            listing = self.r.run("IPTABLES", "-S")[1].splitlines()
+            existing = {line.split()[1] for line in listing if line.startswith("-N ")}
+            for nic in nics:
                 chain = self.chain(nic)
-                if chain in chains:          # ours from an earlier post: renew
-                    self._remove(chain, chains[chain])
-                    del chains[chain]
-                elif self.r.run("IPTABLES", "-S", chain, check=False)[0] == 0:
+                if chain in existing and chain not in chains:
                     raise VNMError(f"iptables chain {chain} exists and was not made "
                                    "by this driver; left alone")
-                self.r.run("IPTABLES", "-N", chain)
-                chains[chain] = {"vid": vm.vid, "tap": nic.tap, "jump": None}
-                for rule in self.rules(nic):
-                    self.r.run("IPTABLES", "-A", chain, *rule)
-                jump = self.jump(nic, chain)
-                self.r.run("IPTABLES", "-A", *jump)
-                chains[chain]["jump"] = jump
+            renew = [self.chain(n) for n in nics if self.chain(n) in chains]
+            self._remove(renew)              # ours from an earlier post
+            for chain in renew:
+                del chains[chain]
+            batch = ["*filter"]
+            for nic in nics:
+                chain = self.chain(nic)
+                batch.append(f":{chain} - [0:0]")
+                batch += [" ".join(["-A", chain] + rule) for rule in self.rules(nic)]
+                batch.append(" ".join(["-A"] + self.jump(nic, chain)))
+            batch.append("COMMIT")
+            self.r.run("IPTABLES_RESTORE", input="\n".join(batch) + "\n")
+            for nic in nics:
+                chains[self.chain(nic)] = {"vid": vm.vid, "tap": nic.tap,
+                                           "jump": self.jump(nic, self.chain(nic))}
 
-    def _remove(self, chain, rec):
-        if rec.get("jump"):
-            spec = rec["jump"][1:]
-            while self.r.run("IPTABLES", "-C", "FORWARD", *spec, check=False)[0] == 0:
-                self.r.run("IPTABLES", "-D", "FORWARD", *spec)
-        if self.r.run("IPTABLES", "-S", chain, check=False)[0] == 0:
-            self.r.run("IPTABLES", "-F", chain)
-            self.r.run("IPTABLES", "-X", chain)
+    def _remove(self, chains):
+        """Removes ``chains`` (names) and every rule jumping to them, in
+        one ``iptables-restore --noflush``; chains already gone are
+        skipped."""
+        listing = self.r.run("IPTABLES", "-S")[1].splitlines()
+        existing = {line.split()[1] for line in listing if line.startswith("-N ")}
+        chains = [c for c in chains if c in existing]
+        if not chains:
+            return
+        batch = ["*filter"]
+        for line in listing:
+            words = line.split()
+            if words[:1] == ["-A"] and words[-2:-1] == ["-j"] and words[-1] in chains:
+                batch.append("-D" + line[2:])
+        for chain in chains:
+            batch += [f"-F {chain}", f"-X {chain}"]
+        batch.append("COMMIT")
+        self.r.run("IPTABLES_RESTORE", input="\n".join(batch) + "\n")
 
     def clean(self, vm):
         with State(self.conf, self.name) as st:
             chains = st.data.setdefault("chains", {})
-            for chain, rec in sorted(chains.items()):
-                if rec.get("vid") == vm.vid:
-                    self._remove(chain, rec)
-                    del chains[chain]
+            mine = sorted(c for c, rec in chains.items() if rec.get("vid") == vm.vid)
+            self._remove(mine)
+            for chain in mine:
+                del chains[chain]
 
 
 class Ebtables(Driver):
