@@ -1,5 +1,9 @@
 """``drivers/vnm/exec`` as a real process, reaching "hosts" over a real sshd.
 
+Actions reach a host through a small agent the driver starts there over the
+shared ssh connection (``-A``: one ssh session per action); both paths, and
+an agent that dies, are tested.
+
 ``hosta`` and ``hostb`` are aliases of the test sshd on 127.0.0.1
 (``tests/sshd.py``), named in an ssh config file the driver gets with ``-F``.
 The remotes are a throwaway folder of tiny scripts (``rec/{pre,post,clean}``)
@@ -33,6 +37,8 @@ echo "{action} $VMID $(hostname -s 2>/dev/null || echo h) ovs=${{VNM_OVS_DATAPAT
 case "$xml" in
 *"<ID>13</ID>"*) echo "ERROR: chain one-13-0 is in use" >&2; exit 3 ;;
 *"<ID>14</ID>"*) sleep 1 ;;
+*"<ID>21</ID>"*) # the first time, kill whoever runs this script (the host agent)
+    if [ ! -e "$VNM_STATE_DIR/killed" ]; then : > "$VNM_STATE_DIR/killed"; kill -9 $PPID; fi ;;
 esac
 echo "{action} done"
 """
@@ -198,3 +204,28 @@ class VnmExecTests(TestCase):
             await mad.pre(1, "hosta", VM_XML.format(vid=1))
         self.assertIn("INIT FAILURE: bad arguments: -e takes VNM_NAME=VALUE",
                       caught.exception.message)
+
+    async def test_plain_ssh_mode(self):
+        """-A: one ssh session per action, still over the one shared connection."""
+        before = self.connections()
+        mad = await self.start(f"-A -F {self.config} -r {self.remotes}")
+        for vid in (1, 2):
+            await mad.pre(vid, "hosta", VM_XML.format(vid=vid))
+            await mad.post(vid, "hosta", VM_XML.format(vid=vid))
+        with self.assertRaises(DriverError) as caught:
+            await mad.clean(13, "hosta", VM_XML.format(vid=13))
+        self.assertEqual(caught.exception.message, "clean: chain one-13-0 is in use")
+        self.assertEqual(self.calls(), [["pre", "1"], ["post", "1"], ["pre", "2"], ["post", "2"],
+                                        ["clean", "13"]])
+        self.assertEqual(self.connections() - before, 1)
+
+    async def test_agent_that_dies(self):
+        """An agent killed with a request in flight: that request runs again in
+        a plain ssh session, and the next one starts a new agent."""
+        mad = await self.start(f"-F {self.config} -r {self.remotes}")
+        await mad.pre(21, "hosta", VM_XML.format(vid=21))  # kills the agent, runs again
+        await mad.post(21, "hosta", VM_XML.format(vid=21))  # a new agent
+        await mad.clean(21, "hosta", VM_XML.format(vid=21))
+        self.assertEqual(self.calls(), [["pre", "21"], ["pre", "21"], ["post", "21"],
+                                        ["clean", "21"]])
+        self.assertTrue(os.path.exists(os.path.join(self.state, "killed")))
