@@ -229,3 +229,21 @@ class VnmExecTests(TestCase):
         self.assertEqual(self.calls(), [["pre", "21"], ["pre", "21"], ["post", "21"],
                                         ["clean", "21"]])
         self.assertTrue(os.path.exists(os.path.join(self.state, "killed")))
+
+    async def test_one_vm_in_order_others_at_once(self):
+        """A VM's actions run in the order they arrived, each after the one
+        before ends (a slow pre does not let its post overtake it)."""
+        for action in ("pre", "post", "clean"):
+            self.script("ord", action, "#!/bin/sh\n"
+                        f"[ {action} = pre ] && sleep 0.5\n"
+                        f"echo \"{action} $VMID\" >> \"$VNM_STATE_DIR/calls\"\n")
+        mad = await self.start(f"-l -r {self.remotes}", name="ord")
+        start = time.monotonic()
+        await defer.gatherResults([mad.pre(7, "h", VM_XML.format(vid=7)),
+                                   mad.post(7, "h", VM_XML.format(vid=7)),
+                                   mad.pre(8, "h", VM_XML.format(vid=8)),
+                                   mad.clean(7, "h", VM_XML.format(vid=7))])
+        self.assertLess(time.monotonic() - start, 5)
+        seven = [c for c in self.calls() if c[1] == "7"]
+        self.assertEqual(seven, [["pre", "7"], ["post", "7"], ["clean", "7"]])
+        self.assertIn(["pre", "8"], self.calls())
