@@ -546,3 +546,28 @@ class DeploymentTests(unittest.TestCase):
         self.assertEqual(iface.find("source").get("bridge"), "br0")
         self.assertEqual(iface.find("virtualport").get("type"), "openvswitch")
         self.assertEqual(iface.find("target").get("dev"), f"one-{vm.oid}-0")
+
+
+class CleanupTests(unittest.TestCase):
+
+    async def test_finalize_in_boot_cleans_without_a_domain(self):
+        """A VM deleted in BOOT after its pre (no deploy id yet): the clean-up
+        runs clean, though there is no domain to cancel."""
+        core = await NetCore.make(self)
+        h0 = await host(core, "h0")
+        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
+        await core.dm.deploy(vm, h0)
+        core.tmd.last("transfer").succeed()
+        await core.settle()
+        core.vnmd.last("pre").succeed()
+        await core.settle()
+        self.assertEqual(vm.lcm_state, BOOT)
+        await core.dm.action(vm, "delete")
+        self.assertEqual(core.vmmd.pending("cancel"), [], "no domain to cancel")
+        core.vnmd.last("clean").succeed()
+        await core.settle()
+        for call in core.tmd.pending():
+            call.succeed()
+        await core.settle()
+        self.assertEqual(vm.state, DONE)
+        self.assertEqual([c.method for c in core.vnmd.calls], ["pre", "clean"])

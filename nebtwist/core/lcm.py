@@ -666,15 +666,16 @@ class LifeCycleManager:
         """Delete the VM's files on its last host; failures are only logged."""
         self._cancel_and_delete(vm, False, "epilog")
 
-    def _cancel_and_delete(self, vm, cancel, what):
-        """Cancel the VM on its last host (when ``cancel``), then delete its
-        files there; each failure is only logged (``<what> cancel: ...``,
+    def _cancel_and_delete(self, vm, cancel, what, clean=None):
+        """Cancel the VM on its last host (when ``cancel``), run the network's
+        ``clean`` there (when ``clean``; default: when ``cancel``), then delete
+        its files there; each failure is only logged (``<what> cancel: ...``,
         ``<what> delete: ...``). Deferred."""
         d = self.vmm.cancel(vm) if cancel else defer.succeed(None)
         d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W",
                                                   f"{what} cancel: {_message(f)}"))
-        if cancel and self.vnm is not None:  # the domain is gone: its network too
-            d.addCallback(lambda _: self.vnm.clean_logged(vm))
+        if (cancel if clean is None else clean) and self.vnm is not None:
+            d.addCallback(lambda _: self.vnm.clean_logged(vm))  # the domain is gone
         d.addCallback(lambda _: self.tm.epilog_delete(vm))
         d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W",
                                                   f"{what} delete: {_message(f)}"))
@@ -718,7 +719,9 @@ class LifeCycleManager:
         whatever the drivers said, unless the VM has left CLEANUP meanwhile."""
         vid = vm.oid
         epoch = (len(vm.history), vm.state, vm.lcm_state)
-        d = self._cancel_and_delete(vm, bool(vm.deploy_id), "cleanup")
+        # clean even without a deploy id: a VM cut short in BOOT may have had its
+        # network's pre run (clean is idempotent; nothing made, nothing removed)
+        d = self._cancel_and_delete(vm, bool(vm.deploy_id), "cleanup", clean=True)
         if both:
             d.addCallback(lambda _: self._cancel_and_delete_previous(vm, "cleanup"))
 
