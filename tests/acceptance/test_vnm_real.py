@@ -4,8 +4,8 @@ A real daemon runs ``drivers/vnm/exec`` (oned.conf ``VN_MAD``), which runs the h
 scripts ``drivers/vnm/remotes/<driver>/{pre,post,clean}`` over ssh on the VM's host
 around each deploy, migration and shutdown. Hosts are made with OpenNebula 3.4's form
 ``onehost create <host> im_kvm vmm_qemu <vnm>``. Each host script records what it made in
-``VNM_STATE_DIR``, given per host here (``$NEBTWIST_LAB/local/vnm``: the hosts share
-every other folder of the file system).
+``VNM_STATE_DIR``, given per host and test here (``$NEBTWIST_LAB/local/vnm-<tag>``: the
+hosts share every other folder of the file system).
 
 * ``EbtablesLiveMigration``: the ebtables driver's rules follow a live-migrated guest
   (the source host keeps no rule and no record of it) and still drop its forged MAC.
@@ -20,13 +20,13 @@ without Open vSwitch in it).
 """
 
 import os
+import shutil
+import uuid
 
 from tests.acceptance.test_real_vms import OP_TIMEOUT
 from tests.acceptance.test_seed001_net import RED, LabNetTestCase, hook_rules, mac_of
 from tests.hvlab import lab_dir, wait_console
 
-#: VNM_STATE_DIR on every host: under the host's private $NEBTWIST_LAB/local.
-STATE_DIR = os.path.join(lab_dir(), "local", "vnm")
 SPOOF = "02:00:cb:00:71:99"
 
 
@@ -37,6 +37,9 @@ class VNMTestCase(LabNetTestCase):
     vnm = "dummy"
 
     def setUp(self):
+        # VNM_STATE_DIR on every host: under the host's private $NEBTWIST_LAB/local
+        self.state_dir = STATE_DIR = os.path.join(lab_dir(), "local",
+                                                  f"vnm-{uuid.uuid4().hex[:8]}")
         self.extra_settings = (
             'DEFAULT_TM_MAD="tm_shared"',
             'VN_MAD=[ name = "dummy", executable = "vnm_exec", arguments = "-n" ]',
@@ -47,6 +50,11 @@ class VNMTestCase(LabNetTestCase):
             'ovswitch" ]',
         )
         super().setUp()
+        self.addCleanup(self._drop_state)
+
+    def _drop_state(self):
+        for host in self.lab.hosts:
+            shutil.rmtree(self.lab.host_path(host, self.state_dir), ignore_errors=True)
 
     def add_vnm_hosts(self):
         """``onehost create nt-hN im_kvm vmm_qemu <vnm>`` (3.4's form) for both hosts;
@@ -63,8 +71,8 @@ class VNMTestCase(LabNetTestCase):
     def state(self, host):
         """The text of every file in ``host``'s VNM_STATE_DIR (str)."""
         texts = []
-        for name in self.lab.files_under(host, STATE_DIR):
-            with open(os.path.join(self.lab.host_path(host, STATE_DIR), name)) as f:
+        for name in self.lab.files_under(host, self.state_dir):
+            with open(os.path.join(self.lab.host_path(host, self.state_dir), name)) as f:
                 texts.append(f.read())
         return "\n".join(texts)
 
