@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from nebtwist.errors import DriverError
 from nebtwist.interfaces import (IHookDriver, IInformationDriver, ITransferDriver,
-                                 IVirtualMachineDriver)
+                                 IVirtualMachineDriver, IVirtualNetworkDriver)
 
 
 class Call:
@@ -129,3 +129,18 @@ class FakeHookDriver(_Recorder):
 
     def execute(self, oid, hook_name, host, command, arguments=""):
         return self._record("execute", oid, hook_name, host, command, arguments)
+
+
+@implementer(IVirtualNetworkDriver)
+class FakeNetworkDriver(_Recorder):
+    """A VN_MAD driver that records ``pre``/``post``/``clean(vm_id, host,
+    vm_xml)`` calls (``args`` is ``(host, vm_xml)``)."""
+
+    def pre(self, vm_id, host, vm_xml):
+        return self._record("pre", vm_id, host, vm_xml)
+
+    def post(self, vm_id, host, vm_xml):
+        return self._record("post", vm_id, host, vm_xml)
+
+    def clean(self, vm_id, host, vm_xml):
+        return self._record("clean", vm_id, host, vm_xml)

@@ -126,3 +126,34 @@ class IHookDriver(IDriver):
             error text without the ``<hook_name>:`` prefix) on ``FAILURE``,
             and as every driver on timeouts and crashes.
         """
+
+
+class IVirtualNetworkDriver(IDriver):
+    """Prepares and removes a VM's host networking (OpenNebula 3.4's VNM drivers,
+    ``src/vnm_mad/remotes/<driver>/{pre,post,clean}``, run by
+    ``src/vmm_mad/exec/one_vmm_exec.rb`` around the hypervisor's action).
+
+    ``pre`` runs on the VM's host before its domain exists (bridges, VLAN
+    devices, OVS bridges), ``post`` once the domain runs (rules on the VM's
+    taps or ports), ``clean`` after the domain is gone (every rule, port or
+    device the driver made for the VM, and only those). Each sends
+    ``<PRE|POST|CLEAN> <vm_id> <host> <base64 of the VM XML>``; the reply is
+    ``<ACTION> SUCCESS <vm_id>`` or ``<ACTION> FAILURE <vm_id> <message>``.
+
+    :param vm_id: the VM's oid (int).
+    :param host: the host's NAME (str, one word).
+    :param vm_xml: the ``<VM>`` document as in ``one.vm.info`` (str).
+    :return: Deferred firing with None; errbacks with
+        :class:`~nebtwist.errors.DriverError` carrying the driver's message
+        (e.g. ``pre: cannot create bridge onebr3: ...``), and as every driver
+        on timeouts and crashes.
+    """
+
+    def pre(vm_id, host, vm_xml):
+        """Prepare the host's network for the VM before its domain is created."""
+
+    def post(vm_id, host, vm_xml):
+        """Apply the VM's network rules once its domain runs."""
+
+    def clean(vm_id, host, vm_xml):
+        """Remove what ``pre``/``post`` made for the VM once its domain is gone."""

@@ -15,9 +15,10 @@ talks to over its stdin/stdout, one message per ``\\n``-terminated line
 correlation by ``(ACTION, id)``, per-request timeouts, oned.log logging of
 ``LOG`` lines, and restart with exponential backoff when the driver dies. The
 adapters :class:`InformationMad`, :class:`VirtualMachineMad` and
-:class:`TransferMad` (and :class:`HookMad`) put the driver interfaces of
+:class:`TransferMad` (and :class:`HookMad`, :class:`NetworkMad`) put the driver interfaces of
 :mod:`nebtwist.interfaces` on top of it, and :func:`build_driver` makes one
-from an oned.conf ``IM_MAD`` / ``VM_MAD`` / ``TM_MAD`` / ``HM_MAD`` vector.
+from an oned.conf ``IM_MAD`` / ``VM_MAD`` / ``TM_MAD`` / ``HM_MAD`` / ``VN_MAD``
+vector.
 
 The reactor is always passed in (it must provide ``IReactorProcess`` and
 ``IReactorTime``); tests use :class:`nebtwist.testing.FakeProcessReactor`.
@@ -37,7 +38,7 @@ from zope.interface import implementer
 from nebtwist import paths
 from nebtwist.errors import DriverCrashed, DriverError, DriverTimeout
 from nebtwist.interfaces import (IHookDriver, IInformationDriver, ITransferDriver,
-                                 IVirtualMachineDriver)
+                                 IVirtualMachineDriver, IVirtualNetworkDriver)
 from nebtwist.log import OneLogger
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "VirtualMachineMad",
     "TransferMad",
     "HookMad",
+    "NetworkMad",
     "build_driver",
     "resolve_executable",
     "executable_candidates",
@@ -80,7 +82,7 @@ def spawn_argv(argv):
 _LOG_METHODS = {"I": "info", "E": "error", "D": "debug", "W": "warn"}
 
 #: Driver families known to :func:`resolve_executable`.
-FAMILIES = ("im", "vmm", "tm", "hm")
+FAMILIES = ("im", "vmm", "tm", "hm", "vnm")
 
 # States of a MadProcess.
 _STOPPED = "stopped"  # service not running
@@ -105,6 +107,8 @@ ONE_EXECUTABLES = {
     "one_tm": ("tm", "exec"),
     "one_tm_dummy": ("tm", "dummy"),
     "one_hm": ("hm", "exec"),
+    "vnm_exec": ("vnm", "exec"),
+    "one_vnm": ("vnm", "exec"),
 }
 
 
@@ -112,7 +116,7 @@ def executable_candidates(executable, family):
     """Every path :func:`resolve_executable` tries for ``executable``, in order.
 
     :param executable: the oned.conf ``EXECUTABLE`` (str).
-    :param family: ``"im"``, ``"vmm"``, ``"tm"`` or ``"hm"``.
+    :param family: ``"im"``, ``"vmm"``, ``"tm"``, ``"hm"`` or ``"vnm"``.
     :return: list of absolute paths (one for an absolute ``executable``).
     :raises ValueError: for an unknown family.
     """
@@ -926,11 +930,61 @@ class HookMad(MadProcess):
         super()._lineReceived(proto, line)
 
 
+@implementer(IVirtualNetworkDriver)
+class NetworkMad(MadProcess):
+    """A VN_MAD driver: ``PRE``/``POST``/``CLEAN <vid> <host> <base64 VM XML>``.
+
+    OpenNebula 3.4 ran the VNM scripts from its VMM exec driver
+    (``src/vmm_mad/exec/one_vmm_exec.rb``, ``VirtualNetworkDriver``); nebtwist
+    gives them a driver process of their own (``drivers/vnm/exec``) so any
+    VM_MAD works with any network driver. Replies: ``<ACTION> SUCCESS <vid>``
+    or ``<ACTION> FAILURE <vid> <message>``; a failure errbacks with
+    :class:`~nebtwist.errors.DriverError` whose message is ``<action>: <the
+    driver's message>`` (``pre: ...``), a dead or hung driver as every MAD
+    (:class:`~nebtwist.errors.DriverCrashed`, :class:`~nebtwist.errors.DriverTimeout`),
+    and the driver is restarted as every MAD.
+    """
+
+    def __init__(self, reactor, name, executable, arguments="", **kwargs):
+        kwargs.setdefault("family_tag", "VNM")
+        super().__init__(reactor, name, executable, arguments, **kwargs)
+
+    def _vnm(self, verb, vm_id, host, vm_xml):
+        host = str(host or "")
+        if not host or len(host.split()) != 1 or host != host.strip():
+            return defer.fail(DriverError(f"{verb.lower()}: invalid host name {host!r}"))
+        data = vm_xml.encode("utf-8") if isinstance(vm_xml, str) else bytes(vm_xml or b"")
+        message = base64.b64encode(data).decode("ascii") or "-"
+
+        def failed(f):
+            f.trap(DriverError)
+            if type(f.value) is DriverError:
+                raise DriverError(f"{verb.lower()}: {f.value.message}")
+            return f
+
+        d = self.request(verb, vm_id, host, message)
+        return d.addCallbacks(lambda _: None, failed)
+
+    def pre(self, vm_id, host, vm_xml):
+        """``PRE``: prepare ``host`` for the VM (before its domain exists)."""
+        return self._vnm("PRE", vm_id, host, vm_xml)
+
+    def post(self, vm_id, host, vm_xml):
+        """``POST``: apply the VM's rules once its domain runs."""
+        return self._vnm("POST", vm_id, host, vm_xml)
+
+    def clean(self, vm_id, host, vm_xml):
+        """``CLEAN``: remove what ``pre``/``post`` made (domain gone)."""
+        return self._vnm("CLEAN", vm_id, host, vm_xml)
+
+
+
 _KINDS = {
     "im": (InformationMad, "im"),
     "vmm": (VirtualMachineMad, "vmm"),
     "tm": (TransferMad, "tm"),
     "hm": (HookMad, "hm"),
+    "vnm": (NetworkMad, "vnm"),
 }
 
 
@@ -1007,14 +1061,17 @@ _KINDS = {
     "vmm": (VirtualMachineMad, "vmm"),
     "tm": (TransferMad, "tm"),
     "hm": (HookMad, "hm"),
+    "vnm": (NetworkMad, "vnm"),
 }
 
 
 def build_driver(kind, reactor, conf_vector, env=None):
     """Make a MAD adapter from an oned.conf driver vector.
 
-    :param kind: ``"im"`` (IM_MAD), ``"vmm"`` (VM_MAD), ``"tm"`` (TM_MAD) or
-        ``"hm"`` (HM_MAD).
+    :param kind: ``"im"`` (IM_MAD), ``"vmm"`` (VM_MAD), ``"tm"`` (TM_MAD),
+        ``"hm"`` (HM_MAD) or ``"vnm"`` (VN_MAD; the child's environment gets
+        ``VNM_DRIVER=<NAME>``, the remotes folder ``drivers/vnm/exec`` runs
+        when its ARGUMENTS name none).
     :param reactor: provides ``IReactorProcess`` and ``IReactorTime``.
     :param conf_vector: dict with keys NAME, EXECUTABLE, and optionally
         ARGUMENTS and TIMEOUT (seconds, str or number); keys are matched
@@ -1033,7 +1090,7 @@ def build_driver(kind, reactor, conf_vector, env=None):
         TIMEOUT, TYPE or SHARED, or a DEFAULT file that cannot be read.
     """
     if kind not in _KINDS:
-        raise ValueError(f"unknown driver kind {kind!r} (expected im, vmm, tm or hm)")
+        raise ValueError(f"unknown driver kind {kind!r} (expected im, vmm, tm, hm or vnm)")
     cls, family = _KINDS[kind]
     conf = {str(k).upper(): v for k, v in conf_vector.items()}
     executable = str(conf.get("EXECUTABLE") or "").strip()
@@ -1050,6 +1107,8 @@ def build_driver(kind, reactor, conf_vector, env=None):
                 f"driver {name}: TIMEOUT must be a number of seconds, not {timeout!r}"
             ) from None
     arguments = str(conf.get("ARGUMENTS") or "")
+    if kind == "vnm":
+        kwargs["env"] = dict(os.environ if env is None else env, VNM_DRIVER=name)
     drv = cls(reactor, name, resolve_executable(executable, family), arguments, **kwargs)
     if kind == "vmm":
         hv_type = str(conf.get("TYPE") or "xml").strip().lower()

@@ -41,6 +41,7 @@ from nebtwist.core.requests import Requests
 from nebtwist.core.scheduler import Scheduler
 from nebtwist.core.tm import TransferManager
 from nebtwist.core.vmm import VirtualMachineManager
+from nebtwist.core.vnm import NetworkManager
 from nebtwist.log import OnedLogObserver, OneLogger
 from nebtwist.mad import build_driver, not_found_message
 from nebtwist.tls import TLSConfigError
@@ -147,7 +148,7 @@ class NebulaService(service.MultiService):
         self.nebula = None
         self.hm = None  # the HookManager (nebtwist.core.hm), when HM_MAD is configured
         self.recovery = None  # the start-up Reconciler (nebtwist.core.recovery)
-        self.drivers = {"im": {}, "vmm": {}, "tm": {}}
+        self.drivers = {"im": {}, "vmm": {}, "tm": {}, "vnm": {}}
         self._log_file = None
         self._observer = None
         self._loops = []
@@ -198,7 +199,8 @@ class NebulaService(service.MultiService):
         env["ONE_LOCATION"] = os.path.dirname(self.var_dir)
         env["SCRIPTS_REMOTE_DIR"] = self.config.get("SCRIPTS_REMOTE_DIR")  # drivers/im/ssh
         timeout = self.config.get("DRIVER_TIMEOUT")
-        for kind, key in (("im", "IM_MAD"), ("vmm", "VM_MAD"), ("tm", "TM_MAD")):
+        for kind, key in (("im", "IM_MAD"), ("vmm", "VM_MAD"), ("tm", "TM_MAD"),
+                          ("vnm", "VN_MAD")):
             for vector in self.config.vectors(key):
                 vector = dict(vector)
                 vector.setdefault("TIMEOUT", timeout)
@@ -209,8 +211,9 @@ class NebulaService(service.MultiService):
                 if not os.access(drv.executable, os.X_OK):
                     raise StartupError(f"{key} {drv.name}: " + not_found_message(
                         str(vector["EXECUTABLE"]).strip(), kind))
-                if kind in ("vmm", "tm"):
-                    drv.on_log = _vm_log_writer(nebula, {"vmm": "VMM", "tm": "TM"}[kind])
+                if kind in ("vmm", "tm", "vnm"):
+                    drv.on_log = _vm_log_writer(nebula, {"vmm": "VMM", "tm": "TM",
+                                                         "vnm": "VNM"}[kind])
                 drv.setServiceParent(self)
                 self.drivers[kind][drv.name] = drv
         for kind in self.drivers.values():
@@ -229,14 +232,16 @@ class NebulaService(service.MultiService):
             raise StartupError(f"DEFAULT_TM_MAD {default_tm!r} is not a TM_MAD (have: "
                                f"{', '.join(self.drivers['tm']) or 'none'})")
         tm = TransferManager(nebula, self.drivers["tm"], default_tm)
-        lcm = LifeCycleManager(nebula, vmm, tm)
+        vnm = NetworkManager(nebula, self.drivers["vnm"])
+        lcm = LifeCycleManager(nebula, vmm, tm, vnm)
         vmm.lcm = lcm
         dm = DispatchManager(nebula, lcm)
         im = InformationManager(nebula, self.drivers["im"])
         sched = Scheduler(nebula, dm)
         self.managers = {"vmm": vmm, "tm": tm, "lcm": lcm, "dm": dm, "im": im,
-                         "scheduler": sched}
+                         "scheduler": sched, "vnm": vnm}
         requests = Requests(nebula, dm, im)
+        requests.vn_mads = vnm.names()  # one.host.allocate checks VN_MAD
         await install_images(self, nebula, lcm, requests, self.reactor)  # core/image.py
         try:  # hooks (HM_MAD): subscribed now, driver started once the API listens
             self.hm = build_hook_manager(nebula, self.reactor, env)

@@ -280,11 +280,12 @@ FAST_OVERRIDES = (
     "HOST_MONITORING_INTERVAL=1",
     "VM_POLLING_INTERVAL=1",
     # Only the dummy drivers (the shipped oned.conf also starts the libvirt,
-    # ssh-probe and script TM drivers); a test that gives IM_MAD, VM_MAD or
-    # TM_MAD replaces these.
+    # ssh-probe and script TM drivers, and five VN_MADs); a test that gives
+    # IM_MAD, VM_MAD, TM_MAD or VN_MAD replaces these.
     'IM_MAD=[name="im_dummy", executable="dummy"]',
     'VM_MAD=[name="vmm_dummy", executable="dummy", type="xml"]',
     'TM_MAD=[name="tm_dummy", executable="dummy"]',
+    'VN_MAD=[name="dummy", executable="vnm_exec", arguments="-n"]',
 )
 
 

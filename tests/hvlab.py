@@ -11,7 +11,11 @@ What is in it (the front-end is this, the root, network namespace)::
     nt-h2    198.51.100.2   the same
     each host: its own virtlogd, libvirtd (QEMU TCG only: use <domain type='qemu'>; QEMU
     runs as root, no security driver, no dynamic ownership), sshd on its IP, a guest
-    bridge onebr0 203.0.113.254/24, private /etc/libvirt (host_uuid
+    bridge onebr0 203.0.113.254/24, a second NIC eth1 (up, no address; ``Lab.phydev``)
+    into bridge "vmnet" of netns nt-sw that links the hosts' VM traffic (a PHYDEV for
+    the VNM drivers), when Open vSwitch is installed its own ovsdb-server and
+    ovs-vswitchd (userspace datapath: ``datapath_type=netdev``; ``Lab.ovs(host)``) with
+    their run dir at /run/openvswitch in the host, private /etc/libvirt (host_uuid
     00000000-0000-4000-8000-00000000000N, migration_host = its IP), /run/libvirt,
     /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt, and a private
     $NEBTWIST_LAB/local (on the root file system: $NEBTWIST_LAB/hosts/nt-hN/local; the
@@ -98,7 +102,9 @@ class Lab:
     "nt-h2"]``), ``bin_dir`` (the ssh/scp wrappers), ``ssh_config``, ``local_dir``,
     ``shared_dir``, ``guest`` (:class:`GuestFiles`), ``bridge`` (the guest bridge's name on
     every host, ``"onebr0"``), ``bridge_ip`` (``"203.0.113.254"``), ``frontend_ip``
-    (``"198.51.100.254"``), ``info`` (the parsed lab.json).
+    (``"198.51.100.254"``), ``phydev`` (the hosts' second NIC, linked to each other
+    through bridge "vmnet" of netns nt-sw: ``"eth1"``; None for a lab.json from before
+    it), ``info`` (the parsed lab.json).
     Unknown host names raise ``KeyError``.
     """
 
@@ -116,6 +122,7 @@ class Lab:
         self.bridge = info["bridge"]["name"]
         self.bridge_ip = info["bridge"]["ip"]
         self.frontend_ip = info["frontend"]["ip"]
+        self.phydev = (info.get("phydev") or {}).get("name")
 
     def __repr__(self):
         return f"<Lab {self.path} hosts={self.hosts}>"
@@ -124,6 +131,19 @@ class Lab:
         """The lab.json entry (dict) of ``host``: name, ip, netns, uri, host_uuid, dir,
         local, pid_files."""
         return self._hosts[host]
+
+    def ovs(self, host):
+        """``host``'s Open vSwitch (dict), or None when the lab has none (not installed)
+        or its daemons are not running. Keys: ``datapath_type`` (``"netdev"``: the kernel
+        datapath does not exist here), ``db`` (``"unix:/run/openvswitch/db.sock"``, the
+        ``ovs-vsctl --db`` as the host sees it, also its default), ``rundir``
+        (``/run/openvswitch``, where ``ovs-ofctl`` finds ``<bridge>.mgmt``),
+        ``db_outside`` / ``rundir_outside`` (the same from the front-end's root
+        namespace), ``pid_files`` (``ovsdb-server``, ``ovs-vswitchd``)."""
+        info = self.host(host).get("ovs")
+        if not info or not all(_alive(p) for p in info["pid_files"].values()):
+            return None
+        return info
 
     def ip(self, host):
         """The management IPv4 address (str) of ``host``, e.g. ``"198.51.100.1"``."""

@@ -11,7 +11,7 @@ from lxml import etree
 from twisted.internet import reactor, threads
 from twisted.trial.unittest import TestCase
 
-from nebtwist.core.objects import STOPPED, SUSPENDED
+from nebtwist.core.objects import ACTIVE, RUNNING, STOPPED, SUSPENDED
 from nebtwist.testing import start_nebula, without_sched_message
 from tests.test_ec2 import call, client, sleep, states, wait_states
 from tests.test_xmlrpc_api import HELEN, add_user, ok, wait_host_monitored
@@ -65,6 +65,17 @@ class EC2TestCase(TestCase):
         return caught.exception
 
 
+async def booted(vm, timeout=90.0):
+    """Wait until ``vm`` is ACTIVE/RUNNING: EC2 shows BOOT as ``running``
+    already (3.4 ``EC2_STATES``), but reboot and stop need the VM booted (its
+    network's pre and post included)."""
+    deadline = reactor.seconds() + timeout
+    while not (vm.state == ACTIVE and vm.lcm_state == RUNNING):
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"VM {vm.oid} not RUNNING after {timeout} s")
+        await sleep(0.05)
+
+
 class InstanceStateTests(EC2TestCase):
     """Stop (checkpoint), Force stop (poweroff), Start, Reboot on dummy drivers."""
 
@@ -86,6 +97,7 @@ class InstanceStateTests(EC2TestCase):
         await ok(neb, "one.host.enable", hid, True)
         await wait_states(self, c, [iid], "running")
         vm = neb.nebula.vmpool.get(0)
+        await booted(vm)
 
         reply = await call(c, "reboot_instances", InstanceIds=[iid])
         self.assertEqual(reply["ResponseMetadata"]["HTTPStatusCode"], 200)
@@ -107,6 +119,7 @@ class InstanceStateTests(EC2TestCase):
         self.assertEqual((started[0]["PreviousState"]["Name"],
                           started[0]["CurrentState"]["Name"]), ("stopped", "pending"))
         await wait_states(self, c, [iid], "running")
+        await booted(vm)
         self.assertEqual(len(vm.history), 2, "rescheduled: a second placement")
 
         forced = (await call(c, "stop_instances", InstanceIds=[iid],
@@ -117,6 +130,7 @@ class InstanceStateTests(EC2TestCase):
         started = (await call(c, "start_instances", InstanceIds=[iid]))["StartingInstances"]
         self.assertEqual(started[0]["PreviousState"]["Name"], "stopped")
         await wait_states(self, c, [iid], "running")
+        await booted(vm)
         same = (await call(c, "start_instances", InstanceIds=[iid]))["StartingInstances"]
         self.assertEqual((same[0]["PreviousState"]["Name"], same[0]["CurrentState"]["Name"]),
                          ("running", "running"))

@@ -30,6 +30,9 @@ PYTHON_DRIVERS = [
     ("tm", "dummy", []),
     ("tm", "exec", ["ssh"]),
     ("hm", "exec", ["-t", "60"]),
+    ("vnm", "exec", ["-n"]),
+    ("vnm", "exec", ["-t", "15", "fw"]),
+    ("vnm", "exec", ["-t", "15", "-e", "VNM_OVS_DATAPATH=netdev", "ovswitch"]),
 ]
 
 #: Generous: a loaded machine may take seconds to start a Python driver.

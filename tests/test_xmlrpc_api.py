@@ -704,8 +704,10 @@ class ClientVariantTests(TestCase):
 
     async def test_host_allocate_forms(self):
         """1.4 (name, im, vmm, tm), 3.4 (name, im, vmm, vnm, cluster) and current
-        (name, im, vmm, cluster) forms."""
-        neb = await start_nebula(self)
+        (name, im, vmm, cluster) forms; the VN_MAD must be configured."""
+        neb = await start_nebula(self, overrides=[
+            'VN_MAD=[name="dummy", executable="vnm_exec", arguments="-n"]',
+            'VN_MAD=[name="802.1Q", executable="vnm_exec", arguments="-n"]'])
         h14 = await ok(neb, "one.host.allocate", "h14", "im_dummy", "vmm_dummy", "tm_dummy")
         h34 = await ok(neb, "one.host.allocate", "h34", "im_dummy", "vmm_dummy", "802.1Q", -1)
         hnow = await ok(neb, "one.host.allocate", "hnow", "im_dummy", "vmm_dummy", -1)
@@ -722,6 +724,10 @@ class ClientVariantTests(TestCase):
         self.assertEqual(host.findtext("VN_MAD"), "dummy")
         response = await neb.call("one.host.allocate", "h14", "im_dummy", "vmm_dummy", -1)
         assert_failure(self, response, "HostAllocate", ACTION, r"NAME is already taken")
+        response = await neb.call("one.host.allocate", "hfw", "im_dummy", "vmm_dummy", "fw", -1)
+        assert_failure(self, response, "HostAllocate", 0x1000,
+                       r"Unknown VN_MAD driver 'fw'.*VN_MAD names: 802\.1Q, dummy")
+        self.assertIsNone(neb.nebula.hostpool.find("hfw"))
 
     async def test_vm_actions(self):
         """3.4 names (hold, release, finalize, shutdown, cancel) and today's

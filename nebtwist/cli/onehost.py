@@ -3,7 +3,8 @@
 Subcommands::
 
     onehost create <name> <im_mad> <vmm_mad> [<tm_mad>]
-    onehost create <name> --im <im_mad> --vm <vmm_mad> [--net <vnm_mad>] [--cluster <id>]
+    onehost create <name> <im_mad> <vmm_mad> <vnm_mad> [<cluster>]
+    onehost create <name> --im <im_mad> --vm <vmm_mad> [--net|-n <vnm_mad>] [--cluster <id>]
     onehost delete <id|name>
     onehost list
     onehost show <id|name>
@@ -11,8 +12,14 @@ Subcommands::
     onehost disable <id|name>
     onehost sync
 
-``create`` with four driver arguments uses the OpenNebula 1.4 form
-``one.host.allocate(session, name, im, vmm, tm)``; with three it uses
+``create`` with three driver arguments and a cluster id, or whose third
+driver is a network driver's name (:data:`VNM_NAMES`: ``dummy``, ``fw``,
+``ebtables``, ``802.1Q``, ``ovswitch``), uses OpenNebula 3.4's positional
+form (``onehost create <host> <im> <vmm> <vnm> [<cluster>]``, sent as
+``one.host.allocate(session, name, im, vmm, vnm, cluster)``, cluster -1 by
+default). Any other third driver is the OpenNebula 1.4 form's TM driver:
+``one.host.allocate(session, name, im, vmm, tm)`` (its host's VN_MAD is
+``dummy``). With two drivers ``create`` uses
 ``one.host.allocate(session, name, im, vmm, -1)`` (no cluster). The options
 form (OpenNebula 3.4's ``--im``/``--vm``/``--net``, and the current one
 without ``--net``) sends 3.4's ``one.host.allocate(session, name, im, vmm,
@@ -71,6 +78,11 @@ LIST_COLUMNS = [
 ]
 
 
+#: The network drivers (oned.conf VN_MAD NAMEs shipped) that tell OpenNebula
+#: 3.4's positional ``create`` from 1.4's, whose fourth argument was a TM driver.
+VNM_NAMES = ("dummy", "fw", "ebtables", "802.1Q", "ovswitch")
+
+
 def do_create(ctx, args):
     """``onehost create``: allocate a host, print ``ID: n`` with ``-v``."""
     options = (args.im, args.vm, args.net, args.cluster)
@@ -87,7 +99,15 @@ def do_create(ctx, args):
     if args.im_mad is None or args.vmm_mad is None:
         raise common.CommandError("the information and virtualization drivers are needed: "
                                   "onehost create <name> <im_mad> <vmm_mad> [<tm_mad>]")
-    if args.tm_mad is not None:
+    if args.cluster_pos is not None or args.tm_mad in VNM_NAMES:  # 3.4 positional form
+        try:
+            cluster = -1 if args.cluster_pos is None else int(args.cluster_pos)
+        except ValueError:
+            raise common.CommandError(f"the cluster must be a number, not "
+                                      f"{args.cluster_pos!r}") from None
+        oid = ctx.call("one.host.allocate", args.name, args.im_mad, args.vmm_mad, args.tm_mad,
+                       cluster)
+    elif args.tm_mad is not None:
         oid = ctx.call("one.host.allocate", args.name, args.im_mad, args.vmm_mad, args.tm_mad)
     else:
         oid = ctx.call("one.host.allocate", args.name, args.im_mad, args.vmm_mad, -1)
@@ -182,10 +202,14 @@ def configure(subparsers):
     sub.add_argument("name", help="host name")
     sub.add_argument("im_mad", nargs="?", default=None, help="information driver")
     sub.add_argument("vmm_mad", nargs="?", default=None, help="virtualization driver")
-    sub.add_argument("tm_mad", nargs="?", default=None, help="transfer driver (1.4 form)")
+    sub.add_argument("tm_mad", nargs="?", default=None,
+                     help="transfer driver (1.4 form), or network driver (3.4 form)")
+    sub.add_argument("cluster_pos", nargs="?", default=None, metavar="cluster",
+                     help="cluster id (3.4 positional form)")
     sub.add_argument("--im", default=None, help="information driver (3.4 form)")
     sub.add_argument("--vm", default=None, help="virtualization driver (3.4 form)")
-    sub.add_argument("--net", default=None, help="network driver (3.4 form; default dummy)")
+    sub.add_argument("-n", "--net", default=None,
+                     help="network driver (VN_MAD; 3.4 form; default dummy)")
     sub.add_argument("--cluster", type=int, default=None, help="cluster id (default -1)")
     for name, handler, help_text in (
         ("delete", do_delete, "Delete a host"),

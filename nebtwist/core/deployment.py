@@ -64,7 +64,8 @@ NIC                ``<interface type='bridge'>`` + ``<source bridge=BRIDGE>``,
                    or ``type='ethernet'`` without BRIDGE; MAC (required,
                    ``xx:xx:xx:xx:xx:xx``) -> ``<mac address>``, TARGET ->
                    ``<target dev>``, SCRIPT -> ``<script path>``, MODEL ->
-                   ``<model type>``; with an IP and a FILTER (NIC, else the
+                   ``<model type>``; on an ``ovswitch`` host (VNMMAD)
+                   ``<virtualport type='openvswitch'/>``; with an IP and a FILTER (NIC, else the
                    defaults' NIC FILTER): ``<filterref filter=FILTER>`` with
                    ``<parameter name='IP' value=IP/>`` (3.4).
 GRAPHICS (first)   TYPE ``vnc``: ``<graphics type='vnc'>`` with LISTEN ->
@@ -346,8 +347,15 @@ def _context(devices, values, vm_dir, count, device_prefix):
     _sub(el, "readonly")
 
 
-def _nics(devices, values):
+#: VN_MADs whose bridges are Open vSwitch bridges: the domain's interfaces get
+#: ``<virtualport type='openvswitch'/>`` (libvirt then adds the tap to the OVS
+#: bridge; 3.4 ``LibVirtDriverKVM.cc`` did for ``ovswitch`` hosts).
+OVS_VN_MADS = ("ovswitch",)
+
+
+def _nics(devices, values, vn_mad=None):
     default_filter = values.default("NIC", "FILTER")
+    ovs = vn_mad in OVS_VN_MADS
     for i, nic in enumerate(n for n in values.template.get_all("NIC") if isinstance(n, dict)):
         mac = _get(nic, "MAC")
         if mac is None:
@@ -359,6 +367,8 @@ def _nics(devices, values):
         el = _sub(devices, "interface", type="bridge" if bridge else "ethernet")
         if bridge:
             _sub(el, "source", bridge=bridge)
+            if ovs:
+                _sub(el, "virtualport", type="openvswitch")
         _sub(el, "mac", address=mac.lower())
         for key, tag, attr in (("TARGET", "target", "dev"), ("SCRIPT", "script", "path"),
                                ("MODEL", "model", "type")):
@@ -514,7 +524,8 @@ def _raw(domain, values, hv_type):
 # The document
 
 
-def build_domain(template, vid, vm_dir, hv_type, defaults=None, device_prefix="hd"):
+def build_domain(template, vid, vm_dir, hv_type, defaults=None, device_prefix="hd",
+                 vn_mad=None):
     """The libvirt ``<domain>`` element for a VM (see the module docstring).
 
     :param template: the VM's :class:`~nebtwist.template.Template`
@@ -528,6 +539,9 @@ def build_domain(template, vid, vm_dir, hv_type, defaults=None, device_prefix="h
         DISK, NIC vectors; EMULATOR, MEMORY, VCPU), or None.
     :param device_prefix: oned.conf ``DEFAULT_DEVICE_PREFIX`` (``hd``): the
         context CD-ROM is ``<prefix>b`` when CONTEXT has no TARGET.
+    :param vn_mad: the host's VN_MAD (the history record's VNMMAD), or None:
+        ``ovswitch`` (:data:`OVS_VN_MADS`) adds ``<virtualport
+        type='openvswitch'/>`` to each bridged interface.
     :return: an lxml element.
     :raises DeploymentError: a missing or malformed attribute (the message
         names it); ``ValueError`` for an unknown ``hv_type``.
@@ -549,7 +563,7 @@ def build_domain(template, vid, vm_dir, hv_type, defaults=None, device_prefix="h
         _sub(devices, "emulator", emulator.strip())
     count = _disks(devices, values, vm_dir)
     _context(devices, values, vm_dir, count, device_prefix)
-    _nics(devices, values)
+    _nics(devices, values, vn_mad)
     _graphics(devices, values)
     _inputs(devices, values)
     if hv_type != "xen":
@@ -559,23 +573,26 @@ def build_domain(template, vid, vm_dir, hv_type, defaults=None, device_prefix="h
     return domain
 
 
-def domain_xml(template, vid, vm_dir, hv_type, defaults=None, device_prefix="hd"):
+def domain_xml(template, vid, vm_dir, hv_type, defaults=None, device_prefix="hd",
+               vn_mad=None):
     """:func:`build_domain` serialized: str, indented, no XML declaration.
 
     Same parameters and errors.
     """
-    domain = build_domain(template, vid, vm_dir, hv_type, defaults, device_prefix)
+    domain = build_domain(template, vid, vm_dir, hv_type, defaults, device_prefix, vn_mad)
     etree.indent(domain, space="  ")
     return etree.tostring(domain, encoding="unicode") + "\n"
 
 
 def vm_domain_xml(vm, hv_type, defaults=None, device_prefix="hd"):
     """:func:`domain_xml` for a :class:`~nebtwist.core.objects.VirtualMachine`
-    on its current host (``vm.last_history.vm_dir``).
+    on its current host (``vm.last_history.vm_dir``; its VNMMAD decides the
+    interfaces' ``virtualport``).
 
     :raises DeploymentError: as :func:`build_domain`, or the VM has no host.
     """
     h = vm.last_history
     if h is None:
         raise DeploymentError("HISTORY", "the VM has no host")
-    return domain_xml(vm.template, vm.oid, h.vm_dir, hv_type, defaults, device_prefix)
+    return domain_xml(vm.template, vm.oid, h.vm_dir, hv_type, defaults, device_prefix,
+                      h.vnm_mad)

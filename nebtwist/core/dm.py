@@ -176,6 +176,28 @@ def _check_number(template, key, integer=False):
                        f"not {value!r}.") from None
 
 
+def nic_attributes(nic, vnet, lease):
+    """Fill a VM's NIC (a dict) from its network and lease, as 3.4
+    ``VirtualNetwork::nic_attribute`` (``src/vnm/VirtualNetwork.cc``): NETWORK,
+    NETWORK_ID, BRIDGE, MAC, IP, VLAN (``YES``/``NO``), and PHYDEV, VLAN_ID
+    when the network has them; plus NETWORK_ADDRESS and NETWORK_MASK of a
+    RANGED network (for the VNM drivers and the guest's context). The NIC's
+    own attributes the network does not set (WHITE_PORTS_TCP, BLACK_PORTS_UDP,
+    ICMP, MODEL...) are kept; PHYDEV and VLAN_ID of the network replace the
+    NIC's (NIC/VLAN_ID is a restricted attribute: oneadmin's own stays when
+    the network has none)."""
+    nic.update(NETWORK=vnet.name, NETWORK_ID=str(vnet.oid), BRIDGE=vnet.bridge,
+               MAC=lease.mac, IP=int_to_ip(lease.ip), VLAN="YES" if vnet.vlan else "NO")
+    for key, value in (("PHYDEV", vnet.phydev), ("VLAN_ID", vnet.vlan_id)):
+        if value:
+            nic[key] = str(value)
+    for key in ("NETWORK_ADDRESS", "NETWORK_MASK"):
+        value = vnet.template.get_str(key) if vnet.template is not None else None
+        if value:
+            nic[key] = value
+    return nic
+
+
 class DispatchManager:
     """VM allocation and actions.
 
@@ -242,20 +264,18 @@ class DispatchManager:
                                 state=PENDING, stime=now)
             ops = []
             prefix = self.nebula.config.get("MAC_PREFIX")
-            for nic in template.get_all("NIC"):
+            for nic_id, nic in enumerate(template.get_all("NIC")):
                 if not isinstance(nic, dict):
                     raise APIError("NIC must be a vector attribute: NIC = [ NETWORK = ... ].")
+                # Every NIC: its index and its host-side device name (the tap the
+                # VNM drivers find it by; OpenNebula 4.x's one-<vid>-<nic_id>).
+                nic.update(NIC_ID=str(nic_id), TARGET=f"one-{oid}-{nic_id}")
                 if "NETWORK" not in nic and "NETWORK_ID" not in nic:
                     continue
                 vnet = self._find_network(user, nic)
                 lease = acquire_lease(vnet, oid, prefix, nic.get("IP"))
                 taken.append((vnet, lease))
-                nic.update(NETWORK=vnet.name, NETWORK_ID=str(vnet.oid), BRIDGE=vnet.bridge,
-                           MAC=lease.mac, IP=int_to_ip(lease.ip), VLAN="YES" if vnet.vlan else "NO")
-                if vnet.phydev:
-                    nic["PHYDEV"] = vnet.phydev
-                if vnet.vlan_id:
-                    nic["VLAN_ID"] = vnet.vlan_id
+                nic_attributes(nic, vnet, lease)
             for vnet in {v.oid: v for v, _ in taken}.values():
                 ops += pool_lease_ops(self.nebula, vnet, [ls for v, ls in taken if v is vnet])
             ops += claim.take(user, vm)  # DISK=[IMAGE=..]/[IMAGE_ID=..] (core/image.py)

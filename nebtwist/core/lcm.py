@@ -243,12 +243,26 @@ class LifeCycleManager:
         configuration, paths).
     :param vmm: the :class:`~nebtwist.core.vmm.VirtualMachineManager`.
     :param tm: the :class:`~nebtwist.core.tm.TransferManager`.
+    :param vnm: the :class:`~nebtwist.core.vnm.NetworkManager`, or None (no
+        network steps: the VNM drivers are not involved at all).
+
+    Network steps around the hypervisor's actions (OpenNebula 3.4
+    ``src/vmm_mad/exec/one_vmm_exec.rb``): deploy and restore run ``pre``,
+    the VMM action, ``post`` on the VM's host (a ``pre`` failure fails the
+    boot before any domain exists; a ``post`` failure cancels the new domain
+    first; either way ``clean`` undoes what was made); shutdown, cancel and
+    save run ``clean`` once the domain is gone (its failure only logged); a
+    live migration runs ``pre`` on the new host, the migration, ``post`` on
+    the new host and ``clean`` on the old one; a cold migration saves and
+    cleans on the old host, and restores between ``pre`` and ``post`` on the
+    new one; every clean-up cancelling a domain cleans after it.
     """
 
-    def __init__(self, nebula, vmm, tm):
+    def __init__(self, nebula, vmm, tm, vnm=None):
         self.nebula = nebula
         self.vmm = vmm
         self.tm = tm
+        self.vnm = vnm
         self.hooks = []  # callables (vm, old_pair, new_pair) after each commit
 
     def allowed(self, vm, event):
@@ -507,19 +521,92 @@ class LifeCycleManager:
         self._watch(vm, self.tm.epilog(vm), "epilog_success", "epilog_failure", "in epilog")
 
     def _a_vmm_deploy(self, vm, **_):
-        self._watch(vm, self.vmm.deploy(vm), "deploy_success", "deploy_failure", "deploying VM")
+        self._watch(vm, self._networked_boot(vm, self.vmm.deploy), "deploy_success",
+                    "deploy_failure", "deploying VM")
+
+    def _networked_boot(self, vm, boot):
+        """``pre``, ``boot(vm)`` (a Deferred firing with the deploy id), ``post``
+        on the VM's host; Deferred firing with the deploy id. A failure at any
+        step leaves no domain and runs ``clean`` (logged), then fails with the
+        step's error: ``pre`` -> nothing booted; ``boot`` -> its error;
+        ``post`` -> the new domain is cancelled first."""
+        if self.vnm is None:
+            return boot(vm)
+
+        async def run():
+            try:
+                await self.vnm.pre(vm)
+            except Exception:
+                await self.vnm.clean_logged(vm)
+                raise
+            try:
+                deploy_id = await boot(vm)
+            except Exception:
+                await self.vnm.clean_logged(vm)
+                raise
+            try:
+                await self.vnm.post(vm)
+            except Exception:
+                vm.deploy_id = (deploy_id or "").strip() or vm.deploy_id
+                try:
+                    await self.vmm.cancel(vm)
+                except Exception as e:  # noqa: BLE001 - logged, the post error is reported
+                    self.nebula.vm_log(vm, "LCM", "W", "Cancelling the VM after a network "
+                                       f"post failure: {getattr(e, 'message', None) or e}")
+                await self.vnm.clean_logged(vm)
+                raise
+            return deploy_id
+
+        return defer.ensureDeferred(run())
+
+    def _then_clean(self, vm, d, previous=False):
+        """``d`` (a VMM action that ends the domain), then ``clean`` on the
+        (previous) host when it succeeded; the clean's failure is only logged.
+        Deferred with ``d``'s result."""
+        if self.vnm is None:
+            return d
+
+        def done(result):
+            return self.vnm.clean_logged(vm, previous).addCallback(lambda _: result)
+
+        return d.addCallback(done)
 
     def _a_vmm_shutdown(self, vm, **_):
-        self._watch(vm, self.vmm.shutdown(vm), "shutdown_success", "shutdown_failure",
-                    "shutting down VM")
+        self._watch(vm, self._then_clean(vm, self.vmm.shutdown(vm)), "shutdown_success",
+                    "shutdown_failure", "shutting down VM")
 
     def _a_vmm_cancel(self, vm, **_):
-        self._watch(vm, self.vmm.cancel(vm), "cancel_success", "cancel_failure",
-                    "cancelling VM")
+        self._watch(vm, self._then_clean(vm, self.vmm.cancel(vm)), "cancel_success",
+                    "cancel_failure", "cancelling VM")
 
     def _a_vmm_migrate(self, vm, **_):
-        self._watch(vm, self._live_migrate(vm), "migrate_success", "migrate_failure",
+        self._watch(vm, self._networked_migrate(vm), "migrate_success", "migrate_failure",
                     "live-migrating VM")
+
+    def _networked_migrate(self, vm):
+        """``pre`` on the new host, the live migration, ``post`` on the new host,
+        ``clean`` on the old one. A ``pre`` or migration failure cleans the new
+        host (logged) and fails; a ``post`` failure is logged as an error (the
+        guest already runs on the new host) and the migration completes."""
+        if self.vnm is None:
+            return self._live_migrate(vm)
+
+        async def run():
+            try:
+                await self.vnm.pre(vm)
+                result = await self._live_migrate(vm)
+            except Exception:
+                await self.vnm.clean_logged(vm)
+                raise
+            try:
+                await self.vnm.post(vm)
+            except Exception as e:  # noqa: BLE001 - the guest runs there already
+                self.nebula.vm_log(vm, "VNM", "E", "Network post on the new host failed: "
+                                   f"{getattr(e, 'message', None) or e}")
+            await self.vnm.clean_logged(vm, previous=True)
+            return result
+
+        return defer.ensureDeferred(run())
 
     def _live_migrate(self, vm):
         """Live migration; between hosts whose TM drivers do not share storage,
@@ -546,19 +633,20 @@ class LifeCycleManager:
         return d
 
     def _a_vmm_save_migrate(self, vm, **_):
-        self._watch(vm, self.vmm.save(vm, previous=True), "save_success", "save_failure",
-                    "saving VM")
+        self._watch(vm, self._then_clean(vm, self.vmm.save(vm, previous=True), previous=True),
+                    "save_success", "save_failure", "saving VM")
 
     def _a_tm_prolog_migrate(self, vm, **_):
         self._watch(vm, self.tm.prolog_migrate(vm), "prolog_success", "prolog_failure",
                     "in prolog (migrate)")
 
     def _a_vmm_restore(self, vm, **_):
-        self._watch(vm, self.vmm.restore(vm), "deploy_success", "deploy_failure",
-                    "restoring VM")
+        self._watch(vm, self._networked_boot(vm, self.vmm.restore), "deploy_success",
+                    "deploy_failure", "restoring VM")
 
     def _a_vmm_save(self, vm, **_):
-        self._watch(vm, self.vmm.save(vm), "save_success", "save_failure", "saving VM")
+        self._watch(vm, self._then_clean(vm, self.vmm.save(vm)), "save_success",
+                    "save_failure", "saving VM")
 
     def _a_vmm_reboot(self, vm, **_):
         d = self.vmm.reboot(vm)
@@ -578,13 +666,16 @@ class LifeCycleManager:
         """Delete the VM's files on its last host; failures are only logged."""
         self._cancel_and_delete(vm, False, "epilog")
 
-    def _cancel_and_delete(self, vm, cancel, what):
-        """Cancel the VM on its last host (when ``cancel``), then delete its
-        files there; each failure is only logged (``<what> cancel: ...``,
+    def _cancel_and_delete(self, vm, cancel, what, clean=None):
+        """Cancel the VM on its last host (when ``cancel``), run the network's
+        ``clean`` there (when ``clean``; default: when ``cancel``), then delete
+        its files there; each failure is only logged (``<what> cancel: ...``,
         ``<what> delete: ...``). Deferred."""
         d = self.vmm.cancel(vm) if cancel else defer.succeed(None)
         d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W",
                                                   f"{what} cancel: {_message(f)}"))
+        if (cancel if clean is None else clean) and self.vnm is not None:
+            d.addCallback(lambda _: self.vnm.clean_logged(vm))  # the domain is gone
         d.addCallback(lambda _: self.tm.epilog_delete(vm))
         d.addErrback(lambda f: self.nebula.vm_log(vm, "LCM", "W",
                                                   f"{what} delete: {_message(f)}"))
@@ -608,6 +699,8 @@ class LifeCycleManager:
         d = self.vmm._call(vm, "cancel", previous=True)
         d.addErrback(lambda f: self.nebula.vm_log(
             vm, "LCM", "W", f"{what} cancel on {prev.hostname}: {_message(f)}"))
+        if self.vnm is not None:
+            d.addCallback(lambda _: self.vnm.clean_logged(vm, previous=True))
         line = f"DELETE {prev.tm_mad} {prev.hostname}:{prev.vm_dir}"
         d.addCallback(lambda _: self.tm._run(vm, "epilog_delete_previous", [line]))
         d.addErrback(lambda f: self.nebula.vm_log(
@@ -626,7 +719,9 @@ class LifeCycleManager:
         whatever the drivers said, unless the VM has left CLEANUP meanwhile."""
         vid = vm.oid
         epoch = (len(vm.history), vm.state, vm.lcm_state)
-        d = self._cancel_and_delete(vm, bool(vm.deploy_id), "cleanup")
+        # clean even without a deploy id: a VM cut short in BOOT may have had its
+        # network's pre run (clean is idempotent; nothing made, nothing removed)
+        d = self._cancel_and_delete(vm, bool(vm.deploy_id), "cleanup", clean=True)
         if both:
             d.addCallback(lambda _: self._cancel_and_delete_previous(vm, "cleanup"))
 
@@ -664,6 +759,38 @@ class LifeCycleManager:
 
     def _a_clear_etime(self, vm, **_):
         vm.etime = 0
+
+    async def network_redo(self, vm, event):
+        """After a crash, the network step the driver reply ``event`` would have
+        followed, run again before ``event`` is applied (``pre``/``post``/``clean``
+        are idempotent in every shipped VNM driver: each records what it made
+        and makes or removes only what is missing or there): ``deploy_success``
+        -> ``post``; ``migrate_success`` -> ``post`` on the new host and
+        ``clean`` on the old; ``migrate_failure`` -> ``clean`` on the new host;
+        ``shutdown_success``, ``cancel_success``, ``save_success`` -> ``clean``
+        (on the previous host in SAVE_MIGRATE). Failures are logged only."""
+        if self.vnm is None or vm.state != ACTIVE:
+            return
+        vnm = self.vnm
+
+        async def logged(d, what):
+            try:
+                await d
+            except Exception as e:  # noqa: BLE001 - logged, recovery goes on
+                self.nebula.vm_log(vm, "VNM", "E", f"Recovery: network {what} failed: "
+                                   f"{getattr(e, 'message', None) or e}")
+
+        if event == "deploy_success":
+            await logged(vnm.post(vm), "post")
+        elif event == "migrate_success":
+            await logged(vnm.post(vm), "post")
+            await vnm.clean_logged(vm, previous=True)
+        elif event == "migrate_failure":
+            await vnm.clean_logged(vm)
+        elif event in ("shutdown_success", "cancel_success"):
+            await vnm.clean_logged(vm)
+        elif event == "save_success":
+            await vnm.clean_logged(vm, previous=vm.lcm_state == SAVE_MIGRATE)
 
     # -- recovery: one.vm.recover (OpenNebula 5.x LifeCycleManager::recover/retry) --------
 

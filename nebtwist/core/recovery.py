@@ -34,6 +34,13 @@ Probes:
 * ``cleanup``: CLEANUP's cancel and delete are idempotent: always re-run.
 * ``none``: nothing to ask.
 
+Before an event of a VMM reply is applied, the network step that reply would
+have been followed by runs again (:meth:`nebtwist.core.lcm.LifeCycleManager.
+network_redo`: ``post`` after a boot found running, ``clean`` after a domain
+found gone, both ends of a migration); the VNM scripts are idempotent, and a
+failure is only logged. A ``retry`` issues the whole networked operation
+again (``pre``, the VMM action, ``post``; or the action and ``clean``).
+
 Actions: an event of the life-cycle table (the pending operation's success or
 failure path: its rows do the bookkeeping and start the next driver call), or
 ``retry``: the pending driver operation issued again
@@ -366,6 +373,11 @@ class Reconciler:
             return
         self.summary[f"{lcm_name} {answer} -> {row.action}"] += 1
 
+    @staticmethod
+    def _still_in(vm, row):
+        """Is ``vm`` still ACTIVE in ``row``'s LCM_STATE (after an await)?"""
+        return vm.state == ACTIVE and vm.lcm_state == row.lcm
+
     async def _probe(self, vm):
         """``(answer, info)`` for ``vm``: see the module docstring."""
         probe = next(r.probe for r in RECOVERY if r.lcm == vm.lcm_state)
@@ -423,6 +435,9 @@ class Reconciler:
             kw["info"] = vm.deploy_id or f"one-{vm.oid}"
         elif row.action.startswith("poll_") and isinstance(info, dict):
             kw["info"] = info
+        await lcm.network_redo(vm, row.action)  # the VNM step the reply would follow
+        if not self._still_in(vm, row):
+            return
         await lcm.trigger(vm, row.action, **kw)
         if row.then_poll and vm.state == ACTIVE and vm.lcm_state == RUNNING:
             answer, values = await self._poll(vm)

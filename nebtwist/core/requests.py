@@ -49,6 +49,10 @@ class Requests(ImageRequests, PermissionRequests):
         #: callables (host, old_state, new_state) on host creation (old None) and
         #: disable (HOST CREATE/DISABLE hooks, core/hm.py).
         self.host_hooks = []
+        #: The VN_MAD names a new host may take (oned.conf VN_MAD NAMEs and
+        #: ``dummy``; :meth:`nebtwist.core.vnm.NetworkManager.names`), or None
+        #: to take any name.
+        self.vn_mads = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -173,12 +177,22 @@ class Requests(ImageRequests, PermissionRequests):
         """Create a host (oneadmin only); returns its id.
 
         ``tm_mad`` is the 1.4 form's TM driver, kept in the host TEMPLATE.
+        ``vnm_mad`` (3.4's VN_MAD; empty: ``dummy``) must be one of
+        :attr:`vn_mads` when that is set.
+
+        :raises APIError: an empty IM or VMM name, an unknown VN_MAD.
         """
         self._admin(actor, "CREATE", "HOST")
         _name_ok(name, "host")
         for what, value in (("IM", im_mad), ("VMM", vmm_mad)):
             if not isinstance(value, str) or not value:
                 raise APIError(f"The {what} driver name cannot be empty.")
+        vnm_mad = vnm_mad or "dummy"
+        if not isinstance(vnm_mad, str) or len(vnm_mad.split()) != 1 or (
+                self.vn_mads is not None and vnm_mad not in self.vn_mads):
+            have = ", ".join(self.vn_mads or ())
+            raise APIError(f"Unknown VN_MAD driver {vnm_mad!r}: not configured in oned.conf "
+                           f"(VN_MAD names: {have or 'dummy'}).")
         pool = self.nebula.hostpool
         other = pool.find(name)
         if other is not None:

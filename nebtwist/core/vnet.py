@@ -44,6 +44,10 @@ def _mask_bits_for_size(size):
     return 32 - host_bits
 
 
+#: A Linux network device name (IFNAMSIZ 16: at most 15 characters).
+_IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")
+
+
 def build_vnet(template, oid, owner, group_name, mac_prefix="02:00", default_size="254"):
     """A :class:`VirtualNetwork` from a parsed network template.
 
@@ -65,8 +69,15 @@ def build_vnet(template, oid, owner, group_name, mac_prefix="02:00", default_siz
         if not phydev:
             raise APIError("No BRIDGE in template for Virtual Network.")
         bridge = f"onebr{oid}"
+    for key, value in (("PHYDEV", phydev), ("BRIDGE", bridge)):
+        if value and not _IFNAME.fullmatch(value):
+            raise APIError(f"Wrong {key} {value!r} in template for Virtual Network: a network "
+                           "device name (letters, digits, '.', '_', '-'; at most 15).")
     vlan_s = (template.get_str("VLAN") or ("YES" if phydev else "NO")).upper()
     vlan_id = template.get_str("VLAN_ID") or ""
+    if vlan_id and not (vlan_id.isdigit() and 0 < int(vlan_id) < 4095):
+        raise APIError(f"Wrong VLAN_ID {vlan_id!r} in template for Virtual Network: "
+                       "a number from 1 to 4094.")
     perms = (1, 1, 0, 0, 0, 0, 0, 0, 0)
     if owner.oid == 0:
         # OpenNebula 1.4: networks created by oneadmin are public.

@@ -531,6 +531,9 @@ class SeedOnedConf(RealVMTestCase):
         self.assertEqual(drivers, [
             "hm/exec -t 60", "im/ssh im_kvm/im_kvm.conf", "tm/exec tm_dummy/tm_dummy.conf",
             "tm/exec tm_nfs/tm_nfs.conf", "tm/exec tm_ssh/tm_ssh.conf", "vmm/kvm ", "vmm/kvm ",
+            # the shipped VN_MADs (the seed's 1.4 oned.conf names none)
+            "vnm/exec -n", "vnm/exec -t 15 -e VNM_OVS_DATAPATH=netdev ovswitch",
+            "vnm/exec -t 15 802.1Q", "vnm/exec -t 15 ebtables", "vnm/exec -t 15 fw",
         ])
         # seed 000: onehost create host01 im_xen vmm_xen tm_nfs, here with KVM probes
         self.add_hosts(vmm="vmm_kvm")

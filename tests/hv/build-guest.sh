@@ -28,6 +28,15 @@
 #       02:00:a:b:c:d -> a.b.c.d (OpenNebula 3.x vmcontext/MAC-prefix convention); /24
 #       unless ETH0_MASK gives a dotted mask or ETH0_PREFIX a length
 #   NEBTWIST-TICK <n>            every 2 s (n from 1), proves the guest runs
+# Network checks, when CONTEXT has NEBTWIST_PING="<ip> ..." (and eth0 an address): a
+# background loop, every ~2 s, pings each ip once (ping -c 1 -W 1) and prints
+#   PING-OK <ip> | PING-FAIL <ip>
+#   with NEBTWIST_SPOOF=<mac>: then the same with eth0's MAC set to <mac> (neighbours
+#     told by an unsolicited ARP), then the real MAC back (announced again):
+#   SPOOF-OK <ip> | SPOOF-FAIL <ip>
+#   with NEBTWIST_MASK2=<dotted mask>: then the same with eth0's address on that mask
+#     (the seed's "change the network mask"), then the first mask back:
+#   MASK2-OK <ip> | MASK2-FAIL <ip>
 #   NEBTWIST-ACPI-POWEROFF       on the ACPI power button (virDomainShutdown), then poweroff -f
 set -euo pipefail
 
@@ -176,6 +185,44 @@ if [ -e /sys/class/net/eth0 ]; then
   [ -n "$addr" ] && ip addr add $addr/$prefix dev eth0
   [ -n "$addr" ] && [ -n "${ETH0_GATEWAY:-}" ] && ip route add default via $ETH0_GATEWAY
   echo "NEBTWIST-NET eth0 $mac ${addr:-none}"
+fi
+# Network checks from inside the guest (CONTEXT NEBTWIST_PING etc.), in the background
+if [ -n "${NEBTWIST_PING:-}" ] && [ -n "${addr:-}" ]; then
+  mask2=${NEBTWIST_MASK2:-}
+  if [ -n "$mask2" ]; then
+    prefix2=0
+    for o in $(echo $mask2 | tr . ' '); do
+      while [ $o -gt 0 ]; do prefix2=$((prefix2 + (o & 1))); o=$((o >> 1)); done
+    done
+  fi
+  setmac() {
+    ip link set eth0 address $1 2>/dev/null || {
+      ip link set eth0 down; ip link set eth0 address $1; ip link set eth0 up; }
+    ip neigh flush dev eth0 >/dev/null 2>&1
+    arping -U -c 1 -I eth0 $addr >/dev/null 2>&1
+  }
+  pings() {  # $1: label
+    for t in $NEBTWIST_PING; do
+      if ping -c 1 -W 1 $t >/dev/null 2>&1; then echo "$1-OK $t"; else echo "$1-FAIL $t"; fi
+    done
+  }
+  (
+    while true; do
+      pings PING
+      if [ -n "${NEBTWIST_SPOOF:-}" ]; then
+        setmac $NEBTWIST_SPOOF
+        pings SPOOF
+        sleep 1
+        setmac $mac
+      fi
+      if [ -n "$mask2" ]; then
+        ip addr add $addr/$prefix2 dev eth0 && ip addr del $addr/$prefix dev eth0
+        pings MASK2
+        ip addr add $addr/$prefix dev eth0 && ip addr del $addr/$prefix2 dev eth0
+      fi
+      sleep 2
+    done
+  ) &
 fi
 n=0
 while true; do n=$((n+1)); echo "NEBTWIST-TICK $n"; sleep 2; done

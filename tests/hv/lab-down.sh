@@ -4,7 +4,8 @@
 # usage: tests/hv/lab-down.sh        (NEBTWIST_LAB, default /var/tmp/nebtwist-lab)
 # Destroys the domains still running on each host (through the host's own libvirtd, or by
 # the QEMU pid files libvirt left when that libvirtd is gone), stops sshd, libvirtd and
-# virtlogd by their pid files (never by name), deletes the namespaces nt-h1, nt-h2, nt-sw
+# virtlogd and each host's Open vSwitch daemons (ovs-vswitchd, ovsdb-server) by their pid
+# files (never by name), deletes the namespaces nt-h1, nt-h2, nt-sw (with the eth1 links)
 # and the nt-fe veth, and removes $LAB/lab.json. A half-made lab is fine: whatever is
 # missing is skipped. Keeps $LAB/guest, $LAB/shared, $LAB/ssh and the hosts' logs.
 set -uo pipefail
@@ -54,6 +55,8 @@ for h in $HOSTS; do
         for c in $(ps -o pid= --ppid "$sp" 2>/dev/null); do kill "$c" 2>/dev/null || true; done
     fi
     stop_pid "$d/sshd.pid"
+    stop_pid "$d/ovs/ovs-vswitchd.pid"
+    stop_pid "$d/ovs/ovsdb-server.pid"
     stop_pid "$d/libvirtd.pid"
     stop_pid "$d/virtlogd.pid"
     # QEMU left behind by a libvirtd that is gone: libvirt's pid files in the host's /run/libvirt
