@@ -79,30 +79,7 @@ def fmt(values, unit="s"):
             f"max {max(values):.2f}, n={len(values)})")
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
 # -- the lab ------------------------------------------------------------------------------
-
-def get_lab():
-    """The lab (tests.hvlab.Lab), or None after printing why it cannot be used."""
-    try:
-        from tests.hvlab import load_lab
-    except ImportError as e:
-        print(f"SKIP: tests.hvlab not importable ({e})")
-        return None
-    try:
-        from twisted.trial.unittest import SkipTest
-    except ImportError:
-        SkipTest = Exception
-    try:
-        return load_lab()
-    except SkipTest as e:
-        print(f"SKIP: {e}")
-        return None
-
 
 class Workspace:
     """Folders this run owns under the lab (one tag), removed by :meth:`clean`."""
@@ -410,7 +387,7 @@ def bench_boot(cloud, runs):
         boots.append(fig)
         print(f"[boot {i}] VM {vid}: allocate -> RUNNING {fig['total']:.2f} s "
               f"(PENDING {_f(fig['pending'])}, PROLOG {_f(fig['prolog'])}, "
-              f"BOOT {_f(fig['boot'])}); cancel -> DONE {done:.2f} s; load {loadavg()}")
+              f"BOOT {_f(fig['boot'])}); cancel -> DONE {done:.2f} s; load {common.loadavg()}")
         conn = lab.libvirt_open(host)
         try:
             t0 = time.perf_counter()
@@ -487,7 +464,7 @@ def bench_migrate(cloud, migrations):
         libvirt_s.append(lv)
         nebtwist_s.append(total)
         print(f"[migrate {i}] {host} -> {target}: MIGRATE -> RUNNING {total:.2f} s, "
-              f"libvirt (driver's log) {_f(lv)}; load {loadavg()}")
+              f"libvirt (driver's log) {_f(lv)}; load {common.loadavg()}")
         host = target
     done = cloud.cancel(vid)
     print(f"[migrate] cancel -> DONE {done:.2f} s")
@@ -514,10 +491,10 @@ def run(argv=None):
     parser.add_argument("--skip-migrate", action="store_true")
     args = parser.parse_args(argv)
     print(common.machine_note())
-    lab = get_lab()
+    lab = common.get_lab()
     if lab is None:
         return [("real VMs (bench_realvm)", "skipped: no lab", "")]
-    print(f"lab: {lab.path}, hosts {lab.hosts}; load average {loadavg()}")
+    print(f"lab: {lab.path}, hosts {lab.hosts}; load average {common.loadavg()}")
     rows, summary = [], []
     ws = Workspace(lab)
     try:
@@ -531,7 +508,7 @@ def run(argv=None):
             with Cloud(lab, ws, keep=args.keep, overrides=args.overrides) as cloud:
                 cloud.skip_ids(1000 + random.randrange(1000))
                 cloud.setup("tm_qcow2")
-                print(f"daemon up, hosts MONITORED, image READY; load {loadavg()}")
+                print(f"daemon up, hosts MONITORED, image READY; load {common.loadavg()}")
                 if not args.skip_boot:
                     b = bench_boot(cloud, args.runs)
                     summary += [
@@ -559,7 +536,7 @@ def run(argv=None):
                                  f"{m['nebtwist']:.2f} s / {m['libvirt']:.2f} s", ""))
     finally:
         ws.clean()
-    print(f"=== bench_realvm summary ({common.machine_note()}; load average {loadavg()})")
+    print(f"=== bench_realvm summary ({common.machine_note()}; load average {common.loadavg()})")
     print(common.table(("figure", "measured", "floor / peer", "ratio"), summary))
     return rows
 

@@ -60,26 +60,6 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def get_lab():
-    """The lab (tests.hvlab.Lab), or None after printing why it cannot be used."""
-    try:
-        from tests.hvlab import load_lab
-        from twisted.trial.unittest import SkipTest
-    except ImportError as e:
-        print(f"SKIP: tests.hvlab not importable ({e})")
-        return None
-    try:
-        return load_lab()
-    except SkipTest as e:
-        print(f"SKIP: {e}")
-        return None
-
-
 def vm_xml(vid, driver):
     """The base64 of a ``<VM>`` with one NIC, as the core passes it (str)."""
     ip = f"203.0.113.{100 + vid % 100}"
@@ -146,7 +126,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds per driver")
     parser.add_argument("--host", default=None, help="lab host (default: the first)")
     args = parser.parse_args(argv)
-    lab = get_lab()
+    lab = common.get_lab()
     if lab is None:
         return 0
     host = args.host or lab.hosts[0]
@@ -160,7 +140,7 @@ def main(argv=None):
     env = lab.env()
     env["SCRIPTS_REMOTE_DIR"] = remotes
     print(common.machine_note())
-    print(f"host {host}, {args.rounds} timed rounds per driver, load {loadavg()}")
+    print(f"host {host}, {args.rounds} timed rounds per driver, load {common.loadavg()}")
 
     def on_host(command, check=True):
         r = subprocess.run([*ssh, host, command], capture_output=True, text=True, env=env,
@@ -261,7 +241,7 @@ def main(argv=None):
     print()
     print(f"floor: ssh {host} true over the shared master: median {f * 1000:.1f} ms "
           f"(min {min(floors) * 1000:.1f}, max {max(floors) * 1000:.1f}, n={len(floors)}); "
-          f"load {loadavg()}")
+          f"load {common.loadavg()}")
     print("| driver | pre | post | pre + post | / 2 x floor | beyond dummy's | clean |")
     print("|---|---|---|---|---|---|---|")
     for driver in DRIVERS:

@@ -51,6 +51,28 @@ def machine_note():
             f"{os.uname().sysname} {os.uname().release}")
 
 
+def loadavg():
+    """The 1, 5 and 15 minute load averages as one string ("0.52 0.61 0.70")."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def get_lab():
+    """The real-hypervisor lab (``tests.hvlab.Lab``) for benchmarks that need it, or
+    None after printing why it cannot be used (no lab up, not root, tests not importable)."""
+    try:
+        from tests.hvlab import load_lab
+        from twisted.trial.unittest import SkipTest
+    except ImportError as e:
+        print(f"SKIP: tests.hvlab not importable ({e})")
+        return None
+    try:
+        return load_lab()
+    except SkipTest as e:
+        print(f"SKIP: {e}")
+        return None
+
+
 def free_port():
     """A TCP port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as s:
