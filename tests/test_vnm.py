@@ -154,6 +154,16 @@ async def host(core, name, vn_mad="ebtables"):
     return h
 
 
+async def booting(core, h):
+    """Allocate a VM and deploy it on ``h``, its prolog answered: the VM in
+    BOOT, its network's ``pre`` asked."""
+    vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
+    await core.dm.deploy(vm, h)
+    core.tmd.last("transfer").succeed()
+    await core.settle()
+    return vm
+
+
 def vm_log(core, vm):
     with open(os.path.join(core.nebula.vm_dir(vm.oid), "vm.log"), encoding="utf-8") as f:
         return f.read()
@@ -170,10 +180,7 @@ class LifeCycleOrderTests(unittest.TestCase):
 
     async def boot(self, core, h):
         """Allocate a VM, deploy it on ``h``, answer prolog, pre, deploy, post."""
-        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
-        await core.dm.deploy(vm, h)
-        core.tmd.last("transfer").succeed()
-        await core.settle()
+        vm = await booting(core, h)
         self.assertEqual(vm.lcm_state, BOOT)
         self.assertEqual(core.vmmd.pending("deploy"), [], "no deploy before pre")
         pre = core.vnmd.last("pre")
@@ -211,10 +218,7 @@ class LifeCycleOrderTests(unittest.TestCase):
     async def test_pre_failure_fails_the_boot_without_a_domain(self):
         core = await NetCore.make(self)
         h0 = await host(core, "h0")
-        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
-        await core.dm.deploy(vm, h0)
-        core.tmd.last("transfer").succeed()
-        await core.settle()
+        vm = await booting(core, h0)
         core.vnmd.last("pre").fail("ebtables: command not found")
         await core.settle()
         core.vnmd.last("clean").succeed()  # whatever pre made half-way goes
@@ -227,10 +231,7 @@ class LifeCycleOrderTests(unittest.TestCase):
     async def test_post_failure_cancels_the_new_domain(self):
         core = await NetCore.make(self)
         h0 = await host(core, "h0")
-        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
-        await core.dm.deploy(vm, h0)
-        core.tmd.last("transfer").succeed()
-        await core.settle()
+        vm = await booting(core, h0)
         core.vnmd.last("pre").succeed()
         await core.settle()
         core.vmmd.last("deploy").succeed("dep-9")
@@ -251,10 +252,7 @@ class LifeCycleOrderTests(unittest.TestCase):
     async def test_deploy_failure_cleans(self):
         core = await NetCore.make(self)
         h0 = await host(core, "h0")
-        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
-        await core.dm.deploy(vm, h0)
-        core.tmd.last("transfer").succeed()
-        await core.settle()
+        vm = await booting(core, h0)
         core.vnmd.last("pre").succeed()
         await core.settle()
         core.vmmd.last("deploy").fail("no hypervisor")
@@ -387,10 +385,7 @@ class LifeCycleOrderTests(unittest.TestCase):
         """Recovery re-runs the network step a found reply would have followed."""
         core = await NetCore.make(self)
         h0 = await host(core, "h0")
-        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
-        await core.dm.deploy(vm, h0)
-        core.tmd.last("transfer").succeed()
-        await core.settle()
+        vm = await booting(core, h0)
         self.assertEqual(vm.lcm_state, BOOT)
         d = defer.ensureDeferred(core.lcm.network_redo(vm, "deploy_success"))
         core.vnmd.last("post").fail("tap busy")
@@ -406,10 +401,7 @@ class LifeCycleOrderTests(unittest.TestCase):
         VN_MAD that is not loaded fails the boot with its name."""
         core = await NetCore.make(self)
         h0 = await host(core, "h0", "dummy")
-        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
-        await core.dm.deploy(vm, h0)
-        core.tmd.last("transfer").succeed()
-        await core.settle()
+        vm = await booting(core, h0)
         core.vmmd.last("deploy").succeed("d")
         await core.settle()
         self.assertEqual(vm.lcm_state, RUNNING)
@@ -555,10 +547,7 @@ class CleanupTests(unittest.TestCase):
         runs clean, though there is no domain to cancel."""
         core = await NetCore.make(self)
         h0 = await host(core, "h0")
-        vm = await core.dm.allocate(core.admin, VM_TEMPLATE)
-        await core.dm.deploy(vm, h0)
-        core.tmd.last("transfer").succeed()
-        await core.settle()
+        vm = await booting(core, h0)
         core.vnmd.last("pre").succeed()
         await core.settle()
         self.assertEqual(vm.lcm_state, BOOT)
