@@ -32,6 +32,7 @@ from nebtwist.mad import NetworkMad, build_driver
 from nebtwist.testing import FakeProcessReactor
 from tests.test_cli import SESSION, FakeServerMixin, ok
 from tests.test_lcm import VM_TEMPLATE, Core
+from tests.test_mad import MadTestMixin
 
 VM_XML = "<VM><ID>7</ID><TEMPLATE><NIC><MAC>02:00:0a:00:00:01</MAC></NIC></TEMPLATE></VM>"
 
@@ -39,31 +40,11 @@ VM_XML = "<VM><ID>7</ID><TEMPLATE><NIC><MAC>02:00:0a:00:00:01</MAC></NIC></TEMPL
 # ------------------------------------------------------------------ the adapter
 
 
-class AdapterTests(unittest.SynchronousTestCase):
+class AdapterTests(MadTestMixin, unittest.SynchronousTestCase):
     """NetworkMad on a fake process reactor."""
 
-    def start(self):
-        self.reactor = FakeProcessReactor()
-        self.mad = NetworkMad(self.reactor, "ebtables", "/opt/vnm/exec", "-t 15 ebtables",
-                              env={"PATH": "/usr/bin"}, restart_delay=1.0)
-        self.mad.startService()
-        self.child.child_says(b"INIT SUCCESS\n")
-        self.addCleanup(self._stop)
-        return self.mad
-
-    def _stop(self):
-        if self.mad.running:
-            d = self.mad.stopService()
-            if not self.child.ended:
-                self.child.exit(0)
-            self.successResultOf(d)
-
-    @property
-    def child(self):
-        return self.reactor.spawned[-1].transport
-
-    def sent(self):
-        return [line for line in self.child.written_lines if line != "INIT"]
+    cls = NetworkMad
+    tag = "VNM"
 
     def test_verify(self):
         verifyObject(IVirtualNetworkDriver, NetworkMad(FakeProcessReactor(), "fw", "/bin/true"))
@@ -96,7 +77,7 @@ class AdapterTests(unittest.SynchronousTestCase):
     def test_crash_fails_in_flight_and_restarts(self):
         """A driver dying with requests in flight fails them (DriverCrashed) and
         is spawned again after the backoff, as every MAD."""
-        mad = self.start()
+        mad = self.start(restart_delay=1.0)
         d = mad.post(3, "node1", VM_XML)
         self.child.killed()
         self.failureResultOf(d, DriverCrashed)
