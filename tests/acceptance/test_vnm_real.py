@@ -68,6 +68,16 @@ class VNMTestCase(LabNetTestCase):
             self.assertIn(f"VN_MAD                : {self.vnm}",
                           self.ok("onehost", "show", host))
 
+    def shut_down(self, *vids):
+        """``onevm shutdown`` each VM, wait until each is DONE and nothing of it
+        is left on the hosts (``assert_gone``)."""
+        for vid in vids:
+            self.ok("onevm", "shutdown", vid)
+        for vid in vids:
+            self.wait_for(lambda vid=vid: vid not in self.vms(), f"VM {vid} DONE",
+                          timeout=OP_TIMEOUT)
+            self.assert_gone(vid)
+
     def state(self, host):
         """The text of every file in ``host``'s VNM_STATE_DIR (str)."""
         texts = []
@@ -115,12 +125,7 @@ class EbtablesLiveMigration(VNMTestCase):
         self.blocked(c_red1, "SPOOF", RED[1])
 
         # shutdown: nothing of theirs left on either host
-        for vid in (red1, red2):
-            self.ok("onevm", "shutdown", vid)
-        for vid in (red1, red2):
-            self.wait_for(lambda vid=vid: vid not in self.vms(), f"VM {vid} DONE",
-                          timeout=OP_TIMEOUT)
-            self.assert_gone(vid)
+        self.shut_down(red1, red2)
         for host in self.lab.hosts:
             self.assertEqual([r for r in self.rules(host) if f" {tap1} " in r
                               or f" {tap2} " in r], [], host)
@@ -189,12 +194,7 @@ class OvswitchUserspace(VNMTestCase):
         self.vsctl(h1, "set", "port", tap2, "tag=100")
         self.reaches(c_red1, "PING", RED[1], timeout=OP_TIMEOUT)
 
-        for vid in (red1, red2):
-            self.ok("onevm", "shutdown", vid)
-        for vid in (red1, red2):
-            self.wait_for(lambda vid=vid: vid not in self.vms(), f"VM {vid} DONE",
-                          timeout=OP_TIMEOUT)
-            self.assert_gone(vid)
+        self.shut_down(red1, red2)
         # the driver made the bridge: with its last port gone, so is the bridge
         r = self.lab.ssh(h1, ["ovs-vsctl", "--timeout=20", "br-exists", self.ovs_bridge])
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
