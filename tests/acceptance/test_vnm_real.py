@@ -8,13 +8,14 @@ around each deploy, migration and shutdown. Hosts are made with OpenNebula 3.4's
 hosts share every other folder of the file system).
 
 * ``EbtablesLiveMigration``: the ebtables driver's rules follow a live-migrated guest
-  (the source host keeps no rule and no record of it) and still drop its forged MAC.
+  (the source host keeps no rule and no record of it): it still reaches Red, its forged
+  MAC is still dropped, and a Blue guest on the host it moved to still cannot reach it.
 * ``OvswitchUserspace``: the ovswitch driver on each lab host's own Open vSwitch
   (userspace datapath, ``datapath_type=netdev``): the bridge it makes, the guests' ports
   tagged with the network's VLAN_ID, anti-spoofing flows; another tag cuts them apart;
   after shutdown no port, flow or bridge of theirs is left.
 
-Two guests per class (TCG boots are slow), reused across checks; they ping each other
+Two guests per class, three for the migration (TCG boots are slow), reused across checks; they ping each other
 from their CONTEXT (``tests/hv/build-guest.sh``). Skips, saying why, without the lab (or
 without Open vSwitch in it).
 """
@@ -24,7 +25,7 @@ import shutil
 import uuid
 
 from tests.acceptance.test_real_vms import OP_TIMEOUT
-from tests.acceptance.test_seed001_net import RED, LabNetTestCase, hook_rules, mac_of
+from tests.acceptance.test_seed001_net import BLUE, RED, LabNetTestCase, hook_rules, mac_of
 from tests.hvlab import lab_dir, wait_console
 
 SPOOF = "02:00:cb:00:71:99"
@@ -98,9 +99,14 @@ class EbtablesLiveMigration(VNMTestCase):
         self.network("Red", RED, extra='VLAN = "YES"\n')
         red1, c_red1 = self.net_guest("red1", "Red", RED[0], h1, [RED[1]], spoof=SPOOF)
         red2, c_red2 = self.net_guest("red2", "Red", RED[1], h2, [RED[0]])
+        # Blue, on the host red1 migrates to, pings red1 with the mask widened (one IP
+        # subnet: only red1's rules keep them apart; test_seed001_net shows the control)
+        self.network("Blue", BLUE, extra='VLAN = "YES"\n')
+        blue, c_blue = self.net_guest("blue", "Blue", BLUE[0], h2, [RED[0]])
         tap1, tap2 = f"one-{red1}-0", f"one-{red2}-0"
         self.assertEqual(self.wait_stat(red1, "runn")["HOSTNAME"], h1)
         self.assertEqual(self.wait_stat(red2, "runn")["HOSTNAME"], h2)
+        self.assertEqual(self.wait_stat(blue, "runn")["HOSTNAME"], h2)
         for rule in hook_rules(tap1, mac_of(RED[0])):
             self.assertIn(rule, self.rules(h1))
         for rule in hook_rules(tap2, mac_of(RED[1])):
@@ -110,6 +116,8 @@ class EbtablesLiveMigration(VNMTestCase):
         self.reaches(c_red1, "PING", RED[1])
         self.reaches(c_red2, "PING", RED[0])
         self.blocked(c_red1, "SPOOF", RED[1])
+        wait_console(c_blue, "NEBTWIST-NET eth0")
+        self.blocked(c_blue, "MASK2", RED[0])
 
         # live migration: the rules go with the guest, h1 keeps nothing of it
         self.ok("onevm", "livemigrate", red1, h2)
@@ -123,9 +131,10 @@ class EbtablesLiveMigration(VNMTestCase):
         self.assertIn(tap1, self.state(h2))
         self.reaches(c_red1, "PING", RED[1])
         self.blocked(c_red1, "SPOOF", RED[1])
+        self.blocked(c_blue, "MASK2", RED[0])  # same host now: still apart
 
         # shutdown: nothing of theirs left on either host
-        self.shut_down(red1, red2)
+        self.shut_down(red1, red2, blue)
         for host in self.lab.hosts:
             self.assertEqual([r for r in self.rules(host) if f" {tap1} " in r
                               or f" {tap2} " in r], [], host)
