@@ -15,6 +15,7 @@ from nebtwist.core.groups import PermissionRequests
 from nebtwist.core.image import ImageRequests
 from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.requests_objects import ObjectRequests
+from nebtwist.core.requests_drives import DriveRequests
 from nebtwist.core.vnet import build_vnet
 from nebtwist.errors import ActionError, APIError, AuthorizationError
 
@@ -34,7 +35,7 @@ def _name_ok(name, what):
         raise APIError(f"The {what} name {name!r} cannot contain blanks or ':'.")
 
 
-class Requests(ImageRequests, PermissionRequests, ObjectRequests):
+class Requests(ImageRequests, PermissionRequests, ObjectRequests, DriveRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
