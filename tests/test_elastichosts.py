@@ -489,3 +489,53 @@ class FrontTests(TestCase):
         self.assertEqual((code, heads.get(b"x-elastic-error")), (409, b"busy"))
         self.assertIn(b"network", body)
         self.assertEqual(len(self.neb.nebula.vmpool), 1)
+
+
+class PluginTests(TestCase):
+    """The front enabled in oned.conf (API_FRONT) of an in-process daemon."""
+
+    timeout = 120
+
+    async def test_enabled_front_serves_over_http(self):
+        import treq
+
+        neb = await start_nebula(self, [
+            'API_FRONT=[NAME="xmlrpc"]',
+            'API_FRONT=[NAME="elastichosts",ENDPOINT="tcp:0:interface=127.0.0.1"]'])
+        self.assertEqual(list(neb.service.fronts), ["xmlrpc", "elastichosts"])
+        url = neb.front_url("elastichosts")
+        response = await treq.post(url + "drives/create", b"name d\nsize 1M\n",
+                                   auth=("oneadmin", "onecloud"), persistent=False)
+        body = await treq.content(response)
+        self.assertEqual(response.code, 200, body)
+        self.assertIn(b"drive 4e656274-6472-4000-8000-", body)
+        response = await treq.get(url + "drives/list", auth=("oneadmin", "x"), persistent=False)
+        self.assertEqual((response.code, response.headers.getRawHeaders(b"x-elastic-error")),
+                         (401, [b"auth"]))
+        await treq.content(response)
+        with open(os.path.join(neb.var_dir, "oned.log"), encoding="utf-8") as f:
+            self.assertIn("elastichosts front listening on tcp:0:interface=127.0.0.1", f.read())
+
+    async def test_body_over_message_size(self):
+        import treq
+
+        neb = await start_nebula(self, [
+            "MESSAGE_SIZE=1000", 'API_FRONT=[NAME="xmlrpc"]',
+            'API_FRONT=[NAME="elastichosts",ENDPOINT="tcp:0:interface=127.0.0.1"]'])
+        response = await treq.post(neb.front_url("elastichosts") + "drives/x/write",
+                                   b"z" * 5000, auth=("oneadmin", "onecloud"),
+                                   persistent=False)
+        await treq.content(response)
+        self.assertEqual((response.code, response.headers.getRawHeaders(b"x-elastic-error")),
+                         (413, [b"usage"]))
+
+    async def test_bad_conf_stops_startup(self):
+        conf = os.path.abspath(self.mktemp())
+        with open(conf, "w") as f:
+            f.write("CPU_MHZ = fast\n")
+        with self.assertRaises(Exception) as raised:
+            await start_nebula(self, [
+                'API_FRONT=[NAME="xmlrpc"]',
+                f'API_FRONT=[NAME="elastichosts",ENDPOINT="tcp:0",CONF="{conf}"]'])
+        self.assertIn("elastichosts front", str(raised.exception))
+        self.assertIn("CPU_MHZ must be a number", str(raised.exception))
