@@ -102,6 +102,9 @@ class PureTests(TestCase):
         self.assertEqual(json.loads(wire.render(js, {"size": "10", "name": "7"})),
                          {"size": 10, "name": "7"})
         self.assertIn(b"application/json", js.responseHeaders.getRawHeaders(b"content-type")[0])
+        # JSON_REPLIES = false (CloudSigma 1.0): text whatever Accept says
+        js = self._request({b"accept": b"application/json"})
+        self.assertEqual(wire.render(js, {"size": "10"}, json_replies=False), b"size 10\n")
 
     def test_conf(self):
         settings = S.load(S.shipped_path())
@@ -110,8 +113,10 @@ class PureTests(TestCase):
         self.assertEqual(settings.cpu_cores(1), 0.01)
         self.assertEqual(settings.cpu_mhz_of(1.7), 1700)
         self.assertFalse(settings.persistent)
+        self.assertTrue(settings.json_replies)
         bad = self.mktemp()
         for text, word in (("CPU_MHZ = abc\n", "CPU_MHZ"), ("PERSISTENT = maybe\n", "PERSISTENT"),
+                           ("JSON_REPLIES = 1\n", "JSON_REPLIES"), ("STOP_TIMEOUT = -1\n", "STOP"),
                            ('STANDARD_DRIVE = [ UUID = "x", IMAGE = "y" ]\n', "STANDARD_DRIVE"),
                            ("A = [\n", bad)):
             with open(bad, "w") as f:

@@ -170,4 +170,4 @@ class ElasticHostsResource(resource.Resource):
         if isinstance(data, bytes):
             request.setHeader(b"content-type", b"application/octet-stream")
             return data
-        return render(request, data)
+        return render(request, data, self.settings.json_replies)

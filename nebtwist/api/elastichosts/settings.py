@@ -61,6 +61,8 @@ class Settings:
         to; None: the user's first usable network (lowest id).
     :ivar persistent: the default of a server's ``persistent`` key (bool).
     :ivar stop_timeout: seconds ``/stop`` waits for the VM to be stopped.
+    :ivar json_replies: answer JSON to ``Accept: application/json`` (bool;
+        ElasticHosts); False: always text (CloudSigma API 1.0).
     :ivar standard: ``{uuid (lower case): image name}`` of the standard drives.
     """
 
@@ -68,6 +70,7 @@ class Settings:
     network: str = None
     persistent: bool = False
     stop_timeout: float = 120.0
+    json_replies: bool = True
     standard: dict = field(default_factory=dict)
 
     def cpu_cores(self, mhz):
@@ -104,6 +107,13 @@ def _number(template, key, default, path):
     return number
 
 
+def _flag(template, key, default, path):
+    value = (template.get_str(key) or default).strip().lower()
+    if value not in ("true", "false"):
+        raise ConfError(f"{path}: {key} must be true or false, not {value!r}")
+    return value == "true"
+
+
 def load(path):
     """Read ``elastichosts.conf`` (OpenNebula template syntax).
 
@@ -123,10 +133,8 @@ def load(path):
                         stop_timeout=_number(template, "STOP_TIMEOUT", 120.0, path))
     network = (template.get_str("NETWORK") or "").strip()
     settings.network = network or None
-    persistent = (template.get_str("PERSISTENT") or "false").strip().lower()
-    if persistent not in ("true", "false"):
-        raise ConfError(f"{path}: PERSISTENT must be true or false, not {persistent!r}")
-    settings.persistent = persistent == "true"
+    settings.persistent = _flag(template, "PERSISTENT", "false", path)
+    settings.json_replies = _flag(template, "JSON_REPLIES", "true", path)
     for vector in template.get_all("STANDARD_DRIVE"):
         if not isinstance(vector, dict):
             raise ConfError(f"{path}: STANDARD_DRIVE must be a vector [ UUID = ..., IMAGE = ... ]")

@@ -8,7 +8,8 @@ CloudSigma 1.0 driver, jclouds' ``elasticstack`` API):
   (the value is the rest of the line; a list is space-separated); a
   collection is objects separated by a blank line; ``/list`` replies are one
   UUID per line.
-* **JSON** when the request says ``Accept: application/json``: an object,
+* **JSON** when the request says ``Accept: application/json`` (unless
+  elastichosts.conf ``JSON_REPLIES = false``, for CloudSigma 1.0): an object,
   or an array of objects, with the same keys. A request body is JSON when
   its ``Content-Type`` is ``application/json`` *and* it starts with ``{`` or
   ``[``: libcloud's CloudSigma 1.0 driver sends ``key value`` text under a
@@ -135,11 +136,16 @@ def _json_object(obj):
     return out
 
 
-def render(request, data):
+def render(request, data, json_replies=True):
     """Set the content type and return the body (bytes) for ``data``: a
     dict (one object), a list of dicts (a collection) or a list of str
-    (a ``/list`` of UUIDs)."""
-    if wants_json(request):
+    (a ``/list`` of UUIDs).
+
+    :param json_replies: False to answer text whatever ``Accept`` says (as
+        CloudSigma API 1.0 servers did: libcloud's CloudSigma 1.0 driver
+        sends ``Accept: application/json`` and parses text).
+    """
+    if json_replies and wants_json(request):
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
         if isinstance(data, dict):
             payload = _json_object(data)
