@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import os
+import zlib
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -333,6 +334,45 @@ class FrontTests(TestCase):
         code, _, _ = await self.eh.call(f"drives/{small}/image/{S.make_uuid('drive', 77)}")
         self.assertEqual(code, 404)
 
+    async def test_image_modes_and_failure(self):
+        """``/gunzip`` of a source that is not gzip data copies it as it is;
+        ``/gzip`` compresses; gzip content larger than the destination ends
+        the copy in ERROR (no ``imaging`` key, status inactive, the reason)."""
+        await self._start()
+        raw = b"plain bytes " * 1000
+        src = S.make_uuid("drive", await self._image("raw", raw))
+        dst = await self._drive("dst", "1M")
+
+        async def imaged(uuid):
+            info = await self.eh.obj(f"drives/{uuid}/info")
+            return info if "imaging" not in info else None
+
+        code, _, _ = await self.eh.call(f"drives/{dst}/image/{src}/gunzip")
+        self.assertEqual(code, 204)
+        await wait_for(lambda: imaged(dst), "the copy")
+        with open(self._file(dst), "rb") as f:
+            self.assertEqual(f.read(len(raw)), raw)
+        code, _, _ = await self.eh.call(f"drives/{dst}/image/{src}/gzip")
+        self.assertEqual(code, 204)
+        await wait_for(lambda: imaged(dst), "the gzip copy")
+        with open(self._file(dst), "rb") as f:
+            stream = zlib.decompressobj(16 + zlib.MAX_WBITS)  # stops at the stream's end
+            self.assertEqual(stream.decompress(f.read(len(raw))), raw)
+            self.assertTrue(stream.eof)
+        code, heads, _ = await self.eh.call(f"drives/{dst}/image/{src}/zip")
+        self.assertEqual((code, heads.get(b"x-elastic-error")), (404, b"missing"))
+        bomb = S.make_uuid("drive", await self._image("big", gzip.compress(b"\0" * 3 * MB)))
+        code, _, _ = await self.eh.call(f"drives/{dst}/image/{bomb}/gunzip")
+        self.assertEqual(code, 204)
+        info = await wait_for(lambda: imaged(dst), "the failed copy")
+        self.assertEqual(info["status"], "inactive")
+        self.assertIn("larger than the destination", info["error"])
+        # a drive in ERROR takes a new copy, which makes it ready again
+        code, _, _ = await self.eh.call(f"drives/{dst}/image/{src}")
+        self.assertEqual(code, 204)
+        info = await wait_for(lambda: imaged(dst), "the copy after the failure")
+        self.assertEqual((info["status"], info.get("error")), ("active", None))
+
     async def test_clone_cloudsigma_text_under_json(self):
         await self._start()
         iid = await self._image("base", b"B" * (MB + 10))
@@ -382,6 +422,11 @@ class FrontTests(TestCase):
         info = await self.eh.obj(f"servers/{sid}/info", method="GET")
         self.assertEqual(info["status"], "active")
         self.assertIn("started", info)
+        # rx and tx are the VM's monitored NET_RX and NET_TX (bytes)
+        live = self.neb.nebula.vmpool.get(vm.oid)
+        live.net_rx, live.net_tx = 679560, 21271
+        info = await self.eh.obj(f"servers/{sid}/info", method="GET")
+        self.assertEqual((info["rx"], info["tx"]), ("679560", "21271"))
         drive = await self.eh.obj(f"drives/{uuid}/info")
         self.assertEqual(drive["claimed"], f"{sid}:ide:0:0")
         code, _, _ = await self.eh.call(f"drives/{uuid}/destroy")  # in use

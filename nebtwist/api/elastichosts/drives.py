@@ -133,22 +133,27 @@ def _standard(call):
 
 
 async def do_list(call):
+    """``drives/list``: the UUIDs of the images the user owns."""
     return 200, [S.make_uuid("drive", i.oid) for i in _own(call)]
 
 
 async def do_info_all(call):
+    """``drives/info``: every image the user owns."""
     return 200, [info(call, i) for i in _own(call)]
 
 
 async def do_standard_list(call):
+    """``drives/standard/list``: the standard drives' UUIDs."""
     return 200, [uuid for uuid, _ in _standard(call)]
 
 
 async def do_standard_info(call):
+    """``drives/standard/info``: the standard drives."""
     return 200, [info(call, image, uuid) for uuid, image in _standard(call)]
 
 
 async def do_info(call, uuid):
+    """``drives/<uuid>/info`` (an image or a standard drive UUID)."""
     image = resolve(call, uuid)
     return 200, info(call, image, uuid if S.parse_uuid("drive", uuid) is None else None)
 
@@ -188,6 +193,7 @@ async def do_clone(call, uuid):
 
 
 async def do_destroy(call, uuid):
+    """``drives/<uuid>/destroy``: delete the image (not a standard drive's UUID); 204."""
     image = resolve(call, uuid, standard_ok=False)
     await call.requests.image_delete(call.actor, image.oid)
     return 204, None

@@ -69,7 +69,7 @@ from twisted.internet import task
 from nebtwist.api.elastichosts import settings as S
 from nebtwist.api.elastichosts.wire import EHError, missing, usage
 from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, CLEANUP, DONE, EPILOG, EPILOG_STOP,
-                                   FAILED, FAILURE, HOLD, INIT, MIGRATE, PENDING,
+                                   FAILED, HOLD, INIT, MIGRATE, PENDING,
                                    PROLOG, PROLOG_MIGRATE, PROLOG_RESUME, RUNNING,
                                    SAVE_MIGRATE, SAVE_STOP, SAVE_SUSPEND, SHUTDOWN, STOPPED,
                                    SUSPENDED, UNKNOWN)
@@ -290,14 +290,17 @@ def build_template(call, body):
 
 
 async def do_list(call):
+    """``servers/list``: the UUIDs of the user's servers (VMs not DONE)."""
     return 200, [S.make_uuid("server", vm.oid) for vm in call.requests.vm_list(call.actor)]
 
 
 async def do_info_all(call):
+    """``servers/info``: every server of the user."""
     return 200, [info(call, vm) for vm in call.requests.vm_list(call.actor)]
 
 
 async def do_info(call, uuid):
+    """``servers/<uuid>/info``."""
     return 200, info(call, resolve(call, uuid))
 
 
@@ -337,6 +340,7 @@ def _busy(vm, what):
 
 
 async def do_start(call, uuid):
+    """``servers/<uuid>/start`` (see the module's actions)."""
     vm = resolve(call, uuid)
     action = {HOLD: "release", STOPPED: "resume", SUSPENDED: "resume",
               FAILED: "resubmit"}.get(vm.state)
@@ -350,6 +354,7 @@ async def do_start(call, uuid):
 
 
 async def do_stop(call, uuid):
+    """``servers/<uuid>/stop``: hard power-off (see the module's actions)."""
     vm = resolve(call, uuid)
     if persistent(call, vm):
         if vm.state in (HOLD, STOPPED, INIT):
@@ -368,6 +373,7 @@ async def do_stop(call, uuid):
 
 
 async def do_shutdown(call, uuid):
+    """``servers/<uuid>/shutdown``: ACPI power-down (3.4 ``shutdown``)."""
     vm = resolve(call, uuid)
     if not _running(vm):
         raise _busy(vm, "shut down")
@@ -376,6 +382,7 @@ async def do_shutdown(call, uuid):
 
 
 async def do_reset(call, uuid):
+    """``servers/<uuid>/reset``: 3.4 ``reboot`` of a RUNNING VM."""
     vm = resolve(call, uuid)
     if not _running(vm):
         raise _busy(vm, "reset")
@@ -384,6 +391,7 @@ async def do_reset(call, uuid):
 
 
 async def do_destroy(call, uuid):
+    """``servers/<uuid>/destroy``: cancel (RUNNING) or finalize; 204 once DONE."""
     vm = resolve(call, uuid)
     await call.requests.vm_action(call.actor, "cancel" if _running(vm) else "finalize", vm.oid)
     vm = await _wait(call, vm.oid, lambda v: v.state in (DONE, FAILED))
@@ -419,6 +427,7 @@ async def do_set(call, uuid):
     return 200, info(call, call.requests.vm_get(call.actor, vm.oid))
 
 
+#: (methods, path pattern, handler) of the server commands (``*``: one segment).
 ROUTES = [
     ("GET POST", ("servers", "list"), do_list),
     ("GET POST", ("servers", "info"), do_info_all),
