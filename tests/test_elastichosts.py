@@ -496,6 +496,59 @@ class FrontTests(TestCase):
         code, _, _ = await self.eh.call(f"servers/{sid}/destroy")
         self.assertEqual(code, 404)
 
+    async def test_shutdown(self):
+        """ACPI ``shutdown`` of a RUNNING server: 204 at once; the VM ends DONE
+        once the guest has powered off (3.4 has no powered-off state)."""
+        await self._start()
+        await self._host_and_net()
+        sid = (await self.eh.obj("servers/create", {"name": "s", "cpu": "500",
+                                                    "mem": "64"}))["server"]
+        vid = S.parse_uuid("server", sid)
+
+        async def state(wanted):
+            v = self.neb.nebula.vmpool.get(vid)
+            return (v.state, v.lcm_state if v.state == 3 else 0) == wanted
+
+        await wait_for(lambda: state((3, 3)), "RUNNING")
+        code, _, _ = await self.eh.call(f"servers/{sid}/shutdown")
+        self.assertEqual(code, 204)
+        await wait_for(lambda: state((6, 0)), "DONE")
+        code, _, _ = await self.eh.call(f"servers/{sid}/info")
+        self.assertEqual(code, 404)
+
+    async def test_core_operations_refuse_bad_values(self):
+        """The requests layer's own checks (DriveRequests), below the front's."""
+        from nebtwist.errors import ActionError, APIError
+
+        await self._start()
+        admin = self.neb.nebula.userpool.get(0)
+        uuid = await self._drive()
+        iid = S.parse_uuid("drive", uuid)
+        with self.assertRaises(APIError):
+            await self.requests.image_write(admin, iid, -1, b"x")
+        with self.assertRaises(APIError):
+            await self.requests.image_copy(admin, iid, iid)
+        with self.assertRaises(APIError):
+            await self.requests.image_copy(admin, iid, iid, mode="bzip2")
+        with self.assertRaises(APIError):
+            await self.requests.image_read(admin, iid, 0, -5)
+        vid = await self.requests.vm_allocate(admin, "NAME = v\nCPU = 1\nMEMORY = 64\n")
+        for bad in ({"cpu": -1}, {"memory": 1.5}, {"vcpu": True}, {"memory": "64"}):
+            with self.assertRaises(APIError):
+                await self.requests.vm_resize(admin, vid, **bad)
+        with self.assertRaises(APIError):
+            await self.requests.vm_rename(admin, vid, "  ")
+        vm = self.neb.nebula.vmpool.get(vid)
+        self.assertEqual((vm.name, vm.template.get_str("CPU"), vm.template.get_str("MEMORY")),
+                         ("v", "1", "64"))
+        await self.requests.vm_action(admin, "hold", vid)
+        await self.requests.vm_resize(admin, vid, cpu=0.25, memory=96, vcpu=2)
+        self.assertEqual((vm.template.get_str("CPU"), vm.template.get_str("MEMORY"),
+                          vm.template.get_str("VCPU")), ("0.25", "96", "2"))
+        await self.requests.vm_action(admin, "finalize", vid)
+        with self.assertRaises(ActionError):
+            await self.requests.vm_resize(admin, vid, cpu=1)
+
     async def test_bad_servers_make_nothing(self):
         await self._start()
         await self._host_and_net()
