@@ -391,6 +391,33 @@ class FrontTests(TestCase):
         with open(self._file(clone["drive"]), "rb") as f:
             self.assertEqual(f.read(MB + 11), b"B" * (MB + 10) + b"\0")
 
+    async def test_drive_set_and_clone_of_a_bad_source(self):
+        await self._start()
+        uuid = await self._drive("first")
+        await self._drive("second")
+        renamed = await self.eh.obj(f"drives/{uuid}/set", {"name": "renamed disk"})
+        self.assertEqual(renamed["name"], "renamed disk")
+        self.assertEqual(self.neb.nebula.imagepool.get(S.parse_uuid("drive", uuid)).name,
+                         "renamed disk")
+        code, heads, _ = await self.eh.call(f"drives/{uuid}/set", {"name": "second"})
+        self.assertEqual((code, heads.get(b"x-elastic-error")), (409, b"busy"))
+        code, heads, _ = await self.eh.call(f"drives/{uuid}/set", {"size": "5M"})
+        self.assertEqual((code, heads.get(b"x-elastic-error")), (400, b"usage"))
+        # a source whose registration failed (ERROR): the clone is refused and
+        # no new drive is left behind
+        missing_file = os.path.abspath(self.mktemp())
+        bad = await ok(self.neb, "one.image.allocate",
+                       f'NAME = "broken"\nPATH = "{missing_file}"\n', 1)
+        await wait_for(lambda: self._state_is(bad, 5), "the image in ERROR")
+        before = sorted(self.neb.nebula.imagepool.objects)
+        code, heads, _ = await self.eh.call(f"drives/{S.make_uuid('drive', bad)}/clone",
+                                            {"name": "c"})
+        self.assertEqual((code, heads.get(b"x-elastic-error")), (409, b"busy"))
+        self.assertEqual(sorted(self.neb.nebula.imagepool.objects), before)
+
+    async def _state_is(self, iid, state):
+        return self.neb.nebula.imagepool.get(iid).state == state
+
     # -- servers ------------------------------------------------------------------
 
     async def test_server_life(self):

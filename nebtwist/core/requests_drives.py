@@ -8,6 +8,7 @@ treats images as raw block devices (the ElasticHosts drives of
   (optionally gunzipping or gzipping on the way), in the background; its
   progress is :meth:`DriveRequests.image_copy_progress` (ElasticHosts
   ``drives/<dst>/image/<src>[/gzip|/gunzip]`` and its ``imaging`` key).
+* :meth:`DriveRequests.image_rename`: 4.x ``one.image.rename``.
 * :meth:`DriveRequests.vm_rename` and :meth:`DriveRequests.vm_resize`:
   OpenNebula 4.x's ``one.vm.rename`` (any state) and ``one.vm.resize``
   (``src/rm/RequestManagerVirtualMachine.cc``: PENDING, HOLD or FAILED;
@@ -269,6 +270,31 @@ class DriveRequests:
         (USE), or None when no copy runs."""
         image = self._image(actor, int(iid), "USE")
         return (self._copies or {}).get(image.oid)
+
+    async def image_rename(self, actor, iid, name):
+        """Give image ``iid`` a new NAME (MANAGE; 4.x ``one.image.rename``,
+        ``src/rm/RequestManagerRename.cc``: the owner's image names stay unique).
+
+        :raises APIError: an empty name or one with a newline.
+        :raises ActionError: the owner has another image of that name.
+        """
+        image = self._image(actor, int(iid))
+        if not isinstance(name, str) or not name.strip() or "\n" in name:
+            raise APIError("The image name cannot be empty or hold a newline.")
+        other = self.nebula.imagepool.find(name, image.uid)
+        if other is not None and other is not image:
+            raise ActionError(f"Cannot rename image {image.oid}: NAME is already taken by "
+                              f"IMAGE {other.oid}.")
+        old = image.name
+        image.name = name
+        image.touch()
+        try:
+            await self.nebula.imagepool.update(image)
+        except BaseException:
+            image.name = old
+            image.touch()
+            raise
+        return image.oid
 
     async def vm_rename(self, actor, vid, name):
         """Give VM ``vid`` a new NAME (MANAGE; any state; 4.x ``one.vm.rename``).

@@ -168,7 +168,12 @@ async def _create(call, name, size):
     template.set("FSTYPE", "raw")
     template.set("PERSISTENT", "YES")
     iid = await call.requests.image_allocate(call.actor, template.to_text())
-    return await call.requests.image_wait(call.actor, iid)
+    image = await call.requests.image_wait(call.actor, iid)
+    if image.state == 5:  # ERROR: the file could not be made; nothing is left behind
+        reason = image.template.get_str("ERROR") or "the drive's file could not be made"
+        await call.requests.image_delete(call.actor, iid)
+        raise EHError(500, "failed", f"Drive creation failed: {reason}")
+    return image
 
 
 async def do_create(call):
@@ -183,13 +188,31 @@ async def do_create(call):
 
 async def do_clone(call, uuid):
     """CloudSigma 1.0 ``drives/<uuid>/clone``: a new drive (``name``; ``size``
-    at least the source's) holding a copy of the source's content."""
+    at least the source's, and 1 MB) holding a copy of the source's content;
+    when the copy cannot start, the new drive is deleted."""
     source = resolve(call, uuid)
     body = call.body_object()
-    size = max(parse_size(body["size"]) if body.get("size") else 0, source.size * MB)
+    size = max(parse_size(body["size"]) if body.get("size") else 0, source.size * MB, MB)
     image = await _create(call, (body.get("name") or source.name).strip(), size)
-    await call.requests.image_copy(call.actor, image.oid, source.oid)
+    try:
+        await call.requests.image_copy(call.actor, image.oid, source.oid)
+    except BaseException:  # no half-made clone
+        await call.requests.image_delete(call.actor, image.oid)
+        raise
     return 200, info(call, image)
+
+
+async def do_set(call, uuid):
+    """``drives/<uuid>/set``: ``name`` (4.x ``one.image.rename``); a drive's
+    other keys cannot change here (400)."""
+    image = resolve(call, uuid, standard_ok=False)
+    body = call.body_object()
+    other = sorted(set(body) - {"name"})
+    if other or not body:
+        refused = f", not {', '.join(other)}" if other else ""
+        raise usage(f"Only a drive's name can be set{refused}.")
+    await call.requests.image_rename(call.actor, image.oid, str(body["name"]).strip())
+    return 200, info(call, call.requests.image_get(call.actor, image.oid))
 
 
 async def do_destroy(call, uuid):
@@ -258,6 +281,7 @@ ROUTES = [
     ("GET POST", ("drives", "*", "info"), do_info),
     ("POST", ("drives", "*", "clone"), do_clone),
     ("POST", ("drives", "*", "destroy"), do_destroy),
+    ("POST", ("drives", "*", "set"), do_set),
     ("POST", ("drives", "*", "write"), do_write),
     ("POST", ("drives", "*", "write", "*"), do_write),
     ("GET POST", ("drives", "*", "read", "*", "*"), do_read),

@@ -313,7 +313,11 @@ async def do_create(call, stopped=None):
     if stopped:
         # In the same turn of the reactor as the allocation: no scheduler
         # pass can deploy it in between (as one.template.instantiate's hold).
-        await call.requests.vm_action(call.actor, "hold", vid)
+        try:
+            await call.requests.vm_action(call.actor, "hold", vid)
+        except BaseException:  # no server left running that was asked stopped
+            await call.requests.vm_action(call.actor, "finalize", vid)
+            raise
     return 200, info(call, call.requests.vm_get(call.actor, vid))
 
 
