@@ -127,6 +127,35 @@ class PureTests(TestCase):
             self.assertIn(word, str(c.exception))
 
 
+class CopyTests(TestCase):
+    """nebtwist.core.requests_drives._copy, the thread side of image_copy."""
+
+    def _files(self, content, size):
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        src, dst = os.path.join(folder, "src"), os.path.join(folder, "dst")
+        with open(src, "wb") as f:
+            f.write(content)
+        with open(dst, "wb") as f:
+            f.write(b"\xee" * size)
+        return src, dst
+
+    def test_modes_limit_and_stop(self):
+        from nebtwist.core.requests_drives import CopyProgress, _copy
+
+        raw = os.urandom(100_000)
+        src, dst = self._files(gzip.compress(raw), 200_000)
+        progress = CopyProgress()
+        self.assertEqual(_copy(src, dst, 200_000, "gunzip", progress), len(raw))
+        self.assertEqual(progress.done, progress.total)
+        with open(dst, "rb") as f:
+            self.assertEqual(f.read(), raw + b"\xee" * 100_000)  # the rest kept, same size
+        with self.assertRaises(ValueError):  # the content does not fit
+            _copy(src, dst, 50_000, "gunzip", CopyProgress())
+        with self.assertRaises(ValueError):
+            _copy(src, dst, 200_000, None, CopyProgress(), stopping=lambda: True)
+
+
 def _auth(user, password):
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
 

@@ -77,16 +77,18 @@ def _pread(path, offset, size):
         return f.read(size)
 
 
-def _copy(src, dst, limit, mode, progress):
+def _copy(src, dst, limit, mode, progress, stopping=lambda: False):
     """Copy ``src`` into the existing file ``dst`` from its start, never past
     ``limit`` bytes (``dst`` keeps its size; the rest of it is unchanged).
 
     :param mode: ``None`` (as is), ``"gunzip"`` (``src`` is gzip data: its
         content is written; a ``src`` that is not gzip data is copied as is)
         or ``"gzip"`` (``src`` compressed with gzip).
+    :param stopping: a callable, true when the daemon stops (the copy is
+        abandoned: ``ValueError``).
     :return: bytes written.
-    :raises ValueError: the content does not fit in ``limit`` bytes, or
-        corrupt gzip data.
+    :raises ValueError: the content does not fit in ``limit`` bytes, corrupt
+        gzip data, or the daemon is stopping.
     """
     progress.total = os.path.getsize(src)
     written = 0
@@ -102,6 +104,8 @@ def _copy(src, dst, limit, mode, progress):
         else:
             transform, finish = bytes, bytes
         while True:
+            if stopping():
+                raise ValueError("interrupted by a stop of nebtwist; copy it again")
             chunk = fin.read(_CHUNK)
             out = transform(chunk) if chunk else finish()
             if out:
@@ -225,8 +229,9 @@ class DriveRequests:
 
     async def _run_copy(self, target, path, limit, mode, progress, before):
         try:
-            written = await self._image_manager()._in_thread(_copy, path, target.source,
-                                                             limit, mode, progress)
+            manager = self._image_manager()
+            written = await manager._in_thread(_copy, path, target.source, limit, mode,
+                                               progress, lambda: manager._stopping)
         except Exception as e:  # noqa: BLE001 - every failure is the image's ERROR
             message = getattr(e, "strerror", None) or str(e) or type(e).__name__
             log.error("Image {oid}: copy failed: {m}", oid=target.oid, m=message)
