@@ -38,6 +38,16 @@ class ObjectRequests:
             raise AuthenticationError("User couldn't be authenticated, aborting call.")
         return self.nebula.authenticate(f"{name}:{password}")
 
+    def authenticate_session(self, session):
+        """The :class:`~nebtwist.core.objects.User` of a ``user:password``
+        session string (XML-RPC's first parameter), checked sessions cached
+        (:meth:`nebtwist.core.nebula.Nebula.authenticate`).
+
+        :raises AuthenticationError: malformed, unknown user, wrong password,
+            disabled.
+        """
+        return self.nebula.authenticate(session)
+
     def vm_get(self, actor, vid):
         """The :class:`~nebtwist.core.objects.VirtualMachine` ``vid`` (USE).
 
