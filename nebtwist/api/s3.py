@@ -712,8 +712,21 @@ class Repository:
     def create_bucket(self, user, name, location=""):
         """Make bucket ``name`` for ``user`` (the core user).
 
+        A bucket the user already has in us-east-1 (no LocationConstraint),
+        asked for again in us-east-1, is that bucket, unchanged (its ACLs,
+        always ``private`` here, need no reset): AWS's legacy behaviour
+        (API Reference, CreateBucket, BucketAlreadyOwnedByYou: returned "in
+        all Amazon Web Services Regions except in the North Virginia
+        Region. For legacy compatibility, if you re-create an existing
+        bucket that you already own in the North Virginia Region, Amazon S3
+        returns 200 OK").
+
+        :param location: the LocationConstraint asked for ("" or
+            ``us-east-1``: us-east-1).
+        :return: the :class:`Bucket` (the existing one in the case above).
         :raises InvalidBucketName: not a valid S3 bucket name.
-        :raises BucketAlreadyOwnedByYou: the user has it already.
+        :raises BucketAlreadyOwnedByYou: the user has it already, and it or
+            the request is outside us-east-1.
         :raises BucketAlreadyExists: another user has it.
         """
         if not valid_bucket_name(name):
@@ -721,6 +734,8 @@ class Repository:
         existing = self.buckets.get(name)
         if existing is not None:
             if existing.owner == _uid(user):
+                if existing.location in ("", "us-east-1") and location in ("", "us-east-1"):
+                    return existing
                 raise BucketAlreadyOwnedByYou(details={"BucketName": name})
             raise BucketAlreadyExists(details={"BucketName": name})
         path = os.path.join(self.buckets_dir, name)
@@ -1953,12 +1968,15 @@ class S3Resource(resource.Resource):
             start_after = params.get("start-after", "")
             after = start_after
             if token is not None:
+                # an empty token (or one naming no key) is no token S3 gave:
+                # InvalidArgument, as S3 answers, not the first page again
                 try:
                     after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
                 except (ValueError, UnicodeError):
+                    after = ""
+                if not after:
                     raise InvalidArgument("The continuation token provided is incorrect",
-                                          details={"ArgumentName": "continuation-token"}
-                                          ) from None
+                                          details={"ArgumentName": "continuation-token"})
         else:
             after = params.get("marker", "")
         objects, prefixes, truncated, last = self.repository.list_objects(
