@@ -88,3 +88,92 @@ class ListObjectsTests(S3Case):
                           ContinuationToken=page["NextContinuationToken"])
         self.assertEqual([o["Key"] for o in rest["Contents"]], ["c"])
         self.assertEqual(rest["ContinuationToken"], page["NextContinuationToken"])
+
+
+class ListPartsTests(S3Case):
+    """API Reference, ListParts: "returns a maximum of 1,000 uploaded parts.
+    The default number of parts returned is 1,000 parts"; a truncated page
+    gives IsTruncated and NextPartNumberMarker, which ``part-number-marker``
+    continues after."""
+
+    async def upload_parts(self, c, bucket, key, upload_id, numbers):
+        """Upload a one-byte part of each number (four at a time)."""
+        def send(number):
+            c.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                          Body=b"%d" % (number % 10))
+
+        def send_all():
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(send, numbers))
+        await threads.deferToThread(send_all)
+
+    async def test_pages(self):
+        """1,005 parts: without max-parts 1,000 come, truncated, the next
+        marker 1000; max-parts above 1,000 is 1,000 (MaxParts says so); the
+        marker continues with the last 5, not truncated, PartNumberMarker
+        echoed; a small max-parts pages; boto3's paginator sees every part
+        once; a marker past the last part gives none; max-parts and
+        part-number-marker that are not integers (or negative) are
+        InvalidArgument."""
+        neb = await self.start()
+        c = client(neb)
+        await call(c, "create_bucket", Bucket="parts")
+        uid = (await call(c, "create_multipart_upload", Bucket="parts", Key="k"))["UploadId"]
+        args = {"Bucket": "parts", "Key": "k", "UploadId": uid}
+
+        def numbers(page):
+            return [p["PartNumber"] for p in page.get("Parts", [])]
+        empty = await call(c, "list_parts", **args)
+        self.assertEqual((numbers(empty), empty["IsTruncated"], empty["PartNumberMarker"],
+                          empty.get("NextPartNumberMarker"), empty["MaxParts"]),
+                         ([], False, 0, 0, 1000))
+        await self.upload_parts(c, "parts", "k", uid, range(1, 1006))
+        first = await call(c, "list_parts", **args)
+        self.assertEqual((numbers(first), first["IsTruncated"], first["MaxParts"],
+                          first["NextPartNumberMarker"]),
+                         (list(range(1, 1001)), True, 1000, 1000))
+        big = await call(c, "list_parts", MaxParts=5000, **args)
+        self.assertEqual((numbers(big), big["IsTruncated"], big["MaxParts"],
+                          big["NextPartNumberMarker"]),
+                         (list(range(1, 1001)), True, 1000, 1000))
+        rest = await call(c, "list_parts", PartNumberMarker=first["NextPartNumberMarker"],
+                          **args)
+        self.assertEqual((numbers(rest), rest["IsTruncated"], rest["PartNumberMarker"]),
+                         (list(range(1001, 1006)), False, 1000))
+        small = await call(c, "list_parts", MaxParts=3, PartNumberMarker=10, **args)
+        self.assertEqual((numbers(small), small["IsTruncated"], small["MaxParts"],
+                          small["PartNumberMarker"], small["NextPartNumberMarker"]),
+                         ([11, 12, 13], True, 3, 10, 13))
+        part = small["Parts"][0]
+        self.assertEqual((part["Size"], part["ETag"]),
+                         (1, '"%s"' % hashlib.md5(b"1").hexdigest()))
+        past = await call(c, "list_parts", PartNumberMarker=1005, **args)
+        self.assertEqual((numbers(past), past["IsTruncated"], past.get("NextPartNumberMarker")),
+                         ([], False, 1005))
+        none = await call(c, "list_parts", MaxParts=0, **args)
+        self.assertEqual((numbers(none), none["IsTruncated"], none["MaxParts"]), ([], False, 0))
+
+        def paginate():
+            seen = []
+            for page in c.get_paginator("list_parts").paginate(
+                    PaginationConfig={"PageSize": 300}, **args):
+                seen += numbers(page)
+            return seen
+        self.assertEqual(await threads.deferToThread(paginate), list(range(1, 1006)))
+        for name, kwarg in (("max-parts", "MaxParts"),
+                            ("part-number-marker", "PartNumberMarker")):
+            for value, message in (
+                    (-1, f"Argument {name} must be an integer between 0 and 2147483647"),
+                    (2 ** 31, f"Provided {name} not an integer or within integer range")):
+                with self.assertRaises(ClientError, msg=(name, value)) as caught:
+                    await call(c, "list_parts", **{kwarg: value}, **args)
+                self.assertEqual((code_of(caught.exception),
+                                  caught.exception.response["Error"]["Message"]),
+                                 (("InvalidArgument", 400), message))
+            status, _, reply = await threads.deferToThread(
+                raw, neb.ec2_url, "GET", f"/parts/k?uploadId={uid}&{name}=x")
+            self.assertEqual((status, error_code(reply)), (400, "InvalidArgument"), name)
+        maximum = await call(c, "list_parts", MaxParts=2 ** 31 - 1,
+                             PartNumberMarker=2 ** 31 - 1, **args)
+        self.assertEqual((numbers(maximum), maximum["MaxParts"]), ([], 1000))

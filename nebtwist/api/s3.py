@@ -1599,17 +1599,34 @@ def _check_key(key):
                                        "MaxSizeAllowed": MAX_KEY_BYTES})
 
 
+#: The largest integer query parameter S3 accepts (a signed 32-bit integer).
+MAX_INT_PARAM = 2 ** 31 - 1
+
+
 def _int_param(params, name, default, maximum=None, minimum=0):
+    """The integer query parameter ``name`` (``max-keys``, ``max-parts``,
+    ``part-number-marker`` ...), ``default`` when absent or empty, at most
+    ``maximum`` (a larger one is cut down, as S3 does for ``max-keys``).
+
+    :raises InvalidArgument: not a decimal integer, above
+        :data:`MAX_INT_PARAM` ("Provided max-parts not an integer or within
+        integer range"), or below ``minimum`` ("Argument max-parts must be
+        an integer between 0 and 2147483647"), S3's answers.
+    """
     value = params.get(name)
     if value is None or value == "":
         return default
     try:
-        number = int(value)
+        number = int(value) if value.strip().lstrip("-").isdigit() else None
     except ValueError:
         number = None
-    if number is None or number < minimum:
+    details = {"ArgumentName": name, "ArgumentValue": value}
+    if number is None or number > MAX_INT_PARAM:
         raise InvalidArgument(f"Provided {name} not an integer or within integer range",
-                              details={"ArgumentName": name, "ArgumentValue": value})
+                              details=details)
+    if number < minimum:
+        raise InvalidArgument(f"Argument {name} must be an integer between {minimum} and "
+                              f"{MAX_INT_PARAM}", details=details)
     return min(number, maximum) if maximum is not None else number
 
 
@@ -2140,11 +2157,21 @@ class S3Resource(resource.Resource):
         self._send(request, request_id, headers=[(b"etag", _quote_etag(info.etag).encode())])
 
     def _list_parts(self, request, request_id, bucket, key, params):
+        """ListParts (API Reference): at most ``max-parts`` parts (default
+        and largest 1,000; 0 lists none, not truncated, as ``max-keys=0``)
+        after ``part-number-marker``; ``NextPartNumberMarker`` is always
+        there (the last part listed, else the marker: 0 for an upload with
+        no part, as S3 answers), ``IsTruncated`` when more follow.
+
+        :raises NoSuchUpload: no such upload of this key.
+        :raises InvalidArgument: ``max-parts`` or ``part-number-marker`` not
+            an integer from 0 to 2,147,483,647.
+        """
         upload = self.repository.upload(bucket, params["uploadId"], key)
         marker = _int_param(params, "part-number-marker", 0)
         limit = _int_param(params, "max-parts", MAX_LIST, MAX_LIST)
         numbers = sorted(n for n in upload.parts if n > marker)
-        page, truncated = numbers[:limit], len(numbers) > limit
+        page, truncated = numbers[:limit], limit > 0 and len(numbers) > limit
         root = _response_document("ListPartsResult")
         _sub(root, "Bucket", bucket.name)
         _sub(root, "Key", key)
@@ -2155,8 +2182,7 @@ class S3Resource(resource.Resource):
             _sub(who, "DisplayName", upload.owner_name)
         _sub(root, "StorageClass", "STANDARD")
         _sub(root, "PartNumberMarker", marker)
-        if page:
-            _sub(root, "NextPartNumberMarker", page[-1])
+        _sub(root, "NextPartNumberMarker", page[-1] if page else marker)
         _sub(root, "MaxParts", limit)
         _sub(root, "IsTruncated", "true" if truncated else "false")
         for number in page:
