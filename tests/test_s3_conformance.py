@@ -6,6 +6,7 @@ ListObjectsV2 continuation token, ListParts pages, bucket tagging and
 UploadPartCopy. The behaviours are those of the Amazon S3 API Reference
 (2006-03-01)."""
 
+import base64
 import hashlib
 import os
 
@@ -177,3 +178,128 @@ class ListPartsTests(S3Case):
         maximum = await call(c, "list_parts", MaxParts=2 ** 31 - 1,
                              PartNumberMarker=2 ** 31 - 1, **args)
         self.assertEqual((numbers(maximum), maximum["MaxParts"]), ([], 1000))
+
+
+class BucketTaggingTests(S3Case):
+    """API Reference, PutBucketTagging / GetBucketTagging /
+    DeleteBucketTagging; limits of the User Guide (50 tags, keys up to 128
+    characters, values up to 256, keys unique). Object tagging stays
+    refused (tests.test_s3_refusals)."""
+
+    async def test_put_get_delete(self):
+        """No tags: NoSuchTagSet (404). Put, get (the order kept, an empty
+        value, Unicode), replace, delete (204, again 204): the tags survive
+        a restart of the repository (bucket.json). Only the owner changes
+        them; oneadmin reads another user's. The objects are untouched."""
+        neb = await self.start()
+        c = client(neb)
+        await call(c, "create_bucket", Bucket="tagged")
+        await call(c, "put_object", Bucket="tagged", Key="obj", Body=b"kept")
+        with self.assertRaises(ClientError) as caught:
+            await call(c, "get_bucket_tagging", Bucket="tagged")
+        self.assertEqual(code_of(caught.exception), ("NoSuchTagSet", 404))
+        tags = [{"Key": "project", "Value": "nebula"}, {"Key": "empty", "Value": ""},
+                {"Key": "K" * 128, "Value": "v" * 256}, {"Key": "città", "Value": "€ 5"}]
+        put = await call(c, "put_bucket_tagging", Bucket="tagged", Tagging={"TagSet": tags})
+        self.assertEqual(put["ResponseMetadata"]["HTTPStatusCode"], 204)
+        self.assertEqual((await call(c, "get_bucket_tagging", Bucket="tagged"))["TagSet"], tags)
+        neb.service.ec2_ports[0].site.front.s3.repository.load()
+        self.assertEqual((await call(c, "get_bucket_tagging", Bucket="tagged"))["TagSet"], tags)
+        await call(c, "put_bucket_tagging", Bucket="tagged",
+                   Tagging={"TagSet": [{"Key": "only", "Value": "one"}]})
+        self.assertEqual((await call(c, "get_bucket_tagging", Bucket="tagged"))["TagSet"],
+                         [{"Key": "only", "Value": "one"}])
+
+        await add_user(neb, f"{HELEN}:helenpass")
+        helen = client(neb, user=HELEN, secret=HELEN_SECRET)
+        await call(helen, "create_bucket", Bucket="hers")
+        await call(helen, "put_bucket_tagging", Bucket="hers",
+                   Tagging={"TagSet": [{"Key": "owner", "Value": "helen"}]})
+        self.assertEqual((await call(c, "get_bucket_tagging", Bucket="hers"))["TagSet"],
+                         [{"Key": "owner", "Value": "helen"}])
+        for method, kwargs in (("put_bucket_tagging", {"Tagging": {"TagSet": []}}),
+                               ("delete_bucket_tagging", {})):
+            with self.assertRaises(ClientError, msg=method) as caught:
+                await call(c, method, Bucket="hers", **kwargs)
+            self.assertEqual(code_of(caught.exception), ("AccessDenied", 403), method)
+        with self.assertRaises(ClientError) as caught:
+            await call(helen, "get_bucket_tagging", Bucket="tagged")
+        self.assertEqual(code_of(caught.exception), ("AccessDenied", 403))
+
+        for _ in range(2):
+            deleted = await call(c, "delete_bucket_tagging", Bucket="tagged")
+            self.assertEqual(deleted["ResponseMetadata"]["HTTPStatusCode"], 204)
+            with self.assertRaises(ClientError) as caught:
+                await call(c, "get_bucket_tagging", Bucket="tagged")
+            self.assertEqual(code_of(caught.exception), ("NoSuchTagSet", 404))
+        neb.service.ec2_ports[0].site.front.s3.repository.load()
+        with self.assertRaises(ClientError) as caught:
+            await call(c, "get_bucket_tagging", Bucket="tagged")
+        self.assertEqual(code_of(caught.exception), ("NoSuchTagSet", 404))
+        got = await call(c, "get_object", Bucket="tagged", Key="obj")
+        self.assertEqual(await threads.deferToThread(got["Body"].read), b"kept")
+        with self.assertRaises(ClientError) as caught:
+            await call(c, "get_bucket_tagging", Bucket="nothere")
+        self.assertEqual(code_of(caught.exception), ("NoSuchBucket", 404))
+
+    async def test_limits(self):
+        """51 tags (BadRequest), a key of 129 characters, an empty key (sent
+        raw: boto3 will not), an ``aws:`` key, a value of 257 characters, a key twice (InvalidTag),
+        a body that is not a Tagging document (MalformedXML), no checksum
+        (InvalidRequest): refused, and the tags before stay as they were."""
+        neb = await self.start()
+        c = client(neb)
+        await call(c, "create_bucket", Bucket="lim")
+        before = [{"Key": "a", "Value": "b"}]
+        await call(c, "put_bucket_tagging", Bucket="lim", Tagging={"TagSet": before})
+        files = state(neb.image_dir)
+        many = [{"Key": f"k{i}", "Value": "v"} for i in range(51)]
+        for tag_set, expected in (
+                (many, ("BadRequest", 400)),
+                ([{"Key": "K" * 129, "Value": "v"}], ("InvalidTag", 400)),
+                ([{"Key": "aws:cloudformation:stack-name", "Value": "v"}],
+                 ("InvalidTag", 400)),
+                ([{"Key": "k", "Value": "v" * 257}], ("InvalidTag", 400)),
+                ([{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}],
+                 ("InvalidTag", 400))):
+            with self.assertRaises(ClientError, msg=tag_set[:2]) as caught:
+                await call(c, "put_bucket_tagging", Bucket="lim", Tagging={"TagSet": tag_set})
+            self.assertEqual(code_of(caught.exception), expected, tag_set[:2])
+        self.assertEqual(code_of(caught.exception) + (caught.exception.response["Error"]
+                                                      ["Message"],),
+                         ("InvalidTag", 400, "Cannot provide multiple Tags with the same key"))
+        await call(c, "put_bucket_tagging", Bucket="lim", Tagging={"TagSet": many[:50]})
+        self.assertEqual(len((await call(c, "get_bucket_tagging", Bucket="lim"))["TagSet"]), 50)
+        await call(c, "put_bucket_tagging", Bucket="lim", Tagging={"TagSet": before})
+        self.assertEqual(state(neb.image_dir), files)
+
+        md5 = {"Content-MD5": ""}
+        ns = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+        for body in (b"<Retention><Mode>GOVERNANCE</Mode></Retention>",
+                     b"<Tagging %s/>" % ns.encode(),
+                     b"<Tagging><TagSet><Tag><Key>k</Key></Tag></TagSet></Tagging>",
+                     b"<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value><Value>w</Value>"
+                     b"</Tag></TagSet></Tagging>",
+                     b"<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet>"
+                     b"<Other/></Tagging>",
+                     b"not xml"):
+            md5["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+            status, _, reply = await threads.deferToThread(raw, neb.ec2_url, "PUT",
+                                                           "/lim?tagging", body, md5)
+            self.assertEqual((status, error_code(reply)), (400, "MalformedXML"), body)
+        body = b"<Tagging><TagSet><Tag><Key></Key><Value>v</Value></Tag></TagSet></Tagging>"
+        md5["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        status, _, reply = await threads.deferToThread(raw, neb.ec2_url, "PUT", "/lim?tagging",
+                                                       body, md5)
+        self.assertEqual((status, error_code(reply)), (400, "InvalidTag"))
+        body = b"<Tagging><TagSet><Tag><Key>x</Key><Value>y</Value></Tag></TagSet></Tagging>"
+        status, _, reply = await threads.deferToThread(raw, neb.ec2_url, "PUT",
+                                                       "/lim?tagging", body)
+        self.assertEqual((status, error_code(reply)), (400, "InvalidRequest"))
+        self.assertEqual(state(neb.image_dir), files)
+        self.assertEqual((await call(c, "get_bucket_tagging", Bucket="lim"))["TagSet"], before)
+        # what is not bucket tagging stays refused
+        for method, path in (("HEAD", "/lim?tagging"), ("POST", "/lim?tagging"),
+                             ("GET", "/lim?tagging&location")):
+            status, _, _ = await threads.deferToThread(raw, neb.ec2_url, method, path)
+            self.assertEqual(status, 501, (method, path))

@@ -10,12 +10,12 @@ between the two). The EC2 front's RegisterImage reads objects from it
 **Operations** (path-style only: ``/bucket/key``), as the Amazon S3 API
 Reference (2006-03-01) describes them: ListBuckets (``max-buckets``,
 ``continuation-token``, ``prefix``, ``bucket-region``), CreateBucket,
-DeleteBucket, HeadBucket, GetBucketLocation, ListObjects (v1 and v2, with
-``encoding-type=url``), PutObject, CopyObject, GetObject (``Range``,
-``If-*`` conditions, ``response-*`` overrides), HeadObject, DeleteObject,
-DeleteObjects, CreateMultipartUpload, UploadPart, CompleteMultipartUpload
-(repeated shortly after, the same success), AbortMultipartUpload,
-ListParts, ListMultipartUploads.
+DeleteBucket, HeadBucket, GetBucketLocation, Put/Get/DeleteBucketTagging,
+ListObjects (v1 and v2, with ``encoding-type=url``), PutObject, CopyObject,
+GetObject (``Range``, ``If-*`` conditions, ``response-*`` overrides),
+HeadObject, DeleteObject, DeleteObjects, CreateMultipartUpload, UploadPart,
+CompleteMultipartUpload (repeated shortly after, the same success),
+AbortMultipartUpload, ListParts, ListMultipartUploads.
 
 **What it does not do, it refuses** before anything changes
 (:func:`refuse_unimplemented`): every other S3 sub-resource (``?acl``,
@@ -23,8 +23,8 @@ ListParts, ListMultipartUploads.
 service model), with any method, answers ``NotImplemented`` (501); so does
 a PUT, POST or DELETE with a query parameter it does not know, and a
 request body element it would ignore (DeleteObjects ``VersionId``).
-Server-side encryption, ACLs other than ``private``, object lock, tagging,
-website redirects, storage classes other than STANDARD and conditional
+Server-side encryption, ACLs other than ``private``, object lock, object
+tagging, website redirects, storage classes other than STANDARD and conditional
 writes are refused (:func:`refuse_headers`), never stored as if they had
 not been asked for.
 
@@ -104,6 +104,12 @@ MAX_METADATA_BYTES = 2048
 MAX_LIST = 1000
 #: Largest max-buckets of ListBuckets (AWS: 10,000).
 MAX_BUCKETS_LIST = 10000
+#: Most tags of a bucket, longest tag key and value, in Unicode characters
+#: (Amazon S3 User Guide, "Using cost allocation S3 bucket tags": 50 tags;
+#: keys up to 128 characters, values up to 256, keys unique).
+MAX_BUCKET_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
 #: How long a completed multipart upload's CompleteMultipartUpload answer
 #: is repeated to a retry of that request, in seconds (S3 answers a repeated
 #: CompleteMultipartUpload with the same success for a while, so that a
@@ -228,6 +234,9 @@ InvalidBucketAclWithObjectOwnership = _error_class(
     "ObjectOwnership's BucketOwnerEnforced setting")
 InvalidStorageClass = _error_class("InvalidStorageClass", 400, "The storage class you "
                                    "specified is not valid")
+NoSuchTagSet = _error_class("NoSuchTagSet", 404, "The TagSet does not exist")
+InvalidTag = _error_class("InvalidTag", 400, "The tag provided was not a valid tag.")
+BadRequest = _error_class("BadRequest", 400, "Bad Request")
 
 
 def s3_error(error):
@@ -444,6 +453,18 @@ def _uid(user):
     return getattr(user, "oid", user)
 
 
+def _stored_tags(value):
+    """The tag set of a ``bucket.json`` (``[[key, value], ...]``) as
+    ``[(key, value)]``, or None (none, or not that shape)."""
+    if not isinstance(value, list) or not value:
+        return None
+    if not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t)
+               for t in value):
+        log.warn("S3 repository: a bucket's tags are not a list of pairs; ignored")
+        return None
+    return [tuple(t) for t in value]
+
+
 class ObjectInfo:
     """One stored object (its sidecar, in memory).
 
@@ -541,23 +562,32 @@ class Bucket:
     :ivar completed: upload id -> ``(key, parts, ObjectInfo, when)`` of the
         uploads completed in the last :data:`COMPLETED_MEMORY` seconds
         (oldest first).
+    :ivar tags: the tag set (PutBucketTagging): ``[(key, value)]`` in the
+        order given, or None when the bucket has none.
     """
 
     __slots__ = ("name", "owner", "owner_name", "created", "location", "path", "keys",
-                 "objects", "uploads", "dirs", "completed")
+                 "objects", "uploads", "dirs", "completed", "tags")
 
-    def __init__(self, name, owner, owner_name, created, location, path):
+    def __init__(self, name, owner, owner_name, created, location, path, tags=None):
         self.name, self.owner, self.owner_name = name, owner, owner_name
         self.created, self.location, self.path = created, location, path
+        self.tags = tags
         self.keys = []
         self.objects = {}
         self.uploads = {}
         self.dirs = set()  # fan-out folders known to exist
         self.completed = {}
 
-    def document(self):
-        return {"name": self.name, "owner": self.owner, "owner_name": self.owner_name,
-                "created": self.created, "location": self.location}
+    def document(self, tags=None):
+        """The ``bucket.json`` document (with ``tags`` instead of the
+        bucket's own when given: ``[]`` for none)."""
+        doc = {"name": self.name, "owner": self.owner, "owner_name": self.owner_name,
+               "created": self.created, "location": self.location}
+        tags = self.tags if tags is None else tags
+        if tags:
+            doc["tags"] = [[k, v] for k, v in tags]
+        return doc
 
     def key_hash(self, key):
         """The SHA256 hex naming ``key``'s files."""
@@ -619,7 +649,8 @@ class Repository:
                 continue
             bucket = Bucket(entry.name, int(doc.get("owner", 0)),
                             str(doc.get("owner_name", "")), float(doc.get("created", 0)),
-                            str(doc.get("location") or ""), entry.path)
+                            str(doc.get("location") or ""), entry.path,
+                            _stored_tags(doc.get("tags")))
             self._load_objects(bucket)
             self._load_uploads(bucket)
             self.buckets[bucket.name] = bucket
@@ -764,6 +795,20 @@ class Repository:
         os.replace(bucket.path, trash)  # gone at once; removed at leisure
         del self.buckets[name]
         shutil.rmtree(trash, ignore_errors=True)
+
+    def set_bucket_tags(self, bucket, tags):
+        """Replace a bucket's tag set (``[(key, value)]``, checked by the
+        caller), or remove it (None or ``[]``): ``bucket.json`` is rewritten
+        (atomically) first, the bucket in memory changed after.
+
+        :raises NoSuchBucket: the bucket was deleted meanwhile.
+        :raises OSError: ``bucket.json`` could not be written (nothing changed).
+        """
+        if self.buckets.get(bucket.name) is not bucket:
+            raise NoSuchBucket(details={"BucketName": bucket.name})
+        tags = [tuple(t) for t in tags] if tags else None
+        _write_json(os.path.join(bucket.path, "bucket.json"), bucket.document(tags or []))
+        bucket.tags = tags
 
     # -- objects -----------------------------------------------------------------------
 
@@ -1347,11 +1392,15 @@ SUBRESOURCES = frozenset([
 
 #: The sub-resources this repository implements, by ``(target, method)``
 #: (target ``"service"``, ``"bucket"`` or ``"object"``): GetBucketLocation,
-#: ListMultipartUploads, DeleteObjects, ListParts, UploadPart,
-#: CreateMultipartUpload, CompleteMultipartUpload, AbortMultipartUpload.
-#: Any other sub-resource, with any method, answers ``NotImplemented``.
+#: ListMultipartUploads, Get/Put/DeleteBucketTagging, DeleteObjects,
+#: ListParts, UploadPart, CreateMultipartUpload,
+#: CompleteMultipartUpload, AbortMultipartUpload.
+#: Any other sub-resource, with any method, answers ``NotImplemented``
+#: (object tagging among them).
 IMPLEMENTED_SUBRESOURCES = {
-    ("bucket", b"GET"): frozenset(["location", "uploads"]),
+    ("bucket", b"GET"): frozenset(["location", "uploads", "tagging"]),
+    ("bucket", b"PUT"): frozenset(["tagging"]),
+    ("bucket", b"DELETE"): frozenset(["tagging"]),
     ("bucket", b"POST"): frozenset(["delete"]),
     ("object", b"GET"): frozenset(["uploadId"]),
     ("object", b"PUT"): frozenset(["uploadId", "partNumber"]),
@@ -1364,7 +1413,7 @@ IMPLEMENTED_SUBRESOURCES = {
 #: typo) answers ``NotImplemented`` rather than, say, DELETE ``?newthing``
 #: deleting the bucket. Reads ignore unknown parameters, as S3 does.
 CHANGE_PARAMETERS = {
-    ("bucket", b"PUT"): frozenset(), ("bucket", b"DELETE"): frozenset(),
+    ("bucket", b"PUT"): frozenset(["tagging"]), ("bucket", b"DELETE"): frozenset(["tagging"]),
     ("bucket", b"POST"): frozenset(["delete"]),
     ("object", b"PUT"): frozenset(["uploadId", "partNumber"]),
     ("object", b"POST"): frozenset(["uploads", "uploadId"]),
@@ -1644,6 +1693,82 @@ def _parse_xml(body):
         if isinstance(el.tag, str) and "}" in el.tag:
             el.tag = el.tag.split("}", 1)[1]
     return root
+
+
+def _require_checksum(request):
+    """The operations S3 wants a body checksum for (DeleteObjects,
+    PutBucketTagging: ``Content-MD5`` or an ``x-amz-checksum-*`` header;
+    the body decoder verifies it).
+
+    :raises InvalidRequest: neither header.
+    """
+    if not (request.requestHeaders.hasHeader(b"content-md5") or any(
+            n.lower().startswith(b"x-amz-checksum-")
+            for n, _ in request.requestHeaders.getAllRawHeaders())):
+        raise InvalidRequest("Missing required header for this request: Content-MD5")
+
+
+def _only_children(element, allowed):
+    """The child elements of ``element``, each's tag one of ``allowed``.
+
+    :raises MalformedXML: another element, or text between them.
+    """
+    children = [c for c in element if isinstance(c.tag, str)]
+    if any(c.tag not in allowed for c in children) or (element.text or "").strip() \
+            or any((c.tail or "").strip() for c in element):
+        raise MalformedXML()
+    return children
+
+
+def parse_tagging(body):
+    """The tag set of a PutBucketTagging body (API Reference,
+    PutBucketTagging: ``<Tagging><TagSet><Tag><Key/><Value/></Tag>...``),
+    checked as S3 does: at most :data:`MAX_BUCKET_TAGS` tags, keys of 1 to
+    :data:`MAX_TAG_KEY` characters not starting with ``aws:`` (reserved
+    for AWS), values of at most :data:`MAX_TAG_VALUE`, no key twice. The
+    tags' characters are not restricted further.
+
+    :param body: the request body (bytes).
+    :return: ``[(key, value)]`` in the order given (``[]``: no tags).
+    :raises MalformedXML: not that document (another element, a Tag
+        without Key or Value, two of either).
+    :raises BadRequest: more than 50 tags ("Bucket tag count cannot be
+        greater than 50").
+    :raises InvalidTag: a key or value too long or empty key, an ``aws:``
+        key, a key given twice ("Cannot provide multiple Tags with the same
+        key").
+    """
+    root = _parse_xml(body)
+    if root.tag != "Tagging":
+        raise MalformedXML()
+    sets = _only_children(root, {"TagSet"})
+    if len(sets) != 1:
+        raise MalformedXML()
+    tags = []
+    for tag in _only_children(sets[0], {"Tag"}):
+        fields = _only_children(tag, {"Key", "Value"})
+        if sorted(f.tag for f in fields) != ["Key", "Value"] \
+                or any(len(f) for f in fields):
+            raise MalformedXML()
+        tags.append((tag.findtext("Key") or "", tag.findtext("Value") or ""))
+    if len(tags) > MAX_BUCKET_TAGS:
+        raise BadRequest(f"Bucket tag count cannot be greater than {MAX_BUCKET_TAGS}")
+    seen = set()
+    for key, value in tags:
+        if not key or len(key) > MAX_TAG_KEY:
+            raise InvalidTag("The TagKey you have provided is invalid",
+                             details={"TagKey": key[:MAX_TAG_KEY]})
+        if key.startswith("aws:"):
+            raise InvalidTag("The TagKey you have provided is invalid: the aws: prefix is "
+                             "reserved for AWS use", details={"TagKey": key})
+        if len(value) > MAX_TAG_VALUE:
+            raise InvalidTag("The TagValue you have provided is invalid",
+                             details={"TagKey": key})
+        if key in seen:
+            raise InvalidTag("Cannot provide multiple Tags with the same key",
+                             details={"TagKey": key})
+        seen.add(key)
+    return tags
 
 
 def _response_document(tag):
@@ -1931,6 +2056,8 @@ class S3Resource(resource.Resource):
     async def _bucket_op(self, request, request_id, user, name, params, body):
         method = request.method
         repo = self.repository
+        if "tagging" in params:
+            return self._bucket_tagging(request, request_id, user, name, body)
         if method == b"PUT":
             location = ""
             if body.strip():
@@ -2071,11 +2198,44 @@ class S3Resource(resource.Resource):
             _sub(item, "Initiated", _iso(upload.initiated))
         self._send_xml(request, request_id, root)
 
+    def _bucket_tagging(self, request, request_id, user, name, body):
+        """PutBucketTagging, GetBucketTagging, DeleteBucketTagging (API
+        Reference). PUT replaces the whole tag set (:func:`parse_tagging`;
+        Content-MD5 or an ``x-amz-checksum-*`` required, as S3; an empty
+        TagSet removes it) and answers 204, as DELETE does; GET of a bucket
+        without tags is ``NoSuchTagSet`` (404).
+
+        :raises NoSuchBucket, AccessDenied: as :meth:`Repository.bucket`
+            (only the owner changes tags; oneadmin may read them).
+        :raises InvalidTag, BadRequest, MalformedXML, InvalidRequest: a PUT refused.
+        """
+        method = request.method
+        repo = self.repository
+        if method == b"GET":
+            bucket = repo.bucket(user, name)
+            if not bucket.tags:
+                raise NoSuchTagSet(details={"BucketName": name})
+            root = _response_document("Tagging")
+            tag_set = _sub(root, "TagSet")
+            for key, value in bucket.tags:
+                tag = _sub(tag_set, "Tag")
+                _sub(tag, "Key", key)
+                _sub(tag, "Value", value)
+            return self._send_xml(request, request_id, root)
+        if method == b"PUT":
+            _require_checksum(request)
+            bucket = repo.bucket(user, name, write=True)
+            repo.set_bucket_tags(bucket, parse_tagging(body))
+            return self._send(request, request_id, 204)
+        if method == b"DELETE":
+            bucket = repo.bucket(user, name, write=True)
+            if bucket.tags:
+                repo.set_bucket_tags(bucket, None)
+            return self._send(request, request_id, 204)
+        raise MethodNotAllowed()
+
     def _delete_objects(self, request, request_id, user, name, body):
-        if not (request.requestHeaders.hasHeader(b"content-md5") or any(
-                n.lower().startswith(b"x-amz-checksum-")
-                for n, _ in request.requestHeaders.getAllRawHeaders())):
-            raise InvalidRequest("Missing required header for this request: Content-MD5")
+        _require_checksum(request)
         bucket = self.repository.bucket(user, name, write=True)
         root = _parse_xml(body)
         if root.tag != "Delete":
