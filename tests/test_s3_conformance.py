@@ -303,3 +303,163 @@ class BucketTaggingTests(S3Case):
                              ("GET", "/lim?tagging&location")):
             status, _, _ = await threads.deferToThread(raw, neb.ec2_url, method, path)
             self.assertEqual(status, 501, (method, path))
+
+
+class UploadPartCopyTests(S3Case):
+    """API Reference, UploadPartCopy: a part copied from an existing object,
+    all of it or ``x-amz-copy-source-range``, with the copy source's
+    conditions as CopyObject."""
+
+    async def test_copy_parts(self):
+        """Part 1: 5 MiB from the middle of one object (a range), part 2:
+        all of another (5 MiB + 7), part 3: its first 100 bytes; each
+        CopyPartResult ETag is the MD5 of the bytes copied, ListParts shows
+        them, the completed object has the bytes and the multipart ETag.
+        boto3's managed copy (UploadPartCopy above its threshold) copies a
+        12 MiB object whole. Nothing is left staged."""
+        neb = await self.start()
+        c = client(neb)
+        await call(c, "create_bucket", Bucket="src")
+        await call(c, "create_bucket", Bucket="dst")
+        big, mid = os.urandom(6 * MiB + 100), os.urandom(5 * MiB + 7)
+        await call(c, "put_object", Bucket="src", Key="big", Body=big)
+        await call(c, "put_object", Bucket="src", Key="dir/mid", Body=mid)
+        uid = (await call(c, "create_multipart_upload", Bucket="dst", Key="joined",
+                          ContentType="application/x-joined"))["UploadId"]
+        args = {"Bucket": "dst", "Key": "joined", "UploadId": uid}
+        pieces = [big[1000:1000 + 5 * MiB], mid, big[:100]]
+        copies = [
+            await call(c, "upload_part_copy", PartNumber=1, CopySource="src/big",
+                       CopySourceRange=f"bytes=1000-{1000 + 5 * MiB - 1}", **args),
+            await call(c, "upload_part_copy", PartNumber=2,
+                       CopySource={"Bucket": "src", "Key": "dir/mid"}, **args),
+            await call(c, "upload_part_copy", PartNumber=3, CopySource="/src/big",
+                       CopySourceRange="bytes=0-99", **args)]
+        etags = [f'"{hashlib.md5(p).hexdigest()}"' for p in pieces]
+        self.assertEqual([r["CopyPartResult"]["ETag"] for r in copies], etags)
+        for r in copies:
+            self.assertIn("LastModified", r["CopyPartResult"])
+        listed = await call(c, "list_parts", **args)
+        self.assertEqual([(p["PartNumber"], p["Size"], p["ETag"]) for p in listed["Parts"]],
+                         [(n, len(p), e) for n, p, e in zip((1, 2, 3), pieces, etags)])
+        done = await call(c, "complete_multipart_upload", MultipartUpload={"Parts": [
+            {"PartNumber": n, "ETag": e} for n, e in zip((1, 2, 3), etags)]}, **args)
+        expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in pieces)).hexdigest()
+        self.assertEqual(done["ETag"], f'"{expected}-3"')
+        got = await call(c, "get_object", Bucket="dst", Key="joined")
+        body = await threads.deferToThread(got["Body"].read)
+        self.assertEqual((hashlib.md5(body).digest(), len(body), got["ContentType"]),
+                         (hashlib.md5(b"".join(pieces)).digest(), sum(map(len, pieces)),
+                          "application/x-joined"))
+
+        whole = os.urandom(12 * MiB)
+        await call(c, "put_object", Bucket="src", Key="whole", Body=whole)
+
+        def managed_copy():
+            from boto3.s3.transfer import TransferConfig
+            c.copy({"Bucket": "src", "Key": "whole"}, "dst", "copied",
+                   Config=TransferConfig(multipart_threshold=8 * MiB,
+                                         multipart_chunksize=5 * MiB, max_concurrency=2))
+        await threads.deferToThread(managed_copy)
+        got = await call(c, "get_object", Bucket="dst", Key="copied")
+        copied = await threads.deferToThread(got["Body"].read)
+        self.assertEqual(hashlib.md5(copied).digest(), hashlib.md5(whole).digest())
+        self.assertTrue(got["ETag"].endswith('-3"'), got["ETag"])
+        self.assertEqual(self.staging(neb), [])
+
+    async def test_refused(self):
+        """A range past the source's end ("Range specified is not valid for
+        source object of size"), not ``bytes=first-last`` (InvalidArgument),
+        failing ``x-amz-copy-source-if-*`` conditions (PreconditionFailed),
+        a missing source key or bucket, another user's source (helen
+        copying oneadmin's object: oneadmin may read every bucket), an unknown
+        upload, a source version, part numbers 0 and 10001: refused, and the
+        upload's parts and the repository's files as before. Passing
+        conditions copy. A range on CopyObject is refused (NotImplemented),
+        not ignored; CopyObject's conditions are the same."""
+        neb = await self.start()
+        c = client(neb)
+        await call(c, "create_bucket", Bucket="src")
+        data = os.urandom(1000)
+        put = await call(c, "put_object", Bucket="src", Key="obj", Body=data)
+        await add_user(neb, f"{HELEN}:helenpass")
+        helen = client(neb, user=HELEN, secret=HELEN_SECRET)
+        await call(helen, "create_bucket", Bucket="hers")
+        await call(helen, "put_object", Bucket="hers", Key="secret", Body=b"hers")
+        uid = (await call(c, "create_multipart_upload", Bucket="src", Key="mp"))["UploadId"]
+        args = {"Bucket": "src", "Key": "mp", "UploadId": uid, "PartNumber": 1}
+        await call(c, "upload_part", Body=b"first", **args)
+        files = state(neb.image_dir)
+        src = "src/obj"
+        later = "Tue, 01 Jan 2041 00:00:00 GMT"
+        earlier = "Mon, 01 Jan 2001 00:00:00 GMT"
+        invalid_form = ("InvalidArgument", 400)
+        for kwargs, expected in (
+                ({"CopySource": src, "CopySourceRange": "bytes=0-1000"}, invalid_form),
+                ({"CopySource": src, "CopySourceRange": "bytes=1000-1000"}, invalid_form),
+                ({"CopySource": src, "CopySourceRange": "bytes=10-5"}, invalid_form),
+                ({"CopySource": src, "CopySourceRange": "bytes=10-"}, invalid_form),
+                ({"CopySource": src, "CopySourceRange": "bytes=-10"}, invalid_form),
+                ({"CopySource": src, "CopySourceRange": "10-20"}, invalid_form),
+                ({"CopySource": src, "CopySourceIfMatch": '"0123"'},
+                 ("PreconditionFailed", 412)),
+                ({"CopySource": src, "CopySourceIfNoneMatch": put["ETag"]},
+                 ("PreconditionFailed", 412)),
+                ({"CopySource": src, "CopySourceIfModifiedSince": later},
+                 ("PreconditionFailed", 412)),
+                ({"CopySource": src, "CopySourceIfUnmodifiedSince": earlier},
+                 ("PreconditionFailed", 412)),
+                ({"CopySource": "src/none"}, ("NoSuchKey", 404)),
+                ({"CopySource": "nobucket/obj"}, ("NoSuchBucket", 404)),
+                ({"CopySource": {"Bucket": "src", "Key": "obj", "VersionId": "v1"}},
+                 ("NotImplemented", 501)),
+                ({"CopySource": src, "UploadId": "0" * 32}, ("NoSuchUpload", 404)),
+                ({"CopySource": src, "Key": "other"}, ("NoSuchUpload", 404)),
+                ({"CopySource": src, "PartNumber": 0}, ("InvalidArgument", 400)),
+                ({"CopySource": src, "PartNumber": 10001}, ("InvalidArgument", 400))):
+            try:
+                await call(c, "upload_part_copy", **{**args, **kwargs})
+            except ClientError as e:
+                error = e
+            else:
+                self.fail(f"not refused: {kwargs}")
+            self.assertEqual(code_of(error), expected, kwargs)
+            if kwargs.get("CopySourceRange") == "bytes=0-1000":
+                self.assertEqual(error.response["Error"]["Message"],
+                                 "Range specified is not valid for source object of size: "
+                                 "1000")
+        hers = (await call(helen, "create_multipart_upload", Bucket="hers",
+                           Key="mp"))["UploadId"]
+        with self.assertRaises(ClientError) as caught:  # not hers to read
+            await call(helen, "upload_part_copy", Bucket="hers", Key="mp", UploadId=hers,
+                       PartNumber=1, CopySource=src)
+        self.assertEqual(code_of(caught.exception), ("AccessDenied", 403))
+        status, _, reply = await threads.deferToThread(  # boto3 will not send it
+            raw, neb.ec2_url, "PUT", "/src/copy", b"",
+            {"x-amz-copy-source": src, "x-amz-copy-source-range": "bytes=0-9"})
+        self.assertEqual((status, error_code(reply)), (501, "NotImplemented"))
+        for condition in ({"CopySourceIfMatch": '"0123"'},
+                          {"CopySourceIfNoneMatch": put["ETag"]},
+                          {"CopySourceIfUnmodifiedSince": earlier}):
+            with self.assertRaises(ClientError) as caught:  # CopyObject's, the same
+                await call(c, "copy_object", Bucket="src", Key="copy", CopySource=src,
+                           **condition)
+            self.assertEqual(code_of(caught.exception), ("PreconditionFailed", 412))
+        self.assertEqual({k: v for k, v in state(neb.image_dir).items()
+                          if hers not in k}, files)
+        self.assertEqual(self.staging(neb), [])
+        self.assertNotIn("Parts", await call(helen, "list_parts", Bucket="hers", Key="mp",
+                                             UploadId=hers))
+        parts = await call(c, "list_parts", Bucket="src", Key="mp", UploadId=uid)
+        self.assertEqual([(p["PartNumber"], p["Size"]) for p in parts["Parts"]], [(1, 5)])
+
+        ok = await call(c, "upload_part_copy", CopySource=src, CopySourceIfMatch=put["ETag"],
+                        CopySourceIfUnmodifiedSince=later, CopySourceRange="bytes=999-999",
+                        **args)
+        self.assertEqual(ok["CopyPartResult"]["ETag"], f'"{hashlib.md5(data[999:]).hexdigest()}"')
+        ok = await call(c, "upload_part_copy", CopySource=src, CopySourceIfNoneMatch='"0123"',
+                        CopySourceIfModifiedSince=earlier, **{**args, "PartNumber": 2})
+        self.assertEqual(ok["CopyPartResult"]["ETag"], put["ETag"])
+        parts = await call(c, "list_parts", Bucket="src", Key="mp", UploadId=uid)
+        self.assertEqual([(p["PartNumber"], p["Size"]) for p in parts["Parts"]],
+                         [(1, 1), (2, 1000)])

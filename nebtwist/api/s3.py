@@ -14,6 +14,7 @@ DeleteBucket, HeadBucket, GetBucketLocation, Put/Get/DeleteBucketTagging,
 ListObjects (v1 and v2, with ``encoding-type=url``), PutObject, CopyObject,
 GetObject (``Range``, ``If-*`` conditions, ``response-*`` overrides),
 HeadObject, DeleteObject, DeleteObjects, CreateMultipartUpload, UploadPart,
+UploadPartCopy (``x-amz-copy-source-range``, ``x-amz-copy-source-if-*``),
 CompleteMultipartUpload (repeated shortly after, the same success),
 AbortMultipartUpload, ListParts, ListMultipartUploads.
 
@@ -139,6 +140,7 @@ _PART_FILE = re.compile(r"([0-9]{5})-([0-9a-f]{32})\Z")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}\Z")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)\Z")
+_COPY_RANGE = re.compile(r"bytes=([0-9]+)-([0-9]+)\Z")
 
 
 # ---------------------------------------------------------------------------
@@ -443,6 +445,26 @@ def _concatenate(sources, target):
                     f.seek(os.fstat(f.fileno()).st_size - remaining)
                     out.seek(0, os.SEEK_END)
                     shutil.copyfileobj(f, out, 1024 * 1024)
+
+
+def _copy_range(source, first, length, target):
+    """Copy ``length`` bytes of the file ``source`` from offset ``first``
+    to the new file ``target``; the MD5 hex of those bytes. Runs in a thread.
+
+    :raises OSError: ``source`` is gone (FileNotFoundError) or shorter.
+    """
+    md5 = hashlib.md5(usedforsecurity=False)
+    with open(source, "rb") as f, open(target, "wb") as out:
+        f.seek(first)
+        remaining = length
+        while remaining > 0:
+            data = f.read(min(remaining, 1024 * 1024))
+            if not data:
+                raise OSError(f"{source} is shorter than its sidecar says")
+            md5.update(data)
+            out.write(data)
+            remaining -= len(data)
+    return md5.hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -1108,6 +1130,33 @@ class Repository:
             _unlink(staged)
             raise
 
+    async def copy_part(self, source_bucket, source, first, length, bucket, upload, number):
+        """UploadPartCopy: bytes ``first`` to ``first + length - 1`` of the
+        object ``source`` (an :class:`ObjectInfo` of ``source_bucket``),
+        copied (in a thread) as part ``number`` of ``upload``.
+
+        :return: the new :class:`Part` (ETag: the MD5 of the bytes copied,
+            as S3 gives for a copied part).
+        :raises NoSuchKey: the source was deleted or replaced meanwhile.
+        :raises NoSuchBucket: the upload's bucket was deleted meanwhile.
+        :raises NoSuchUpload: the upload was aborted or completed meanwhile.
+        """
+        fd, staged = _mkstemp(self.staging_dir, "copy-")
+        os.close(fd)
+        try:
+            try:
+                md5 = await threads.deferToThread(
+                    _copy_range, self.object_path(source_bucket, source), first, length,
+                    staged)
+            except FileNotFoundError:  # deleted or replaced meanwhile
+                raise NoSuchKey(details={"Key": source.key}) from None
+            if self.buckets.get(bucket.name) is not bucket:
+                raise NoSuchBucket(details={"BucketName": bucket.name})
+            return self.put_part(bucket, upload, number, staged, length, md5)
+        except BaseException:
+            _unlink(staged)
+            raise
+
 
 def _mkstemp(folder, prefix):
     while True:
@@ -1393,7 +1442,7 @@ SUBRESOURCES = frozenset([
 #: The sub-resources this repository implements, by ``(target, method)``
 #: (target ``"service"``, ``"bucket"`` or ``"object"``): GetBucketLocation,
 #: ListMultipartUploads, Get/Put/DeleteBucketTagging, DeleteObjects,
-#: ListParts, UploadPart, CreateMultipartUpload,
+#: ListParts, UploadPart and UploadPartCopy, CreateMultipartUpload,
 #: CompleteMultipartUpload, AbortMultipartUpload.
 #: Any other sub-resource, with any method, answers ``NotImplemented``
 #: (object tagging among them).
@@ -2277,7 +2326,8 @@ class S3Resource(resource.Resource):
         bucket = repo.bucket(user, bucket_name, write=True)
         if method == b"PUT":
             if "partNumber" in params or "uploadId" in params:
-                raise NotImplementedHere("UploadPartCopy is not implemented.")
+                return await self._upload_part_copy(request, request_id, user, bucket, key,
+                                                    params)
             return await self._copy_object(request, request_id, user, bucket, key)
         if method == b"DELETE":
             if "uploadId" in params:
@@ -2382,7 +2432,18 @@ class S3Resource(resource.Resource):
         _sub(result, "ETag", _quote_etag(info.etag))
         self._send_xml(request, request_id, result)
 
-    async def _copy_object(self, request, request_id, user, bucket, key):
+    def _copy_source(self, request, user):
+        """The ``x-amz-copy-source`` object of CopyObject and UploadPartCopy
+        (``bucket/key``, percent-encoded, a leading ``/`` allowed), which
+        ``user`` may read, its ``x-amz-copy-source-if-*`` conditions met.
+
+        :return: ``(source Bucket, ObjectInfo)``.
+        :raises MethodNotAllowed: no such header.
+        :raises InvalidArgument: not ``bucket/key``, or not UTF-8.
+        :raises NotImplementedHere: a ``?versionId=`` (no versions here).
+        :raises NoSuchBucket, AccessDenied, NoSuchKey: the source.
+        :raises PreconditionFailed: a condition failed.
+        """
         source = _header(request, b"x-amz-copy-source")
         if source is None:
             raise MethodNotAllowed()
@@ -2403,7 +2464,71 @@ class S3Resource(resource.Resource):
         src_bucket = self.repository.bucket(user, src_bucket_name)
         check_expected_owner(request, src_bucket, b"x-amz-source-expected-bucket-owner")
         src = self.repository.get_object(src_bucket, src_key)
-        self._check_conditions(request, src, prefix=b"x-amz-copy-source-")
+        self._check_conditions(request, src, prefix=b"x-amz-copy-source-if-")
+        return src_bucket, src
+
+    async def _upload_part_copy(self, request, request_id, user, bucket, key, params):
+        """UploadPartCopy (API Reference): part ``partNumber`` of upload
+        ``uploadId`` copied from the ``x-amz-copy-source`` object (its
+        ``x-amz-copy-source-if-*`` conditions as CopyObject's), all of it or
+        the ``x-amz-copy-source-range`` ``bytes=first-last`` (zero-based,
+        inclusive). Answers ``<CopyPartResult>`` with the part's ETag (the
+        MD5 of the bytes copied) and LastModified.
+
+        :raises InvalidRequest: partNumber or uploadId missing; more than
+            the largest object size to copy.
+        :raises InvalidArgument: a part number outside 1 to 10,000; a range
+            not of that form ("The x-amz-copy-source-range value must be of
+            the form bytes=first-last ..."), or not within the source
+            ("Range specified is not valid for source object of size: N").
+        :raises NoSuchUpload, NoSuchKey, NoSuchBucket, AccessDenied,
+            PreconditionFailed: as S3.
+        """
+        if "partNumber" not in params or "uploadId" not in params:
+            raise InvalidRequest("UploadPartCopy needs both partNumber and uploadId.")
+        number = _int_param(params, "partNumber", 1, minimum=1)
+        if number > MAX_PART_NUMBER:
+            raise InvalidArgument(f"Part number must be an integer between 1 and "
+                                  f"{MAX_PART_NUMBER}, inclusive",
+                                  details={"ArgumentName": "partNumber",
+                                           "ArgumentValue": params["partNumber"]})
+        upload = self.repository.upload(bucket, params["uploadId"], key)
+        src_bucket, src = self._copy_source(request, user)
+        first, length = 0, src.size
+        wanted = _header(request, b"x-amz-copy-source-range")
+        if wanted is not None:
+            m = _COPY_RANGE.match(wanted.strip())
+            if m is None or int(m.group(1)) > int(m.group(2)):
+                raise InvalidArgument(
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last "
+                    "where first and last are the zero-based offsets of the first and last "
+                    "bytes to copy", details={"ArgumentName": "x-amz-copy-source-range",
+                                              "ArgumentValue": wanted})
+            first, last = int(m.group(1)), int(m.group(2))
+            if last >= src.size:
+                raise InvalidArgument(f"Range specified is not valid for source object of "
+                                      f"size: {src.size}",
+                                      details={"ArgumentName": "x-amz-copy-source-range",
+                                               "ArgumentValue": wanted})
+            length = last - first + 1
+        if length > self.max_object_size:
+            raise InvalidRequest(f"The specified copy source is larger than the maximum "
+                                 f"allowable size for a copy source: {self.max_object_size}")
+        part = await self.repository.copy_part(src_bucket, src, first, length, bucket, upload,
+                                               number)
+        root = _response_document("CopyPartResult")
+        _sub(root, "LastModified", _iso(part.mtime))
+        _sub(root, "ETag", _quote_etag(part.etag))
+        self._send_xml(request, request_id, root)
+
+    async def _copy_object(self, request, request_id, user, bucket, key):
+        if request.requestHeaders.hasHeader(b"x-amz-copy-source-range"):
+            # a range is UploadPartCopy's: not the whole object copied instead
+            raise NotImplementedHere("x-amz-copy-source-range is implemented for "
+                                     "UploadPartCopy only, not CopyObject.",
+                                     details={"Header": "x-amz-copy-source-range"})
+        src_bucket, src = self._copy_source(request, user)
+        src_key = src.key
         directive = (_header(request, b"x-amz-metadata-directive") or "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise InvalidArgument("Unknown metadata directive.")
@@ -2426,7 +2551,8 @@ class S3Resource(resource.Resource):
 
     def _check_conditions(self, request, info, prefix=b"if-"):
         """``If-Match``, ``If-None-Match``, ``If-Modified-Since``,
-        ``If-Unmodified-Since`` (or their ``x-amz-copy-source-`` forms).
+        ``If-Unmodified-Since`` (or, ``prefix`` being
+        ``x-amz-copy-source-if-``, their copy source forms).
 
         :return: True when the answer is 304 Not Modified (GET/HEAD).
         :raises PreconditionFailed: If-Match / If-Unmodified-Since fail.
