@@ -188,7 +188,7 @@ class BucketTaggingTests(S3Case):
 
     async def test_put_get_delete(self):
         """No tags: NoSuchTagSet (404). Put, get (the order kept, an empty
-        value, Unicode), replace, delete (204, again 204): the tags survive
+        value, Unicode), replace (SigV2 too), delete (204, again 204): the tags survive
         a restart of the repository (bucket.json). Only the owner changes
         them; oneadmin reads another user's. The objects are untouched."""
         neb = await self.start()
@@ -205,9 +205,10 @@ class BucketTaggingTests(S3Case):
         self.assertEqual((await call(c, "get_bucket_tagging", Bucket="tagged"))["TagSet"], tags)
         neb.service.ec2_ports[0].site.front.s3.repository.load()
         self.assertEqual((await call(c, "get_bucket_tagging", Bucket="tagged"))["TagSet"], tags)
-        await call(c, "put_bucket_tagging", Bucket="tagged",
+        v2 = client(neb, v2=True)  # S3 SigV2 signs ?tagging as a sub-resource
+        await call(v2, "put_bucket_tagging", Bucket="tagged",
                    Tagging={"TagSet": [{"Key": "only", "Value": "one"}]})
-        self.assertEqual((await call(c, "get_bucket_tagging", Bucket="tagged"))["TagSet"],
+        self.assertEqual((await call(v2, "get_bucket_tagging", Bucket="tagged"))["TagSet"],
                          [{"Key": "only", "Value": "one"}])
 
         await add_user(neb, f"{HELEN}:helenpass")
@@ -238,9 +239,12 @@ class BucketTaggingTests(S3Case):
         self.assertEqual(code_of(caught.exception), ("NoSuchTagSet", 404))
         got = await call(c, "get_object", Bucket="tagged", Key="obj")
         self.assertEqual(await threads.deferToThread(got["Body"].read), b"kept")
-        with self.assertRaises(ClientError) as caught:
-            await call(c, "get_bucket_tagging", Bucket="nothere")
-        self.assertEqual(code_of(caught.exception), ("NoSuchBucket", 404))
+        for method, kwargs in (("get_bucket_tagging", {}), ("delete_bucket_tagging", {}),
+                               ("put_bucket_tagging", {"Tagging": {"TagSet": tags}})):
+            with self.assertRaises(ClientError, msg=method) as caught:
+                await call(c, method, Bucket="nothere", **kwargs)
+            self.assertEqual(code_of(caught.exception), ("NoSuchBucket", 404), method)
+        self.assertNotIn("nothere", os.listdir(os.path.join(neb.image_dir, "buckets")))
 
     async def test_limits(self):
         """51 tags (BadRequest), a key of 129 characters, an empty key (sent
