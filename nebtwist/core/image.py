@@ -38,6 +38,8 @@ from twisted.application import service
 from twisted.internet import defer, threads
 
 from nebtwist.core.objects import DONE, ONEADMIN_GROUP, Owned, _int, _sub, _text
+from nebtwist.core.templates import (check_restricted, max_template_size, parse_template,
+                                     under_safe_dirs)
 from nebtwist.errors import APIError, ActionError, AuthorizationError, NoSuchObject
 from nebtwist.log import OneLogger
 from nebtwist.template import Template
@@ -375,20 +377,6 @@ def release_vm_images(nebula, vm):
 # Repository files (these run in a worker thread)
 
 
-def under_safe_dirs(path, safe_dirs):
-    """True when ``path`` is absolute and, symbolic links resolved, lies in
-    one of the folders ``safe_dirs`` (oned.conf ``IMAGE_SAFE_DIRS``)."""
-    path = str(path).strip()
-    if not os.path.isabs(path):
-        return False
-    real = os.path.realpath(path)
-    for folder in safe_dirs:
-        base = os.path.realpath(folder)
-        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
-            return True
-    return False
-
-
 def _check_safe_path(path, safe_dirs, actor):
     """Refuse a local PATH outside ``safe_dirs`` (a list of folders: oned.conf
     ``IMAGE_SAFE_DIRS``, blank-separated, and a front's own) for a user outside oneadmin's group: the daemon reads the file
@@ -584,8 +572,6 @@ class ImageManager(service.Service):
         if path and not _is_url(path) and not self.nebula.is_admin(actor):
             _check_safe_path(path, (config.get("IMAGE_SAFE_DIRS") or "").split()
                              + list(trusted_dirs), actor)
-        from nebtwist.core.dm import check_restricted
-
         check_restricted(self.nebula, actor, template, "IMAGE_RESTRICTED_ATTR", "Image Template")
         pool = self.nebula.imagepool
         other = pool.find(name, actor.oid)
@@ -903,8 +889,6 @@ class ImageRequests:
     async def image_allocate(self, actor, text, datastore_id=-1, trusted_dirs=()):
         """Register an image (see :meth:`ImageManager.allocate`, ``trusted_dirs``
         included); returns its id."""
-        from nebtwist.core.dm import max_template_size, parse_template
-
         template = parse_template(text, "image template", max_template_size(self.nebula.config))
         return await self._image_manager().allocate(actor, template, datastore_id,
                                                     trusted_dirs=trusted_dirs)
@@ -923,8 +907,6 @@ class ImageRequests:
         PERSISTENT...) are changed by their own operations. A user outside
         oneadmin's group may not give an ``IMAGE_RESTRICTED_ATTR``
         (OpenNebula 4.x ``RequestManagerUpdateTemplate``)."""
-        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
-
         image = self._image(actor, iid)
         template = parse_template(text, "image template", max_template_size(self.nebula.config))
         check_restricted(self.nebula, actor, template, "IMAGE_RESTRICTED_ATTR", "Image Template")
@@ -1031,8 +1013,6 @@ class ImageRequests:
         :raises AuthorizationError: a restricted attribute.
         :raises ActionError: the user already has a template of that name.
         """
-        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
-
         template = parse_template(text, "VM template", max_template_size(self.nebula.config))
         check_restricted(self.nebula, actor, template)
         _check_create(self.nebula, actor, "TEMPLATE")
@@ -1069,8 +1049,6 @@ class ImageRequests:
         """Replace a VM template's contents (MANAGE); its name is kept. A user
         outside oneadmin's group may not give a ``VM_RESTRICTED_ATTR``
         (OpenNebula 4.x ``RequestManagerUpdateTemplate``)."""
-        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
-
         tmpl = self._vmtemplate(actor, tid)
         template = parse_template(text, "VM template", max_template_size(self.nebula.config))
         check_restricted(self.nebula, actor, template)
@@ -1091,8 +1069,6 @@ class ImageRequests:
         (3.4 checks only templates of other owners), the ``extra`` attributes
         may not (later versions check the caller's additions).
         """
-        from nebtwist.core.dm import check_restricted, max_template_size, parse_template
-
         tmpl = self._vmtemplate(actor, tid, "USE")
         template = tmpl.template.copy()
         if extra:

@@ -10,7 +10,7 @@ front) or core objects (:mod:`nebtwist.core.requests_objects`). They raise
 
 from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROUP, RANGED,
                                    USERS_GROUP, Host, User)
-from nebtwist.core.dm import max_template_size, parse_template
+from nebtwist.core.templates import max_template_size, parse_template
 from nebtwist.core.groups import PermissionRequests
 from nebtwist.core.image import ImageRequests
 from nebtwist.core.nebula import sha1_hex
