@@ -29,7 +29,7 @@ from nebtwist.core.db import DatabaseError
 from nebtwist.core.dm import DispatchManager
 from nebtwist.core.hm import HookConfigError, build_hook_manager
 from nebtwist.core.im import InformationManager
-from nebtwist.core.image import install as install_images
+from nebtwist.core.imagem import install as install_images
 from nebtwist.core.lcm import LifeCycleManager
 from nebtwist.core.nebula import Nebula, oneadmin_credentials
 from nebtwist.core.recovery import Reconciler

@@ -19,7 +19,7 @@ from twisted.web import resource, server, static
 
 from nebtwist import paths
 from nebtwist.core import config as configmod
-from nebtwist.core.image import (CDROM, DATABLOCK, IMG_ERROR, IMG_LOCKED, IMG_READY, IMG_USED,
+from nebtwist.core.imagem import (CDROM, DATABLOCK, IMG_ERROR, IMG_LOCKED, IMG_READY, IMG_USED,
                                  Image, ImageManager, VMTemplate)
 from nebtwist.core.nebula import Nebula
 from nebtwist.core.objects import ACTIVE, DONE, PENDING, RUNNING, VirtualMachine
@@ -362,7 +362,7 @@ class RegisterTests(TestCase):
     async def test_stalled_download(self):
         """A server that stops sending fails the registration after the idle
         timeout: ERROR, and no partial file is left."""
-        from nebtwist.core import image as image_module
+        from nebtwist.core import imagem as image_module
 
         self.patch(image_module, "DOWNLOAD_IDLE_TIMEOUT", 0.5)
         stall = _Stalling()

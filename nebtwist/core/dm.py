@@ -8,7 +8,7 @@ any step (a malformed template, a REQUIREMENTS expression that does not parse,
 a full network) creates nothing.
 """
 
-from nebtwist.core.image import ImageClaim
+from nebtwist.core.imagem import ImageClaim
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import PENDING, REASON_STOP_RESUME, VirtualMachine, int_to_ip
 from nebtwist.core.templates import (check_restricted, compile_expressions, max_template_size,

@@ -22,7 +22,7 @@ import time
 from nebtwist.core import acl as aclm
 from nebtwist.core import db as dbm
 from nebtwist.core.files import FileWriter
-from nebtwist.core.image import Image, VMTemplate
+from nebtwist.core.imagem import Image, VMTemplate
 from nebtwist.core.objects import (ONEADMIN_GROUP, USERS_GROUP, Group, Host, User,
                                    VirtualNetwork)
 from nebtwist.core.pool import Pool, VirtualMachinePool, VirtualNetworkPool

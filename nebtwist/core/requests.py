@@ -12,7 +12,7 @@ from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROU
                                    USERS_GROUP, Host, User)
 from nebtwist.core.templates import max_template_size, parse_template
 from nebtwist.core.groups import PermissionRequests
-from nebtwist.core.image import ImageRequests
+from nebtwist.core.imagem import ImageRequests
 from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.requests_objects import ObjectRequests
 from nebtwist.core.vnet import build_vnet
