@@ -2,7 +2,8 @@
 
 :func:`image_methods` is one of :data:`nebtwist.api.xmlrpc.EXTRA_TABLES`:
 it maps OpenNebula 3.4's method names (reference section 1.5) to the
-operations of :class:`nebtwist.core.image.ImageRequests`, with the 3.4
+operations of :class:`nebtwist.core.requests_images.ImageRequests` and
+:class:`nebtwist.core.requests_templates.TemplateRequests`, with the 3.4
 signatures plus the forms other clients send:
 
 * ``one.image.allocate``: 3.4 (template, datastore id) and 2.x/3.0

@@ -8,7 +8,7 @@ any step (a malformed template, a REQUIREMENTS expression that does not parse,
 a full network) creates nothing.
 """
 
-from nebtwist.core.imagem import ImageClaim
+from nebtwist.core.disks import ImageClaim
 from nebtwist.core.lcm import state_name
 from nebtwist.core.objects import PENDING, REASON_STOP_RESUME, VirtualMachine, int_to_ip
 from nebtwist.core.templates import (check_restricted, compile_expressions, max_template_size,
@@ -150,7 +150,7 @@ class DispatchManager:
                 nic_attributes(nic, vnet, lease)
             for vnet in {v.oid: v for v, _ in taken}.values():
                 ops += pool_lease_ops(self.nebula, vnet, [ls for v, ls in taken if v is vnet])
-            ops += claim.take(user, vm)  # DISK=[IMAGE=..]/[IMAGE_ID=..] (core/image.py)
+            ops += claim.take(user, vm)  # DISK=[IMAGE=..]/[IMAGE_ID=..] (core/disks.py)
             expand_vm(self.nebula, user, vm)  # $VARIABLES in CONTEXT and REQUIREMENTS
             compile_expressions(vm, template)
             await pool.insert(vm, ops)

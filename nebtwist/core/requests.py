@@ -12,7 +12,8 @@ from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROU
                                    USERS_GROUP, Host, User)
 from nebtwist.core.templates import max_template_size, parse_template
 from nebtwist.core.groups import PermissionRequests
-from nebtwist.core.imagem import ImageRequests
+from nebtwist.core.requests_images import ImageRequests
+from nebtwist.core.requests_templates import TemplateRequests
 from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.requests_objects import ObjectRequests
 from nebtwist.core.vnet import build_vnet
@@ -34,7 +35,7 @@ def _name_ok(name, what):
         raise APIError(f"The {what} name {name!r} cannot contain blanks or ':'.")
 
 
-class Requests(ImageRequests, PermissionRequests, ObjectRequests):
+class Requests(ImageRequests, TemplateRequests, PermissionRequests, ObjectRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
