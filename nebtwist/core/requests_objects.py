@@ -64,7 +64,7 @@ class ObjectRequests:
         return sorted(vms, key=lambda vm: vm.oid)
 
     def image_get(self, actor, iid):
-        """The :class:`~nebtwist.core.image.Image` ``iid`` (USE).
+        """The :class:`~nebtwist.core.images.Image` ``iid`` (USE).
 
         :raises NoSuchObject: no such image.
         :raises AuthorizationError: the user may not use it.
@@ -103,7 +103,7 @@ class ObjectRequests:
                       key=lambda t: t.oid)
 
     def template_get(self, actor, tid):
-        """The :class:`~nebtwist.core.image.VMTemplate` ``tid`` (USE).
+        """The :class:`~nebtwist.core.vmtemplates.VMTemplate` ``tid`` (USE).
 
         :raises NoSuchObject: no such template.
         :raises AuthorizationError: the user may not use it.

@@ -117,7 +117,9 @@ def core_methods(r):
 
 
 def image_methods(r, Signature):
-    """The ``one.image*`` and ``one.template*`` table for requests ``r``."""
+    """The ``one.image*`` and ``one.template*`` table for requests ``r``
+    (:class:`nebtwist.core.requests_images.ImageRequests`,
+    :class:`nebtwist.core.requests_templates.TemplateRequests`)."""
     S = Signature
     return {
         "one.image.allocate": ("ImageAllocate", [S("s|i", r.image_allocate)]),
