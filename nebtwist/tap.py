@@ -29,7 +29,7 @@ from nebtwist.core.db import DatabaseError
 from nebtwist.core.dm import DispatchManager
 from nebtwist.core.hm import HookConfigError, build_hook_manager
 from nebtwist.core.im import InformationManager
-from nebtwist.core.image import install as install_images
+from nebtwist.core.imagem import install as install_images
 from nebtwist.core.lcm import LifeCycleManager
 from nebtwist.core.nebula import Nebula, oneadmin_credentials
 from nebtwist.core.recovery import Reconciler
@@ -208,7 +208,7 @@ class NebulaService(service.MultiService):
                          "scheduler": sched, "vnm": vnm}
         requests = self.requests = Requests(nebula, dm, im)
         requests.vn_mads = vnm.names()  # one.host.allocate checks VN_MAD
-        await install_images(self, nebula, lcm, requests, self.reactor)  # core/image.py
+        await install_images(self, nebula, lcm, requests, self.reactor)  # core/imagem.py
         try:  # hooks (HM_MAD): subscribed now, driver started once the API listens
             self.hm = build_hook_manager(nebula, self.reactor, env)
         except HookConfigError as e:

@@ -10,9 +10,10 @@ front) or core objects (:mod:`nebtwist.core.requests_objects`). They raise
 
 from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROUP, RANGED,
                                    USERS_GROUP, Host, User)
-from nebtwist.core.dm import max_template_size, parse_template
+from nebtwist.core.templates import max_template_size, parse_template
 from nebtwist.core.groups import PermissionRequests
-from nebtwist.core.image import ImageRequests
+from nebtwist.core.requests_images import ImageRequests
+from nebtwist.core.requests_templates import TemplateRequests
 from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.requests_objects import ObjectRequests
 from nebtwist.core.requests_drives import DriveRequests
@@ -35,7 +36,8 @@ def _name_ok(name, what):
         raise APIError(f"The {what} name {name!r} cannot contain blanks or ':'.")
 
 
-class Requests(ImageRequests, PermissionRequests, ObjectRequests, DriveRequests):
+class Requests(ImageRequests, TemplateRequests, PermissionRequests, ObjectRequests,
+               DriveRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.

@@ -38,6 +38,16 @@ class ObjectRequests:
             raise AuthenticationError("User couldn't be authenticated, aborting call.")
         return self.nebula.authenticate(f"{name}:{password}")
 
+    def authenticate_session(self, session):
+        """The :class:`~nebtwist.core.objects.User` of a ``user:password``
+        session string (XML-RPC's first parameter), checked sessions cached
+        (:meth:`nebtwist.core.nebula.Nebula.authenticate`).
+
+        :raises AuthenticationError: malformed, unknown user, wrong password,
+            disabled.
+        """
+        return self.nebula.authenticate(session)
+
     def vm_get(self, actor, vid):
         """The :class:`~nebtwist.core.objects.VirtualMachine` ``vid`` (USE).
 
@@ -54,7 +64,7 @@ class ObjectRequests:
         return sorted(vms, key=lambda vm: vm.oid)
 
     def image_get(self, actor, iid):
-        """The :class:`~nebtwist.core.image.Image` ``iid`` (USE).
+        """The :class:`~nebtwist.core.images.Image` ``iid`` (USE).
 
         :raises NoSuchObject: no such image.
         :raises AuthorizationError: the user may not use it.
@@ -93,7 +103,7 @@ class ObjectRequests:
                       key=lambda t: t.oid)
 
     def template_get(self, actor, tid):
-        """The :class:`~nebtwist.core.image.VMTemplate` ``tid`` (USE).
+        """The :class:`~nebtwist.core.vmtemplates.VMTemplate` ``tid`` (USE).
 
         :raises NoSuchObject: no such template.
         :raises AuthorizationError: the user may not use it.
