@@ -60,9 +60,7 @@ def _claims(call, image):
     for vm in call.requests.vm_list(call.actor):
         for disk in vm.template.get_all("DISK"):
             if isinstance(disk, dict) and str(disk.get("IMAGE_ID", "")) == str(image.oid):
-                from nebtwist.api.elastichosts.servers import target_device
-
-                device = target_device(disk.get("TARGET")) or disk.get("TARGET", "")
+                device = S.target_device(disk.get("TARGET")) or disk.get("TARGET", "")
                 out.append(f"{S.make_uuid('server', vm.oid)}:{device}")
     return out
 

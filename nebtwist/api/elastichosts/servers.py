@@ -61,12 +61,13 @@ Actions (3.4 ``one.vm.action`` names), as ElasticHosts describes them:
   PENDING, HOLD or FAILED; else 409). 200 + info.
 """
 
-import re
 import urllib.parse
 
 from twisted.internet import task
 
+from nebtwist.api.elastichosts import drives
 from nebtwist.api.elastichosts import settings as S
+from nebtwist.api.elastichosts.settings import DEVICE, device_target, target_device
 from nebtwist.api.elastichosts.wire import EHError, missing, usage
 from nebtwist.core.objects import (ACTIVE, BOOT, CANCEL, CLEANUP, DONE, EPILOG, EPILOG_STOP,
                                    FAILED, HOLD, INIT, MIGRATE, PENDING,
@@ -78,7 +79,6 @@ from nebtwist.template import Template
 _ACTIVE_LCM = {PROLOG, BOOT, RUNNING, MIGRATE, SAVE_MIGRATE, PROLOG_MIGRATE, PROLOG_RESUME,
                SHUTDOWN}
 _STOPPED_LCM = {SAVE_STOP, EPILOG_STOP, CANCEL, EPILOG, CLEANUP}
-_DEVICE = re.compile(r"^(ide:[01]:[01]|scsi:0:[0-7]|block:[0-7])$")
 #: Keys computed by ``info``, never stored.
 _RUNTIME = {"server", "user", "status", "started", "rx", "tx", "nic:0:dhcp:ip", "nic:0:mac"}
 #: Keys turned into VM template attributes (shown from the VM, not stored).
@@ -99,32 +99,6 @@ def status(vm):
         return "dead"  # UNKNOWN, FAILURE
     return {PENDING: "active", INIT: "stopped", HOLD: "stopped", STOPPED: "stopped",
             SUSPENDED: "paused", FAILED: "dumped"}.get(vm.state, "dead")
-
-
-def device_target(device):
-    """The DISK TARGET of an ElasticHosts device key (``ide:0:1`` -> ``hdb``)."""
-    bus, _, rest = device.partition(":")
-    if bus == "ide":
-        b, u = rest.split(":")
-        return "hd" + "abcd"[int(b) * 2 + int(u)]
-    if bus == "scsi":
-        return "sd" + "abcdefgh"[int(rest.split(":")[1])]
-    return "vd" + "abcdefgh"[int(rest)]
-
-
-def target_device(target):
-    """The device key of a DISK TARGET, or None (inverse of :func:`device_target`)."""
-    target = target or ""
-    if len(target) != 3:
-        return None
-    prefix, letter = target[:2], target[2]
-    if prefix == "hd" and letter in "abcd":
-        n = "abcd".index(letter)
-        return f"ide:{n // 2}:{n % 2}"
-    if prefix in ("sd", "vd") and letter in "abcdefgh":
-        n = "abcdefgh".index(letter)
-        return f"scsi:0:{n}" if prefix == "sd" else f"block:{n}"
-    return None
 
 
 def _stored(vm):
@@ -241,8 +215,6 @@ def build_template(call, body):
 
     :raises EHError: 400 for a missing or malformed key, 404 for an unknown drive.
     """
-    from nebtwist.api.elastichosts import drives
-
     name = str(body.get("name", "")).strip()
     if not name or "\n" in name:
         raise usage("A server needs a name (one line).")
@@ -258,14 +230,14 @@ def build_template(call, body):
     boot = str(body.get("boot", "")).split()
     disks = []
     for key in sorted(body):
-        if _DEVICE.match(key):
+        if DEVICE.match(key):
             image = drives.resolve(call, str(body[key]).strip())
             disks.append((key not in boot, key, {"IMAGE_ID": str(image.oid),
                                                  "TARGET": device_target(key)}))
         elif key.startswith("nic:") and not key.startswith("nic:0:"):
             raise usage(f"{key}: only nic:0 (a NIC on the public network) is offered.")
     for device in boot:
-        if not _DEVICE.match(device) or device not in body:
+        if not DEVICE.match(device) or device not in body:
             raise usage(f"Bad boot {device!r}: a device key given with a drive.")
     for _, _, disk in sorted(disks, key=lambda d: (d[0], d[1])):
         template.add("DISK", disk)

@@ -1,4 +1,5 @@
-"""The ElasticHosts front's UUIDs and its configuration file (``elastichosts.conf``).
+"""The ElasticHosts front's names (UUIDs, device keys) and its configuration
+file (``elastichosts.conf``).
 
 UUIDs. ElasticHosts names every object by a UUID; nebtwist's objects have
 integer ids. A drive, server or user UUID here is a version-4-shaped UUID
@@ -45,6 +46,36 @@ def parse_uuid(kind, text):
     if parts[0] != _PREFIX or parts[1] != KINDS[kind] or parts[2:4] != ["4000", "8000"]:
         return None
     return int(parts[4], 16)
+
+
+#: An ElasticHosts device key: IDE bus 0-1 unit 0-1, SCSI unit 0-7, virtio block 0-7.
+DEVICE = re.compile(r"^(ide:[01]:[01]|scsi:0:[0-7]|block:[0-7])$")
+
+
+def device_target(device):
+    """The DISK TARGET of an ElasticHosts device key (``ide:0:1`` -> ``hdb``)."""
+    bus, _, rest = device.partition(":")
+    if bus == "ide":
+        b, u = rest.split(":")
+        return "hd" + "abcd"[int(b) * 2 + int(u)]
+    if bus == "scsi":
+        return "sd" + "abcdefgh"[int(rest.split(":")[1])]
+    return "vd" + "abcdefgh"[int(rest)]
+
+
+def target_device(target):
+    """The device key of a DISK TARGET, or None (inverse of :func:`device_target`)."""
+    target = target or ""
+    if len(target) != 3:
+        return None
+    prefix, letter = target[:2], target[2]
+    if prefix == "hd" and letter in "abcd":
+        n = "abcd".index(letter)
+        return f"ide:{n // 2}:{n % 2}"
+    if prefix in ("sd", "vd") and letter in "abcdefgh":
+        n = "abcdefgh".index(letter)
+        return f"scsi:0:{n}" if prefix == "sd" else f"block:{n}"
+    return None
 
 
 class ConfError(Exception):
@@ -154,5 +185,5 @@ def shipped_path():
     return shipped("conf", "elastichosts.conf")
 
 
-__all__ = ["ConfError", "Settings", "is_uuid", "load", "make_uuid", "parse_uuid",
-           "shipped_path"]
+__all__ = ["ConfError", "DEVICE", "Settings", "device_target", "is_uuid", "load",
+           "make_uuid", "parse_uuid", "shipped_path", "target_device"]
