@@ -320,6 +320,14 @@ class FrontTests(TestCase):
         # the same name again: the user's image names are unique in nebtwist
         code, heads, _ = await self.eh.call("drives/create", {"name": "data disk", "size": "1M"})
         self.assertEqual((code, heads.get(b"x-elastic-error")), (409, b"busy"))
+        shared = await self.eh.obj("drives/create", {"name": "s", "size": "1M",
+                                                     "claim:type": "shared"})
+        self.assertEqual(shared["claim:type"], "shared")
+        self.assertFalse(self.neb.nebula.imagepool.get(
+            S.parse_uuid("drive", shared["drive"])).persistent)
+        code, heads, _ = await self.eh.call("drives/create", {"name": "t", "size": "1M",
+                                                              "claim:type": "mine"})
+        self.assertEqual((code, heads.get(b"x-elastic-error")), (400, b"usage"))
         code, _, body = await self.eh.call(f"drives/{uuid}/destroy")
         self.assertEqual((code, body), (204, b""))
         self.assertFalse(os.path.exists(image.source))

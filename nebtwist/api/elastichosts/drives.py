@@ -2,9 +2,10 @@
 
 A drive is an image; its UUID encodes the image id
 (:func:`~nebtwist.api.elastichosts.settings.make_uuid`). ``drives/create``
-registers a persistent DATABLOCK image of the asked size (a persistent image
-serves one VM at a time and keeps what it writes, as a drive does; FSTYPE
-``raw``: an empty sparse file). ``drives/list`` and ``drives/info`` hold the
+registers a DATABLOCK image of the asked size, persistent for the default
+``claim:type exclusive`` (a persistent image serves one VM at a time and
+keeps what it writes, as a drive does), not for ``shared``; FSTYPE ``raw``:
+an empty sparse file. ``drives/<uuid>/set`` renames it. ``drives/list`` and ``drives/info`` hold the
 images the user owns; **standard drives** (``drives/standard/...``) are the
 images of others the user may use (public or group images), plus the
 ``STANDARD_DRIVE`` mappings of elastichosts.conf, listed under their mapped
@@ -156,15 +157,17 @@ async def do_info(call, uuid):
     return 200, info(call, image, uuid if S.parse_uuid("drive", uuid) is None else None)
 
 
-async def _create(call, name, size):
+async def _create(call, name, size, claim="exclusive"):
     if not name or "\n" in name:
         raise usage("A drive needs a name (one line).")
+    if claim not in ("exclusive", "shared"):
+        raise usage(f"Bad claim:type {claim!r}: exclusive or shared.")
     template = Template()
     template.set("NAME", name)
     template.set("TYPE", "DATABLOCK")
     template.set("SIZE", str((size + MB - 1) // MB))
     template.set("FSTYPE", "raw")
-    template.set("PERSISTENT", "YES")
+    template.set("PERSISTENT", "YES" if claim == "exclusive" else "NO")
     iid = await call.requests.image_allocate(call.actor, template.to_text())
     image = await call.requests.image_wait(call.actor, iid)
     if image.state == 5:  # ERROR: the file could not be made; nothing is left behind
@@ -175,12 +178,15 @@ async def _create(call, name, size):
 
 
 async def do_create(call):
-    """``drives/create``: body ``name``, ``size`` (required); other keys
-    (``claim:type``, ``tags``, ``user:*``...) are not kept."""
+    """``drives/create``: body ``name``, ``size`` (required), ``claim:type``
+    (``exclusive``, the default: a persistent image; ``shared``: a
+    non-persistent one, which each server using it gets a copy of); other
+    keys (``tags``, ``user:*``, ``encryption:cipher``...) are not kept."""
     body = call.body_object()
     if "size" not in body:
         raise usage("A drive needs a size.")
-    image = await _create(call, body.get("name", "").strip(), parse_size(body["size"]))
+    image = await _create(call, body.get("name", "").strip(), parse_size(body["size"]),
+                          body.get("claim:type", "exclusive").strip())
     return 200, info(call, image)
 
 
