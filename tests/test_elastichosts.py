@@ -317,6 +317,13 @@ class FrontTests(TestCase):
         code, heads, _ = await self.eh.call(f"drives/{uuid}/write", b"not gzip",
                                             headers={b"content-encoding": b"gzip"})
         self.assertEqual(code, 400)
+        # gzip data that expands past the drive: refused, nothing written
+        code, heads, body = await self.eh.call(f"drives/{uuid}/write",
+                                               gzip.compress(b"\1" * (4 * MB)),
+                                               headers={b"content-encoding": b"gzip"})
+        self.assertEqual((code, heads.get(b"x-elastic-error")), (400, b"usage"), body)
+        with open(image.source, "rb") as f:
+            self.assertEqual(f.read(), content)
         # the same name again: the user's image names are unique in nebtwist
         code, heads, _ = await self.eh.call("drives/create", {"name": "data disk", "size": "1M"})
         self.assertEqual((code, heads.get(b"x-elastic-error")), (409, b"busy"))

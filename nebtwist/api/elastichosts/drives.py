@@ -40,6 +40,9 @@ _UNITS = {"": 1, "K": 1024, "M": MB, "G": 1024 * MB, "T": 1024 * 1024 * MB}
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
 #: Largest ``read`` (ElasticHosts: 4096k).
 MAX_READ = 4096 * 1024
+#: Largest data of one ``write`` once gunzipped (bounds the memory a small
+#: gzip body can ask for; the official upload tool writes 4 MiB chunks).
+MAX_WRITE = 64 * MB
 _EVERYONE = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 _STATUS = {1: "active", 2: "active", 4: "active", 0: "active", 3: "inactive", 5: "inactive"}
 
@@ -236,18 +239,20 @@ def _offset(text, what="offset"):
 
 async def do_write(call, uuid, offset=None):
     """``drives/<uuid>/write[/<offset>]``: the body's raw bytes (or gzip data
-    with ``Content-Encoding: gzip``) at ``offset`` (default 0)."""
+    with ``Content-Encoding: gzip``, at most :data:`MAX_WRITE` bytes once
+    gunzipped) at ``offset`` (default 0); 204."""
     image = resolve(call, uuid, standard_ok=False)
     data = call.body
     encoding = (call.request.getHeader(b"content-encoding") or b"").strip().lower()
     if encoding == b"gzip":
         codec = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            data = codec.decompress(data, image.size * MB + 1)
+            data = codec.decompress(data, min(image.size * MB, MAX_WRITE) + 1)
         except zlib.error as e:
             raise usage(f"The gzip body is corrupt: {e}") from None
         if codec.unconsumed_tail or not codec.eof:
-            raise usage("The gzip body is larger than the drive, or truncated.")
+            raise usage(f"The gzip body is truncated, or holds more than the drive or "
+                        f"{MAX_WRITE} bytes (one write).")
     elif encoding not in (b"", b"identity"):
         raise usage(f"Unknown Content-Encoding {encoding.decode('latin-1')!r} (gzip).")
     await call.requests.image_write(call.actor, image.oid, _offset(offset), data)
