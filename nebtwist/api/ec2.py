@@ -76,6 +76,10 @@ DEFAULT_VERSION = "2016-11-15"
 _VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _INSTANCE_ID = re.compile(r"i-([0-9]{1,9})\Z")
 _AMI_ID = re.compile(r"ami-([0-9]{1,9})\Z")
+#: Ids of AWS's own form (8 or 17 lower-case hex digits): one that names
+#: nothing here is NotFound, not Malformed, as AWS answers for such ids.
+_AWS_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+_AWS_AMI_ID = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 _INDEXED = re.compile(r"([A-Za-z]+)\.([0-9]+)\Z")
 _TAG_PARAM = re.compile(r"Tag\.([0-9]+)\.(Key|Value)\Z")
 
@@ -253,6 +257,63 @@ def instance_id(oid):
 def ami_id(oid):
     """``ami-%08d``."""
     return f"ami-{int(oid):08d}"
+
+
+def _max_results(params, low=5, high=1000, combined_with=None):
+    """The ``MaxResults`` of a paginated Describe action (None without one).
+
+    :param combined_with: a parameter name (``InstanceId``) whose ``.N``
+        values may not come with ``MaxResults``.
+    :raises EC2Error: InvalidParameterValue outside ``low..high`` (AWS API
+        reference: DescribeInstances takes 5 to 1000);
+        InvalidParameterCombination with ``combined_with`` values.
+    """
+    value = params.get("MaxResults")
+    if value is None or value == "":
+        return None
+    if combined_with and any(params.indexed(combined_with)):
+        raise EC2Error("InvalidParameterCombination",
+                       f"The parameter {combined_with}s cannot be used with the parameter "
+                       f"maxResults")
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise EC2Error("InvalidParameterValue",
+                       f"Value ( {value} ) for parameter maxResults is invalid. Expecting a "
+                       f"value between {low} and {high}.")
+    return number
+
+
+def _page(objects, params, limit):
+    """One page of ``objects`` (pool objects in ``oid`` order): those after
+    the ``NextToken``'s object, at most ``limit`` (None: all).
+
+    A token is the base64 (URL alphabet) of ``after:<oid>``: the last
+    object of the previous page; objects that went meanwhile do not shift
+    the next page.
+
+    :return: ``(page, next token or None)``; a token only when more follow.
+    :raises EC2Error: InvalidPaginationToken for a token this front did
+        not make (AWS "Error codes for the Amazon EC2 API").
+    """
+    token = params.get("NextToken")
+    if token:
+        try:
+            text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+        except (binascii.Error, ValueError, UnicodeError):
+            text = ""
+        m = re.fullmatch(r"after:([0-9]{1,10})", text)
+        if not m:
+            raise EC2Error("InvalidPaginationToken",
+                           f"The pagination token '{_shown(token)}' is invalid.")
+        after = int(m.group(1))
+        objects = [o for o in objects if o.oid > after]
+    if limit is None or len(objects) <= limit:
+        return objects, None
+    page = objects[:limit]
+    return page, base64.urlsafe_b64encode(f"after:{page[-1].oid}".encode()).decode("ascii")
 
 
 def _reservation(vm):
@@ -567,7 +628,11 @@ class _Params:
         return number
 
     def filters(self):
-        """``Filter.N.Name`` / ``Filter.N.Value.M`` as {name: set of values}.
+        """``Filter.N.Name`` / ``Filter.N.Value.M`` as ``[(name, set of
+        values)]`` in N order. A name may come more than once: every filter
+        must match (AND), one of a filter's values is enough (OR), as AWS
+        ("List and filter your resources": ``tag-value=api`` and
+        ``tag-value=green`` as two filters are resources with both).
 
         :raises EC2Error: InvalidParameterValue for a filter without a name
             or without values.
@@ -579,12 +644,13 @@ class _Params:
                 names[parts[1]] = v
             elif len(parts) == 4 and parts[0] == "Filter" and parts[2] == "Value":
                 values.setdefault(parts[1], set()).add(v)
-        filters = {}
-        for n in sorted(set(names) | set(values)):
+        filters = []
+        for n in sorted(set(names) | set(values), key=lambda n: (not n.isdigit(), int(n)
+                                                                  if n.isdigit() else 0, n)):
             if not names.get(n) or not values.get(n):
                 raise EC2Error("InvalidParameterValue",
                                f"Filter.{n} needs a Name and at least one Value.")
-            filters.setdefault(names[n], set()).update(values[n])
+            filters.append((names[n], values[n]))
         return filters
 
     def indexed(self, prefix):
@@ -1001,9 +1067,9 @@ class EC2Resource(resource.Resource):
 
     def _image(self, user, ami):
         m = _AMI_ID.match(ami or "")
-        if not m:
+        if not m and not _AWS_AMI_ID.match(ami or ""):
             raise EC2Error("InvalidAMIID.Malformed", f"Invalid id: \"{ami}\"")
-        image = self.nebula.imagepool.objects.get(int(m.group(1)))
+        image = self.nebula.imagepool.objects.get(int(m.group(1))) if m else None
         if image is None or not self.nebula.can_use(user, image):
             raise EC2Error("InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist")
         return image
@@ -1262,13 +1328,19 @@ class EC2Resource(resource.Resource):
         return vms
 
     def _instances(self, user, ids):
-        """The user's VMs named by ``ids`` (``i-N``), in order."""
+        """The user's VMs named by ``ids`` (``i-N``), in order.
+
+        :raises EC2Error: InvalidInstanceID.NotFound for an id of this
+            front's form or AWS's (``i-1234abcd``, ``i-0123456789abcdef0``)
+            that names none of the user's VMs; InvalidInstanceID.Malformed
+            for any other id.
+        """
         vms = []
         for iid in ids:
             m = _INSTANCE_ID.match(iid)
-            if not m:
+            if not m and not _AWS_INSTANCE_ID.match(iid):
                 raise EC2Error("InvalidInstanceID.Malformed", f"Invalid id: \"{iid}\"")
-            vm = self.nebula.vmpool.objects.get(int(m.group(1)))
+            vm = self.nebula.vmpool.objects.get(int(m.group(1))) if m else None
             if vm is None or vm.uid != user.oid:
                 raise EC2Error("InvalidInstanceID.NotFound",
                                f"The instance ID '{iid}' does not exist")
@@ -1277,7 +1349,7 @@ class EC2Resource(resource.Resource):
 
     def _required_instances(self, user, params):
         ids = params.indexed("InstanceId")
-        if not ids:
+        if not any(ids):  # none, or only empty ones (InstanceId.1=)
             raise EC2Error("MissingParameter",
                            "The request must contain the parameter InstanceId")
         return self._instances(user, ids)
@@ -1288,12 +1360,23 @@ class EC2Resource(resource.Resource):
         image-id, key-name, private-ip-address, ip-address, reservation-id,
         tag-key, tag-value and ``tag:KEY``, values with ``*``/``?``
         wildcards), grouped by reservation, with keyName, ipAddress (an
-        associated elastic IP) and tagSet."""
+        associated elastic IP) and tagSet.
+
+        Every filter must match; one of a filter's values is enough.
+        ``MaxResults`` (5 to 1000 instances a page) and ``NextToken`` page
+        the instances (after the filters), ``nextToken`` naming the next
+        page (AWS API reference, API_DescribeInstances).
+
+        :raises EC2Error: InvalidParameterCombination for ``MaxResults``
+            with ``InstanceId.N``; InvalidParameterValue for a ``MaxResults``
+            out of range or an unknown filter; InvalidPaginationToken.
+        """
+        limit = _max_results(params, combined_with="InstanceId")
         ids = params.indexed("InstanceId")
         vms = (self._instances(user, ids) if ids
                else self._visible(user, self.nebula.clock.seconds()))
         eips = self._associations()
-        for name, wanted in params.filters().items():
+        for name, wanted in params.filters():
             if name.startswith("tag:") and len(name) > 4:
                 match = _tag_filter(name[4:])
                 vms = [vm for vm in vms if match(vm, wanted)]
@@ -1304,6 +1387,7 @@ class EC2Resource(resource.Resource):
                                f"The filter '{name}' is invalid "
                                f"(known: {', '.join(sorted(_INSTANCE_FILTERS))}, tag:KEY).")
             vms = [vm for vm in vms if match(vm, wanted, eips)]
+        vms, token = _page(vms, params, limit)
         groups = {}
         for vm in vms:
             groups.setdefault(_reservation(vm), []).append(vm)
@@ -1316,6 +1400,8 @@ class EC2Resource(resource.Resource):
             instances = out.sub(item, "instancesSet")
             for vm in members:
                 self._instance(out, instances, vm, eips)
+        if token is not None:
+            out.sub(out.root, "nextToken", token)
 
     @staticmethod
     def _state_change(out, parent, vm, current, previous):
@@ -1499,7 +1585,7 @@ class EC2Resource(resource.Resource):
             pairs = [k for k in pairs if k.get("ID") in ids]
         fields = {"key-name": "NAME", "key-pair-id": "ID", "fingerprint": "FINGERPRINT",
                   "key-type": "TYPE"}
-        for name, wanted in params.filters().items():
+        for name, wanted in params.filters():
             if name not in fields:
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "
@@ -1819,7 +1905,7 @@ class EC2Resource(resource.Resource):
             vm = self._associated_vm(e)
             rows.append({"public-ip": e.get("IP", ""), "domain": "standard",
                          "instance-id": instance_id(vm.oid) if vm is not None else ""})
-        for name, values in params.filters().items():
+        for name, values in params.filters():
             if name not in ("public-ip", "instance-id", "domain"):
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "
@@ -1931,7 +2017,7 @@ class EC2Resource(resource.Resource):
             if image.uid == user.oid:
                 rows += [{"resource-id": ami_id(image.oid), "resource-type": "image",
                           "key": k, "value": v} for k, v in _tags(image)]
-        for name, values in params.filters().items():
+        for name, values in params.filters():
             if name not in ("resource-id", "resource-type", "key", "value"):
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "
