@@ -157,3 +157,47 @@ class PaginationTests(EC2TestCase):
         helen = client(neb, "helen", "helenpass")
         self.assertEqual(instance_ids(await call(helen, "describe_instances", MaxResults=5,
                                                  NextToken=first["NextToken"])), [])
+
+
+class RunInstancesTests(EC2TestCase):
+    """RunInstances ``TagSpecification.N`` (ResourceType instance) and
+    ``Placement.AvailabilityZone`` (AWS API reference, API_RunInstances)."""
+
+    async def test_tag_specifications_and_placement(self):
+        neb = await self.start()
+        c = client(neb)
+        ami = await ready_image(self, neb, c)
+        ids = await run(c, ami, 2, Placement={"AvailabilityZone": "default"},
+                        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                            {"Key": "Name", "Value": "web"}, {"Key": "tier", "Value": ""}]}])
+        reply = await call(c, "describe_instances", Filters=[
+            {"Name": "tag:Name", "Values": ["web"]}])
+        self.assertEqual(instance_ids(reply), ids)
+        for instance in reply["Reservations"][0]["Instances"]:
+            self.assertEqual(sorted((t["Key"], t["Value"]) for t in instance["Tags"]),
+                             [("Name", "web"), ("tier", "")])
+            self.assertEqual(instance["Placement"]["AvailabilityZone"], "default")
+        tags = (await call(c, "describe_tags", Filters=[
+            {"Name": "resource-id", "Values": [ids[0]]}]))["Tags"]
+        self.assertEqual(sorted(t["Key"] for t in tags), ["Name", "tier"])
+
+        count = len(neb.nebula.vmpool)
+        for kwargs, code in (
+                (dict(Placement={"AvailabilityZone": "us-east-1z"}), "InvalidParameterValue"),
+                (dict(TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": "aws:x", "Value": "v"}]}]), "InvalidParameterValue"),
+                (dict(TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": f"k{i}", "Value": "v"} for i in range(51)]}]), "TagLimitExceeded"),
+                (dict(TagSpecifications=[{"ResourceType": "image", "Tags": [
+                    {"Key": "k", "Value": "v"}]}]), "InvalidParameterValue"),
+                (dict(TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": "k", "Value": "v" * 257}]}]), "InvalidParameterValue")):
+            await self.fails(c, "run_instances", code, ImageId=ami, MinCount=1, MaxCount=1,
+                             **kwargs)
+        self.assertEqual(len(neb.nebula.vmpool), count, "nothing half made")
+        status, body = await threads.deferToThread(raw_sigv2, neb.ec2_url, {
+            "Action": "RunInstances", "ImageId": ami, "MinCount": "1", "MaxCount": "1",
+            "TagSpecification.1.ResourceType": "instance",
+            "TagSpecification.1.Tag.1.Value": "v"})
+        self.assertEqual((status, code_of(body)), (400, "InvalidParameterValue"), body)
+        self.assertEqual(len(neb.nebula.vmpool), count)

@@ -82,6 +82,7 @@ _AWS_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 _AWS_AMI_ID = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 _INDEXED = re.compile(r"([A-Za-z]+)\.([0-9]+)\Z")
 _TAG_PARAM = re.compile(r"Tag\.([0-9]+)\.(Key|Value)\Z")
+_TAG_SPEC = re.compile(r"TagSpecification\.([0-9]+)\.(?:(ResourceType)|Tag\.([0-9]+)\.(Key|Value))\Z")
 
 #: Seconds a terminated (DONE) instance stays visible, as AWS does (about an hour).
 TERMINATED_VISIBLE = 3600
@@ -681,6 +682,58 @@ class _Params:
         return [(keys[n], values.get(n)) for n in sorted(keys)]
 
 
+    def tag_specifications(self):
+        """``TagSpecification.N.ResourceType`` with its
+        ``TagSpecification.N.Tag.M.Key`` / ``.Value`` as ``[(resource type,
+        [(key, value)])]`` in N order (a missing value is "").
+
+        :raises EC2Error: InvalidParameterValue for a specification without
+            a resource type or a value without a key.
+        """
+        kinds, keys, values = {}, {}, {}
+        for k, v in self.pairs:
+            m = _TAG_SPEC.match(k)
+            if not m:
+                continue
+            n = int(m.group(1))
+            if m.group(2):
+                kinds[n] = v
+            else:
+                (keys if m.group(4) == "Key" else values)[(n, int(m.group(3)))] = v
+        for n, tag in values:
+            if (n, tag) not in keys:
+                raise EC2Error("InvalidParameterValue", f"TagSpecification.{n}.Tag.{tag}.Value "
+                                                        f"is given without its Key.")
+        specs = []
+        for n in sorted(set(kinds) | {n for n, _ in keys}):
+            if not kinds.get(n):
+                raise EC2Error("InvalidParameterValue",
+                               f"TagSpecification.{n} needs a ResourceType.")
+            tags = [(keys[(n, t)], values.get((n, t)) or "")
+                    for _, t in sorted(k for k in keys if k[0] == n)]
+            specs.append((kinds[n], tags))
+        return specs
+
+
+def check_tags(tags):
+    """Check tags to be set (``[(key, value or None)]``), as AWS "Tag your
+    Amazon EC2 resources": keys of 1 to :data:`MAX_TAG_KEY` characters not
+    starting with ``aws:``, values of at most :data:`MAX_TAG_VALUE`, no
+    control characters.
+
+    :raises EC2Error: InvalidParameterValue naming the first bad tag.
+    """
+    for key, value in tags:
+        if not _printable(key, MAX_TAG_KEY) or key.lower().startswith("aws:"):
+            raise EC2Error("InvalidParameterValue",
+                           f"Invalid tag key '{key}': 1 to {MAX_TAG_KEY} characters, no "
+                           f"control characters, not starting with aws:.")
+        if value and not _printable(value, MAX_TAG_VALUE):
+            raise EC2Error("InvalidParameterValue",
+                           f"Invalid value for tag '{key}': at most {MAX_TAG_VALUE} "
+                           f"characters, no control characters.")
+
+
 class EC2Resource(resource.Resource):
     """The EC2 Query API on ``/``.
 
@@ -1229,8 +1282,32 @@ class EC2Resource(resource.Resource):
         and public key reach the type's template (``key_name``,
         ``public_key``; the shipped ones put SSH_PUBLIC_KEY in CONTEXT) and
         the VM keeps ``EC2_KEYNAME``. Everything is checked and rendered
-        before the first VM is created."""
+        before the first VM is created.
+
+        ``TagSpecification.N`` of ResourceType ``instance`` tags every new
+        instance (``EC2_TAG`` vectors, as CreateTags), from its creation;
+        ``Placement.AvailabilityZone`` must be this front's zone (AWS API
+        reference, API_RunInstances).
+
+        :raises EC2Error: InvalidParameterValue for another zone ("Invalid
+            availability zone"), a resource type other than ``instance``
+            (this front has no volumes, interfaces...) or a bad tag;
+            TagLimitExceeded past :data:`MAX_TAGS` tags.
+        """
         image = self._image(user, params.require("ImageId"))
+        zone = params.get("Placement.AvailabilityZone")
+        if zone and zone != self.zone:
+            raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
+        instance_tags = {}
+        for kind, tags in params.tag_specifications():
+            if kind != "instance":
+                raise EC2Error("InvalidParameterValue",
+                               f"'{kind}' is not a valid taggable resource type for this "
+                               f"operation: only instance is supported here.")
+            check_tags(tags)
+            instance_tags.update(tags)
+        if len(instance_tags) > MAX_TAGS:
+            raise EC2Error("TagLimitExceeded", f"A resource may have at most {MAX_TAGS} tags.")
         itype = params.get("InstanceType") or "m1.small"
         if itype not in self.vmtypes:
             raise EC2Error("InvalidParameterValue",
@@ -1273,6 +1350,7 @@ class EC2Resource(resource.Resource):
                 extra = [("EC2_RESERVATION", reservation), ("EC2_LAUNCH_INDEX", str(index))]
                 if key_name is not None:
                     extra.append(("EC2_KEYNAME", key_name))
+                extra += [("EC2_TAG", {"KEY": k, "VALUE": v}) for k, v in instance_tags.items()]
                 created.append(await self.requests.vm_allocate(
                     user, text + "\n" + Template(extra).to_text()))
         except BaseException:
@@ -1966,15 +2044,7 @@ class EC2Resource(resource.Resource):
         tags = params.tags()
         if not tags:
             raise EC2Error("MissingParameter", "The request must contain the parameter Tag")
-        for key, value in tags:
-            if not _printable(key, MAX_TAG_KEY) or key.lower().startswith("aws:"):
-                raise EC2Error("InvalidParameterValue",
-                               f"Invalid tag key '{key}': 1 to {MAX_TAG_KEY} characters, no "
-                               f"control characters, not starting with aws:.")
-            if value and not _printable(value, MAX_TAG_VALUE):
-                raise EC2Error("InvalidParameterValue",
-                               f"Invalid value for tag '{key}': at most {MAX_TAG_VALUE} "
-                               f"characters, no control characters.")
+        check_tags(tags)
         changes = []
         for pool, obj in targets:
             merged = dict(_tags(obj))
