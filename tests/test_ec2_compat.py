@@ -11,7 +11,7 @@ from twisted.internet import threads
 
 from tests.test_ec2 import call, client, raw_sigv2
 from tests.test_ec2_actions import EC2TestCase, ready_image
-from tests.test_xmlrpc_api import HELEN, add_user
+from tests.test_xmlrpc_api import HELEN, add_user, ok
 
 
 def instance_ids(reply):
@@ -201,3 +201,56 @@ class RunInstancesTests(EC2TestCase):
             "TagSpecification.1.Tag.1.Value": "v"})
         self.assertEqual((status, code_of(body)), (400, "InvalidParameterValue"), body)
         self.assertEqual(len(neb.nebula.vmpool), count)
+
+
+class ImageQueryTests(EC2TestCase):
+    """DescribeImages ``Filter.N``, ``Owner.N`` and ``ExecutableBy.N`` (AWS
+    API reference, API_DescribeImages)."""
+
+    async def test_filters_owners_executable_by(self):
+        neb = await self.start()
+        c = client(neb)
+        mine = await ready_image(self, neb, c, "tty")
+        other = await ready_image(self, neb, c, "debian")
+        await call(c, "create_tags", Resources=[other], Tags=[{"Key": "os", "Value": "deb"}])
+        await add_user(neb, HELEN)
+        helen = client(neb, "helen", "helenpass")
+        # oneadmin's "debian" is made public (OTHER_U): helen may use it.
+        await ok(neb, "one.image.chmod", 1, -1, -1, -1, -1, -1, -1, 1, -1, -1)
+
+        def names(reply):
+            return [i["Name"] for i in reply["Images"]]
+
+        self.assertEqual(names(await call(c, "describe_images", Filters=[
+            {"Name": "name", "Values": ["deb*"]}])), ["debian"])
+        self.assertEqual(names(await call(c, "describe_images", Filters=[
+            {"Name": "image-id", "Values": [mine, other]},
+            {"Name": "tag:os", "Values": ["deb"]}])), ["debian"])
+        self.assertEqual(names(await call(c, "describe_images", Filters=[
+            {"Name": "state", "Values": ["available"]},
+            {"Name": "is-public", "Values": ["false"]}])), ["tty"])
+        self.assertEqual(names(await call(c, "describe_images", Filters=[
+            {"Name": "owner-id", "Values": ["oneadmin"]}])), ["tty", "debian"])
+        await self.fails(c, "describe_images", "InvalidParameterValue",
+                         Filters=[{"Name": "colour", "Values": ["red"]}])
+
+        self.assertEqual(names(await call(helen, "describe_images")), ["debian"])
+        self.assertEqual(names(await call(helen, "describe_images", Owners=["self"])), [])
+        self.assertEqual(names(await call(c, "describe_images", Owners=["self"])),
+                         ["tty", "debian"])
+        self.assertEqual(names(await call(helen, "describe_images", Owners=["oneadmin"])),
+                         ["debian"])
+        self.assertEqual(names(await call(helen, "describe_images", Owners=["amazon"])), [])
+        self.assertEqual(names(await call(c, "describe_images",
+                                          Owners=["amazon", "self"])), ["tty", "debian"])
+        self.assertEqual(names(await call(c, "describe_images", ExecutableUsers=["all"])),
+                         ["debian"])
+        self.assertEqual(names(await call(c, "describe_images", ExecutableUsers=["helen"])),
+                         ["debian"])
+        self.assertEqual(names(await call(helen, "describe_images", ExecutableUsers=["self"])),
+                         ["debian"])
+        self.assertEqual(names(await call(c, "describe_images", ExecutableUsers=["self"],
+                                          Owners=["self"])), ["tty", "debian"])
+        public = {i["Name"]: i["Public"] for i in
+                  (await call(c, "describe_images"))["Images"]}
+        self.assertEqual(public, {"tty": False, "debian": True})

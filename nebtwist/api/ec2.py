@@ -224,6 +224,34 @@ _INSTANCE_FILTERS = {
 }
 
 
+def _public(image):
+    """``"true"`` for an image anyone may use (OTHER_U), else ``"false"``."""
+    return "true" if image.permissions[6] else "false"
+
+
+def _image_tag_filter(key):
+    return lambda image, wanted: _matches([v for k, v in _tags(image) if k == key], wanted)
+
+
+#: DescribeImages filters (AWS API reference, API_DescribeImages): name ->
+#: ``match(image, wanted)``. ``owner-id`` is the owner's name (this front's
+#: account ids); no image has an ``owner-alias`` (amazon, aws-marketplace).
+_IMAGE_FILTERS = {
+    "image-id": lambda im, w: _matches([ami_id(im.oid)], w),
+    "name": lambda im, w: _matches([im.name], w),
+    "description": lambda im, w: _matches([im.template.get_str("DESCRIPTION") or ""], w),
+    "state": lambda im, w: _matches([_IMAGE_STATES.get(im.state_name, "pending")], w),
+    "owner-id": lambda im, w: _matches([im.uname], w),
+    "owner-alias": lambda im, w: False,
+    "is-public": lambda im, w: _matches([_public(im)], w),
+    "architecture": lambda im, w: _matches(["i386"], w),
+    "image-type": lambda im, w: _matches(["machine"], w),
+    "root-device-type": lambda im, w: _matches(["instance-store"], w),
+    "tag-key": lambda im, w: _matches([k for k, _ in _tags(im)], w),
+    "tag-value": lambda im, w: _matches([v for _, v in _tags(im)], w),
+}
+
+
 class EC2Error(Exception):
     """An EC2 error response.
 
@@ -1128,11 +1156,54 @@ class EC2Resource(resource.Resource):
         return image
 
     async def describe_images(self, user, params, out):
-        """DescribeImages: the images the user may use (``ImageId.N`` filter),
-        with their description and tags."""
+        """DescribeImages: the images the user may use (``ImageId.N``), with
+        their description and tags, narrowed as the AWS API reference
+        (API_DescribeImages) says:
+
+        * ``Owner.N``: ``self`` (the user's own), an owner's name (this
+          front's account ids); ``amazon``, ``aws-marketplace`` and
+          ``aws-backup-vault`` own nothing here. An image of any one of them.
+        * ``ExecutableBy.N``: ``self`` (images the user may launch: all it
+          sees), ``all`` (public ones: OTHER_U), or a user name (images that
+          user may use). An image any one of them may launch.
+        * ``Filter.N`` (:data:`_IMAGE_FILTERS` and ``tag:KEY``), every one
+          matching, ``*``/``?`` wildcards.
+
+        ``isPublic`` is true for images anyone may use (OTHER_U).
+
+        :raises EC2Error: InvalidAMIID.NotFound/Malformed for ``ImageId.N``;
+            InvalidParameterValue for an unknown filter.
+        """
         wanted = params.indexed("ImageId")
         images = ([self._image(user, ami) for ami in wanted] if wanted
                   else self._images(user))
+        owners = params.indexed("Owner")
+        if owners:
+            images = [im for im in images
+                      if any(im.uid == user.oid if o == "self" else im.uname == o
+                             for o in owners)]
+        executable = params.indexed("ExecutableBy")
+        if executable:
+            users = self.nebula.userpool
+            launchers = []
+            for name in executable:
+                if name not in ("self", "all"):
+                    name = users.find(name)
+                launchers.append(name)
+            images = [im for im in images if any(
+                _public(im) == "true" if who == "all" else
+                who == "self" or (who is not None and self.nebula.can_use(who, im))
+                for who in launchers)]
+        for name, values in params.filters():
+            if name.startswith("tag:") and len(name) > 4:
+                match = _image_tag_filter(name[4:])
+            else:
+                match = _IMAGE_FILTERS.get(name)
+            if match is None:
+                raise EC2Error("InvalidParameterValue",
+                               f"The filter '{name}' is invalid "
+                               f"(known: {', '.join(sorted(_IMAGE_FILTERS))}, tag:KEY).")
+            images = [im for im in images if match(im, values)]
         images_set = out.sub(out.root, "imagesSet")
         for image in images:
             item = out.sub(images_set, "item")
@@ -1140,7 +1211,7 @@ class EC2Resource(resource.Resource):
             out.sub(item, "imageLocation", image.source or image.path or image.name)
             out.sub(item, "imageState", _IMAGE_STATES.get(image.state_name, "pending"))
             out.sub(item, "imageOwnerId", image.uname)
-            out.sub(item, "isPublic", "false")
+            out.sub(item, "isPublic", _public(image))
             out.sub(item, "architecture", "i386")
             out.sub(item, "imageType", "machine")
             out.sub(item, "name", image.name)
