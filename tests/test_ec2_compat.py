@@ -254,3 +254,57 @@ class ImageQueryTests(EC2TestCase):
         public = {i["Name"]: i["Public"] for i in
                   (await call(c, "describe_images"))["Images"]}
         self.assertEqual(public, {"tty": False, "debian": True})
+
+
+class StaticDescribeTests(EC2TestCase):
+    """DescribeInstanceTypes filters; DescribeRegions ``RegionName.N`` and
+    DescribeAvailabilityZones ``ZoneName.N``/``ZoneId.N`` (unknown ones are
+    InvalidParameterValue, as AWS) with ``zoneId``."""
+
+    async def test_instance_types(self):
+        neb = await self.start()
+        c = client(neb)
+
+        async def types(**kwargs):
+            reply = await call(c, "describe_instance_types", **kwargs)
+            return sorted(t["InstanceType"] for t in reply["InstanceTypes"])
+
+        self.assertEqual(await types(Filters=[{"Name": "instance-type",
+                                               "Values": ["m1.s*"]}]), ["m1.small"])
+        self.assertEqual(await types(Filters=[{"Name": "memory-info.size-in-mib",
+                                               "Values": ["256"]}]), ["m1.small"])
+        self.assertEqual(await types(Filters=[
+            {"Name": "instance-type", "Values": ["m1.small", "m1.large"]},
+            {"Name": "memory-info.size-in-mib", "Values": ["1"]}]), [])
+        self.assertEqual(len(await types(Filters=[{"Name": "vcpu-info.default-vcpus",
+                                                   "Values": ["1", "2", "4", "8"]}])), 2)
+        for name in ("colour", "instance-types"):
+            await self.fails(c, "describe_instance_types", "InvalidParameterValue",
+                             Filters=[{"Name": name, "Values": ["x"]}])
+
+    async def test_regions_and_zones(self):
+        neb = await self.start()
+        c = client(neb)
+        regions = (await call(c, "describe_regions", RegionNames=["default"]))["Regions"]
+        self.assertEqual([r["RegionName"] for r in regions], ["default"])
+        self.assertEqual((await call(c, "describe_regions", Filters=[
+            {"Name": "region-name", "Values": ["nowhere"]}]))["Regions"], [])
+        await self.fails(c, "describe_regions", "InvalidParameterValue",
+                         RegionNames=["default", "mars-1"])
+        zones = (await call(c, "describe_availability_zones"))["AvailabilityZones"]
+        self.assertEqual(len(zones), 1)
+        self.assertEqual(zones[0]["ZoneName"], "default")
+        self.assertTrue(zones[0]["ZoneId"])
+        by_id = await call(c, "describe_availability_zones", ZoneIds=[zones[0]["ZoneId"]])
+        self.assertEqual([z["ZoneName"] for z in by_id["AvailabilityZones"]], ["default"])
+        by_name = await call(c, "describe_availability_zones", ZoneNames=["default"])
+        self.assertEqual([z["ZoneId"] for z in by_name["AvailabilityZones"]],
+                         [zones[0]["ZoneId"]])
+        self.assertEqual((await call(c, "describe_availability_zones", Filters=[
+            {"Name": "zone-name", "Values": ["other"]}]))["AvailabilityZones"], [])
+        await self.fails(c, "describe_availability_zones", "InvalidParameterValue",
+                         ZoneNames=["mars-1a"])
+        await self.fails(c, "describe_availability_zones", "InvalidParameterValue",
+                         ZoneIds=["mars-az9"])
+        await self.fails(c, "describe_availability_zones", "InvalidParameterValue",
+                         Filters=[{"Name": "colour", "Values": ["x"]}])

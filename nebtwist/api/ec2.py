@@ -797,6 +797,8 @@ class EC2Resource(resource.Resource):
         self.vmtypes = vmtypes
         self.region = region
         self.zone = zone
+        #: the zone's ``zoneId`` (AWS's are like ``use1-az1``); the front may set it
+        self.zone_id = f"{region}-az1"
         self.repository = None
         self.max_upload = DEFAULT_MAX_UPLOAD
         self.upload_dir = None
@@ -1106,38 +1108,104 @@ class EC2Resource(resource.Resource):
 
     # -- regions, zones, types ---------------------------------------------------------
 
+    @staticmethod
+    def _narrow(rows, params, known, what):
+        """Rows (``{filter name: value}``) matching every ``Filter.N``.
+
+        :raises EC2Error: InvalidParameterValue for a filter not in ``known``.
+        """
+        for name, values in params.filters():
+            if name not in known:
+                raise EC2Error("InvalidParameterValue",
+                               f"The filter '{name}' is invalid for {what} "
+                               f"(known: {', '.join(sorted(known))}).")
+            rows = [r for r in rows if _matches([r[name]], values)]
+        return rows
+
     async def describe_regions(self, user, params, out):
-        """DescribeRegions: the one region of this front."""
-        item = out.sub(out.sub(out.root, "regionInfo"), "item")
-        out.sub(item, "regionName", self.region)
-        out.sub(item, "regionEndpoint", self.region)
+        """DescribeRegions: the one region of this front; ``RegionName.N``
+        naming another is InvalidParameterValue, as AWS; filters
+        region-name, endpoint, opt-in-status (AWS API reference,
+        API_DescribeRegions).
+
+        :raises EC2Error: InvalidParameterValue.
+        """
+        unknown = [n for n in params.indexed("RegionName") if n != self.region]
+        if unknown:
+            raise EC2Error("InvalidParameterValue",
+                           f"Invalid region names: [{', '.join(unknown)}]")
+        rows = self._narrow([{"region-name": self.region, "endpoint": self.region,
+                              "opt-in-status": "opt-in-not-required"}],
+                            params, ("region-name", "endpoint", "opt-in-status"), "regions")
+        info = out.sub(out.root, "regionInfo")
+        for row in rows:
+            item = out.sub(info, "item")
+            out.sub(item, "regionName", row["region-name"])
+            out.sub(item, "regionEndpoint", row["endpoint"])
+            out.sub(item, "optInStatus", row["opt-in-status"])
 
     async def describe_availability_zones(self, user, params, out):
-        """DescribeAvailabilityZones: the one zone (``placement`` of instances)."""
-        item = out.sub(out.sub(out.root, "availabilityZoneInfo"), "item")
-        out.sub(item, "zoneName", self.zone)
-        out.sub(item, "zoneState", "available")
-        out.sub(item, "regionName", self.region)
-        out.sub(item, "messageSet")
+        """DescribeAvailabilityZones: the one zone (``placement`` of
+        instances), with its ``zoneId`` (:attr:`zone_id`). ``ZoneName.N`` or
+        ``ZoneId.N`` naming another is InvalidParameterValue, as AWS;
+        filters zone-name, zone-id, region-name, state, zone-type,
+        group-name, opt-in-status (AWS API reference,
+        API_DescribeAvailabilityZones).
+
+        :raises EC2Error: InvalidParameterValue.
+        """
+        for param, known in (("ZoneName", self.zone), ("ZoneId", self.zone_id)):
+            unknown = [n for n in params.indexed(param) if n != known]
+            if unknown:
+                raise EC2Error("InvalidParameterValue",
+                               f"The {'zone ID' if param == 'ZoneId' else 'zone'} "
+                               f"'{unknown[0]}' does not exist in the region {self.region}.")
+        row = {"zone-name": self.zone, "zone-id": self.zone_id, "region-name": self.region,
+               "state": "available", "zone-type": "availability-zone",
+               "group-name": self.region, "opt-in-status": "opt-in-not-required"}
+        rows = self._narrow([row], params, tuple(row), "availability zones")
+        info = out.sub(out.root, "availabilityZoneInfo")
+        for row in rows:
+            item = out.sub(info, "item")
+            out.sub(item, "zoneName", row["zone-name"])
+            out.sub(item, "zoneId", row["zone-id"])
+            out.sub(item, "zoneState", row["state"])
+            out.sub(item, "regionName", row["region-name"])
+            out.sub(item, "groupName", row["group-name"])
+            out.sub(item, "optInStatus", row["opt-in-status"])
+            out.sub(item, "zoneType", row["zone-type"])
+            out.sub(item, "messageSet")
 
     async def describe_instance_types(self, user, params, out):
         """DescribeInstanceTypes: the econe.conf VM types, with the CPU, VCPU
-        and MEMORY (MiB) their template renders."""
+        and MEMORY (MiB) their template renders; ``InstanceType.N`` and
+        filters instance-type, vcpu-info.default-vcpus,
+        memory-info.size-in-mib (AWS API reference,
+        API_DescribeInstanceTypes).
+
+        :raises EC2Error: InvalidInstanceType for an unknown type;
+            InvalidParameterValue for an unknown filter.
+        """
         wanted = params.indexed("InstanceType")
         for name in wanted:
             if name not in self.vmtypes:
                 raise EC2Error("InvalidInstanceType",
                                f"The following supplied instance types do not exist: [{name}]")
-        names = wanted or self.vmtypes.names()
-        types = out.sub(out.root, "instanceTypeSet")
-        for name in names:
+        rows = []
+        for name in wanted or self.vmtypes.names():
             tpl = Template.parse(self.vmtypes.render(name, image_id=0, user=user.name,
                                                      user_id=user.oid))
-            item = out.sub(types, "item")
-            out.sub(item, "instanceType", name)
             vcpus = tpl.get_int("VCPU") or max(1, math.ceil(tpl.get_float("CPU", 1.0)))
-            out.sub(out.sub(item, "vCpuInfo"), "defaultVCpus", vcpus)
-            out.sub(out.sub(item, "memoryInfo"), "sizeInMiB", tpl.get_int("MEMORY", 0))
+            rows.append({"instance-type": name, "vcpu-info.default-vcpus": str(vcpus),
+                         "memory-info.size-in-mib": str(tpl.get_int("MEMORY", 0))})
+        rows = self._narrow(rows, params, ("instance-type", "vcpu-info.default-vcpus",
+                                           "memory-info.size-in-mib"), "instance types")
+        types = out.sub(out.root, "instanceTypeSet")
+        for row in rows:
+            item = out.sub(types, "item")
+            out.sub(item, "instanceType", row["instance-type"])
+            out.sub(out.sub(item, "vCpuInfo"), "defaultVCpus", row["vcpu-info.default-vcpus"])
+            out.sub(out.sub(item, "memoryInfo"), "sizeInMiB", row["memory-info.size-in-mib"])
 
     # -- images ------------------------------------------------------------------------
 
