@@ -9,9 +9,9 @@ import base64
 from lxml import etree
 from twisted.internet import threads
 
-from tests.test_ec2 import call, client, raw_sigv2
-from tests.test_ec2_actions import EC2TestCase, ready_image
-from tests.test_xmlrpc_api import HELEN, add_user, ok
+from tests.test_ec2 import call, client, raw_sigv2, wait_states
+from tests.test_ec2_actions import EC2TestCase, booted, ready_image
+from tests.test_xmlrpc_api import HELEN, add_user, ok, wait_host_monitored
 
 
 def instance_ids(reply):
@@ -308,3 +308,58 @@ class StaticDescribeTests(EC2TestCase):
                          ZoneIds=["mars-az9"])
         await self.fails(c, "describe_availability_zones", "InvalidParameterValue",
                          Filters=[{"Name": "colour", "Values": ["x"]}])
+
+
+class InstanceStatusTests(EC2TestCase):
+    """DescribeInstanceStatus (AWS API reference, API_DescribeInstanceStatus):
+    running instances by default, all with ``IncludeAllInstances``."""
+
+    async def test_status(self):
+        neb = await self.start()
+        hid = await ok(neb, "one.host.allocate", "host01", "im_dummy", "vmm_dummy", "tm_dummy")
+        c = client(neb)
+        ami = await ready_image(self, neb, c)
+        await wait_host_monitored(neb, hid)
+        running, = await run(c, ami)
+        await wait_states(self, c, [running], "running")
+        await booted(neb.nebula.vmpool.get(int(running[2:])))
+        await ok(neb, "one.host.enable", hid, False)
+        pending, = await run(c, ami)
+
+        def statuses(reply):
+            return {s["InstanceId"]: s for s in reply["InstanceStatuses"]}
+
+        default = statuses(await call(c, "describe_instance_status"))
+        self.assertEqual(sorted(default), [running])
+        status = default[running]
+        self.assertEqual(status["InstanceState"], {"Code": 16, "Name": "running"})
+        self.assertEqual(status["AvailabilityZone"], "default")
+        self.assertEqual(status["InstanceStatus"]["Status"], "ok")
+        self.assertEqual(status["SystemStatus"]["Status"], "ok")
+        self.assertEqual(status["InstanceStatus"]["Details"],
+                         [{"Name": "reachability", "Status": "passed"}])
+
+        everything = statuses(await call(c, "describe_instance_status",
+                                         IncludeAllInstances=True))
+        self.assertEqual(sorted(everything), sorted([running, pending]))
+        self.assertEqual(everything[pending]["InstanceState"]["Name"], "pending")
+        self.assertEqual(everything[pending]["InstanceStatus"]["Status"], "not-applicable")
+        by_state = statuses(await call(c, "describe_instance_status", IncludeAllInstances=True,
+                                       Filters=[{"Name": "instance-state-name",
+                                                 "Values": ["pending"]}]))
+        self.assertEqual(sorted(by_state), [pending])
+        named = statuses(await call(c, "describe_instance_status", InstanceIds=[pending]))
+        self.assertEqual(named, {}, "a pending instance without IncludeAllInstances")
+        named = statuses(await call(c, "describe_instance_status", InstanceIds=[pending],
+                                    IncludeAllInstances=True))
+        self.assertEqual(sorted(named), [pending])
+        await self.fails(c, "describe_instance_status", "InvalidInstanceID.NotFound",
+                         InstanceIds=["i-1234abcd"])
+        await self.fails(c, "describe_instance_status", "InvalidParameterValue",
+                         Filters=[{"Name": "colour", "Values": ["x"]}])
+        await self.fails(c, "describe_instance_status", "InvalidParameterCombination",
+                         InstanceIds=[running], MaxResults=5)
+        paged = await call(c, "describe_instance_status", IncludeAllInstances=True,
+                           MaxResults=5)
+        self.assertEqual(sorted(statuses(paged)), sorted([running, pending]))
+        self.assertNotIn("NextToken", paged)

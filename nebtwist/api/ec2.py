@@ -57,8 +57,8 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from nebtwist.api import awsauth
-from nebtwist.core.objects import (ACTIVE, DONE, EPILOG_STOP, SAVE_MIGRATE, SAVE_STOP,
-                                   SAVE_SUSPEND, int_to_ip, ip_to_int)
+from nebtwist.core.objects import (ACTIVE, DONE, EPILOG_STOP, RUNNING, SAVE_MIGRATE,
+                                   SAVE_STOP, SAVE_SUSPEND, int_to_ip, ip_to_int)
 from nebtwist.core.vmtypes import UnknownVMType, VMTypeError
 from nebtwist.errors import (
     ActionError,
@@ -250,6 +250,13 @@ _IMAGE_FILTERS = {
     "tag-key": lambda im, w: _matches([k for k, _ in _tags(im)], w),
     "tag-value": lambda im, w: _matches([v for _, v in _tags(im)], w),
 }
+
+
+#: DescribeInstanceStatus filters.
+_STATUS_FILTERS = ("instance-id", "instance-state-name", "instance-state-code",
+                   "availability-zone", "instance-status.status",
+                   "instance-status.reachability", "system-status.status",
+                   "system-status.reachability")
 
 
 class EC2Error(Exception):
@@ -816,6 +823,7 @@ class EC2Resource(resource.Resource):
             "UploadImage": self.upload_image,
             "RunInstances": self.run_instances,
             "DescribeInstances": self.describe_instances,
+            "DescribeInstanceStatus": self.describe_instance_status,
             "TerminateInstances": self.terminate_instances,
             "StartInstances": self.start_instances,
             "StopInstances": self.stop_instances,
@@ -1064,7 +1072,8 @@ class EC2Resource(resource.Resource):
         return {
             "DescribeRegions": None, "DescribeAvailabilityZones": None,
             "DescribeInstanceTypes": None, "DescribeImages": None,
-            "DescribeInstances": None, "DescribeKeyPairs": None, "DescribeAddresses": None,
+            "DescribeInstances": None, "DescribeInstanceStatus": None,
+            "DescribeKeyPairs": None, "DescribeAddresses": None,
             "DescribeTags": None,
             "RegisterImage": self._may_create("IMAGE"),
             "DeregisterImage": self._dry_deregister,
@@ -1617,6 +1626,72 @@ class EC2Resource(resource.Resource):
             instances = out.sub(item, "instancesSet")
             for vm in members:
                 self._instance(out, instances, vm, eips)
+        if token is not None:
+            out.sub(out.root, "nextToken", token)
+
+    @staticmethod
+    def _status(vm):
+        """``(instance status, reachability)`` of a VM: ``ok``/``passed``
+        once it runs (ACTIVE/RUNNING), ``initializing`` while it boots
+        (EC2 ``running`` already), ``not-applicable`` (no details) when
+        it is not running (AWS API reference, InstanceStatusSummary)."""
+        if ec2_state(vm)[1] != "running":
+            return "not-applicable", None
+        if vm.state == ACTIVE and vm.lcm_state == RUNNING:
+            return "ok", "passed"
+        return "initializing", "initializing"
+
+    async def describe_instance_status(self, user, params, out):
+        """DescribeInstanceStatus: the status of the user's running
+        instances (all of them with ``IncludeAllInstances=true``), named by
+        ``InstanceId.N`` or not; filters instance-id, instance-state-name,
+        instance-state-code, availability-zone, instance-status.status,
+        instance-status.reachability, system-status.status,
+        system-status.reachability; ``MaxResults`` (5 to 1000) and
+        ``NextToken`` as DescribeInstances (AWS API reference,
+        API_DescribeInstanceStatus). The system status is the instance's:
+        the front knows no more of the host than the VM shows.
+
+        :raises EC2Error: the instance id errors of :meth:`_instances`;
+            InvalidParameterValue for an unknown filter;
+            InvalidParameterCombination; InvalidPaginationToken.
+        """
+        limit = _max_results(params, combined_with="InstanceId")
+        ids = params.indexed("InstanceId")
+        vms = (self._instances(user, ids) if ids
+               else self._visible(user, self.nebula.clock.seconds()))
+        if not params.bool("IncludeAllInstances"):
+            vms = [vm for vm in vms if ec2_state(vm)[1] == "running"]
+        rows = []
+        for vm in vms:
+            status, reach = self._status(vm)
+            code, name = ec2_state(vm)
+            rows.append({"instance-id": instance_id(vm.oid), "instance-state-name": name,
+                         "instance-state-code": str(code), "availability-zone": self.zone,
+                         "instance-status.status": status,
+                         "instance-status.reachability": reach or "",
+                         "system-status.status": status,
+                         "system-status.reachability": reach or "", "vm": vm})
+        rows = self._narrow(rows, params, _STATUS_FILTERS, "instance status")
+        vms, token = _page([r["vm"] for r in rows], params, limit)
+        statuses = out.sub(out.root, "instanceStatusSet")
+        for vm in vms:
+            item = out.sub(statuses, "item")
+            out.sub(item, "instanceId", instance_id(vm.oid))
+            out.sub(item, "availabilityZone", self.zone)
+            code, name = ec2_state(vm)
+            state = out.sub(item, "instanceState")
+            out.sub(state, "code", code)
+            out.sub(state, "name", name)
+            status, reach = self._status(vm)
+            for tag in ("systemStatus", "instanceStatus"):
+                summary = out.sub(item, tag)
+                out.sub(summary, "status", status)
+                details = out.sub(summary, "details")
+                if reach is not None:
+                    detail = out.sub(details, "item")
+                    out.sub(detail, "name", "reachability")
+                    out.sub(detail, "status", reach)
         if token is not None:
             out.sub(out.root, "nextToken", token)
 
