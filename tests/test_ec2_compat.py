@@ -5,11 +5,12 @@ where boto3 will not send the shape) against an in-process daemon with the
 dummy drivers, and fails on the behaviour it replaces."""
 
 import base64
+import os
 
 from lxml import etree
-from twisted.internet import threads
+from twisted.internet import reactor, threads
 
-from tests.test_ec2 import call, client, raw_sigv2, wait_states
+from tests.test_ec2 import call, client, raw_sigv2, sleep, wait_states
 from tests.test_ec2_actions import EC2TestCase, booted, ready_image
 from tests.test_xmlrpc_api import HELEN, add_user, ok, wait_host_monitored
 
@@ -363,3 +364,92 @@ class InstanceStatusTests(EC2TestCase):
                            MaxResults=5)
         self.assertEqual(sorted(statuses(paged)), sorted([running, pending]))
         self.assertNotIn("NextToken", paged)
+
+
+class CreateImageTests(EC2TestCase):
+    """CreateImage: OpenNebula's save-as (3.4 ``one.vm.savedisk``): the id
+    at once, the image pending (LOCKED) until the instance's shutdown moved
+    its disk there (MVDS at the epilog), failed if it ends otherwise."""
+
+    async def image_state(self, c, ami):
+        return (await call(c, "describe_images", ImageIds=[ami]))["Images"][0]["State"]
+
+    async def wait_image(self, c, ami, wanted, timeout=90.0):
+        deadline = reactor.seconds() + timeout
+        while (state := await self.image_state(c, ami)) != wanted:
+            if reactor.seconds() > deadline:
+                self.fail(f"{ami} is {state}, not {wanted}")
+            await sleep(0.1)
+
+    async def test_save_as(self):
+        neb = await self.start()
+        hid = await ok(neb, "one.host.allocate", "host01", "im_dummy", "vmm_dummy", "tm_dummy")
+        c = client(neb)
+        ami = await ready_image(self, neb, c)
+        await wait_host_monitored(neb, hid)
+        iid, = await run(c, ami)
+        await wait_states(self, c, [iid], "running")
+        vm = neb.nebula.vmpool.get(int(iid[2:]))
+        await booted(vm)
+
+        saved = (await call(c, "create_image", InstanceId=iid, Name="web (v1)",
+                            Description="from web"))["ImageId"]
+        self.assertRegex(saved, r"^ami-[0-9]{8}$")
+        self.assertNotEqual(saved, ami)
+        described = (await call(c, "describe_images", ImageIds=[saved]))["Images"][0]
+        self.assertEqual((described["Name"], described["Description"], described["State"]),
+                         ("web (v1)", "from web", "pending"))
+        image = neb.nebula.imagepool.get(int(saved[4:]))
+        self.assertEqual((image.template.get_str("SAVED_VM_ID"),
+                          image.template.get_str("SAVED_IMAGE_ID"),
+                          image.template.get_str("SAVED_DISK_ID")),
+                         (str(vm.oid), str(int(ami[4:])), "0"))
+        disk = vm.template.get_vector("DISK")
+        self.assertEqual((disk["SAVE"], disk["SAVE_AS"], disk["SAVE_AS_SOURCE"]),
+                         ("YES", str(image.oid), image.source))
+
+        for kwargs, code in (
+                (dict(InstanceId=iid, Name="web (v1)"), "InvalidAMIName.Duplicate"),
+                (dict(InstanceId=iid, Name="x" * 129), "InvalidAMIName.Malformed"),
+                (dict(InstanceId=iid, Name="bad|name"), "InvalidAMIName.Malformed"),
+                (dict(InstanceId=iid, Name="web v2"), "IncorrectInstanceState"),
+                (dict(InstanceId="i-1234abcd", Name="web v3"), "InvalidInstanceID.NotFound")):
+            await self.fails(c, "create_image", code, **kwargs)
+        for name in ("x", ""):  # boto3 will not send a name that short
+            status, body = await threads.deferToThread(raw_sigv2, neb.ec2_url, {
+                "Action": "CreateImage", "InstanceId": iid, "Name": name})
+            self.assertEqual((status, code_of(body)),
+                             (400, "InvalidAMIName.Malformed" if name else "MissingParameter"))
+        self.assertEqual(len((await call(c, "describe_images"))["Images"]), 2,
+                         "nothing half made")
+
+        await call(c, "terminate_instances", InstanceIds=[iid])
+        await wait_states(self, c, [iid], "terminated")
+        await self.wait_image(c, saved, "available")
+        epilog = os.path.join(neb.nebula.vm_dir(vm.oid), f"transfer.{vm.last_history.seq}.epilog")
+        with open(epilog) as f:
+            lines = f.read().splitlines()
+        self.assertIn(f"MVDS tm_dummy {vm.last_history.hostname}:{vm.last_history.vm_dir}"
+                      f"/disk.0 {image.source}", lines)
+        await self.fails(c, "create_image", "IncorrectInstanceState", InstanceId=iid,
+                         Name="too late")
+        # The saved image runs instances like any other.
+        again, = await run(c, saved)
+        self.assertEqual((await call(c, "describe_instances", InstanceIds=[again]))
+                         ["Reservations"][0]["Instances"][0]["ImageId"], saved)
+
+    async def test_ended_without_shutdown(self):
+        """An instance finalized before any shutdown (still pending): the
+        image is failed, nothing was saved."""
+        neb = await self.start()
+        c = client(neb)
+        ami = await ready_image(self, neb, c)
+        iid, = await run(c, ami)  # no host: it stays pending
+        saved = (await call(c, "create_image", InstanceId=iid, Name="never"))["ImageId"]
+        self.assertEqual(await self.image_state(c, saved), "pending")
+        await call(c, "terminate_instances", InstanceIds=[iid])
+        await self.wait_image(c, saved, "failed")
+        image = neb.nebula.imagepool.get(int(saved[4:]))
+        self.assertIn("without saving", image.template.get_str("ERROR"))
+        await self.fails(c, "run_instances", "InvalidParameterValue", ImageId=saved,
+                         MinCount=1, MaxCount=1)

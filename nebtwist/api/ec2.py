@@ -813,6 +813,10 @@ class EC2Resource(resource.Resource):
         self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
         #: address changes (and their scripts) run one at a time
         self._addresses = defer.DeferredLock()
+        # CreateImage's save-as images settle when their VMs end, restarts included.
+        watch = getattr(requests, "watch_saved_disks", None)
+        if watch is not None:
+            watch()
         self.actions = {
             "DescribeRegions": self.describe_regions,
             "DescribeAvailabilityZones": self.describe_availability_zones,
@@ -820,6 +824,7 @@ class EC2Resource(resource.Resource):
             "DescribeImages": self.describe_images,
             "RegisterImage": self.register_image,
             "DeregisterImage": self.deregister_image,
+            "CreateImage": self.create_image,
             "UploadImage": self.upload_image,
             "RunInstances": self.run_instances,
             "DescribeInstances": self.describe_instances,
@@ -1059,6 +1064,10 @@ class EC2Resource(resource.Resource):
             raise EC2Error("UnauthorizedOperation", f"User [{user.oid}] : Not authorized to "
                                                     f"perform MANAGE IMAGE [{image.oid}].", 403)
 
+    def _dry_create_image(self, user, params):
+        self._may_create("IMAGE")(user, params)
+        self._instances(user, [params.require("InstanceId")])
+
     def _dry_address(self, user, params):
         self._eip_network()
         if params.has("InstanceId"):
@@ -1077,6 +1086,7 @@ class EC2Resource(resource.Resource):
             "DescribeTags": None,
             "RegisterImage": self._may_create("IMAGE"),
             "DeregisterImage": self._dry_deregister,
+            "CreateImage": self._dry_create_image,
             "RunInstances": self._dry_run_instance,
             "TerminateInstances": instances, "StartInstances": instances,
             "StopInstances": instances, "RebootInstances": instances,
@@ -1407,6 +1417,49 @@ class EC2Resource(resource.Resource):
                            "form-data field holding the image).")
         oid = await self._register_file(user, f"ec2-{uuid.uuid4()}", params.upload.path,
                                         staged=params.upload)
+        out.sub(out.root, "imageId", ami_id(oid))
+
+    async def create_image(self, user, params, out):
+        """CreateImage (``InstanceId``, ``Name``, ``Description``): the
+        instance's first disk saved as a new image, OpenNebula's save-as
+        (3.4 ``one.vm.savedisk``, :meth:`nebtwist.core.requests_savedisk.
+        SaveDiskRequests.vm_savedisk`): the ``imageId`` is answered at once,
+        the image is ``pending`` (LOCKED) until the instance is terminated
+        (its disk is copied at its shutdown), then ``available``; ``failed``
+        if the instance ends without a shutdown. ``NoReboot`` changes
+        nothing: the instance is never rebooted. (AWS API reference,
+        API_CreateImage, for the parameters and errors.)
+
+        :raises EC2Error: MissingParameter; InvalidAMIName.Malformed (a name
+            of 3 to 128 characters of letters, digits, ``()[] ./-'@_``, as
+            AWS); InvalidAMIName.Duplicate; the instance id errors;
+            IncorrectInstanceState for a terminated instance, one with no
+            disk made from an image, or whose disk is being saved already;
+            UnauthorizedOperation.
+        """
+        vm = self._instances(user, [params.require("InstanceId")])[0]
+        name = params.require("Name")
+        if not re.fullmatch(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}", name):
+            raise EC2Error("InvalidAMIName.Malformed",
+                           f"AMI names must be between 3 and 128 characters long, and may "
+                           f"contain letters, numbers, parentheses, brackets, spaces, "
+                           f"periods, slashes, dashes, single quotes, at-signs and "
+                           f"underscores; not '{_shown(name)}'.")
+        taken = self.nebula.imagepool.find(name, user.oid)
+        if taken is not None:
+            raise EC2Error("InvalidAMIName.Duplicate",
+                           f"AMI name {name} is already in use by AMI {ami_id(taken.oid)}")
+        description = params.get("Description") or None
+        if description is not None and not _printable(description, 255):
+            raise EC2Error("InvalidParameterValue",
+                           "Invalid value for Description: at most 255 characters.")
+        try:
+            oid = await self.requests.vm_savedisk(user, vm.oid, 0, name,
+                                                  description=description)
+        except ActionError as e:
+            raise EC2Error("IncorrectInstanceState", str(e)) from None
+        log.info("EC2: image {oid} ({name}) will be saved from {iid} for {user}", oid=oid,
+                 name=name, iid=instance_id(vm.oid), user=user.name)
         out.sub(out.root, "imageId", ami_id(oid))
 
     async def deregister_image(self, user, params, out):

@@ -17,6 +17,7 @@ from nebtwist.core.requests_templates import TemplateRequests
 from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.requests_objects import ObjectRequests
 from nebtwist.core.requests_drives import DriveRequests
+from nebtwist.core.requests_savedisk import SaveDiskRequests
 from nebtwist.core.vnet import build_vnet
 from nebtwist.errors import ActionError, APIError, AuthorizationError
 
@@ -37,7 +38,7 @@ def _name_ok(name, what):
 
 
 class Requests(ImageRequests, TemplateRequests, PermissionRequests, ObjectRequests,
-               DriveRequests):
+               DriveRequests, SaveDiskRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
