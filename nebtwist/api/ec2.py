@@ -14,15 +14,20 @@ calling the core directly.
 * Errors: ``<Response><Errors><Error><Code/><Message/></Error></Errors>
   <RequestID/></Response>`` with the code's HTTP status; never a traceback.
 * Ids: instances ``i-<vmid>``, images ``ami-%08d``, reservations ``r-...``,
-  key pairs ``key-<17 hex>``.
+  key pairs ``key-<17 hex>``. An id of AWS's own form (``i-1234abcd``,
+  ``ami-0123456789abcdef0``) names nothing here: NotFound, not Malformed.
 
 Actions (shapes per the AWS EC2 API reference, ``API_<Action>.html``):
 
 * DescribeRegions, DescribeAvailabilityZones, DescribeInstanceTypes.
-* Instances: RunInstances, DescribeInstances, TerminateInstances,
-  StartInstances, StopInstances, RebootInstances.
-* Images: DescribeImages, RegisterImage, DeregisterImage and econe's
-  UploadImage (:meth:`EC2Resource.upload_image`).
+* Instances: RunInstances, DescribeInstances, DescribeInstanceStatus,
+  TerminateInstances, StartInstances, StopInstances, RebootInstances.
+* Images: DescribeImages, RegisterImage, DeregisterImage, CreateImage
+  (OpenNebula's save-as) and econe's UploadImage
+  (:meth:`EC2Resource.upload_image`).
+* Filters (``Filter.N.Name``/``Filter.N.Value.M``): every filter must
+  match, one of a filter's values is enough, as AWS; an unknown filter name
+  is InvalidParameterValue.
 * Key pairs: CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair,
   kept in the user's template as ``EC2_KEYPAIR = [ NAME, ID, FINGERPRINT,
   PUBLIC_KEY, TYPE, CREATED ]`` vectors.
