@@ -196,6 +196,11 @@ class RunInstancesTests(EC2TestCase):
             await self.fails(c, "run_instances", code, ImageId=ami, MinCount=1, MaxCount=1,
                              **kwargs)
         self.assertEqual(len(neb.nebula.vmpool), count, "nothing half made")
+        await self.fails(c, "run_instances", "InvalidParameterValue", ImageId=ami, MinCount=1,
+                         MaxCount=1, DryRun=True, Placement={"AvailabilityZone": "mars-1a"})
+        await self.fails(c, "run_instances", "DryRunOperation", status=412, ImageId=ami,
+                         MinCount=1, MaxCount=1, DryRun=True,
+                         Placement={"AvailabilityZone": "default"})
         status, body = await threads.deferToThread(raw_sigv2, neb.ec2_url, {
             "Action": "RunInstances", "ImageId": ami, "MinCount": "1", "MaxCount": "1",
             "TagSpecification.1.ResourceType": "instance",

@@ -1059,6 +1059,7 @@ class EC2Resource(resource.Resource):
     def _dry_run_instance(self, user, params):
         self._may_create("VM")(user, params)
         self._image(user, params.require("ImageId"))
+        self._placement_and_tags(params)
         itype = params.get("InstanceType") or "m1.small"
         if itype not in self.vmtypes:
             raise EC2Error("InvalidParameterValue", f"Invalid value '{itype}' for InstanceType.")
@@ -1501,19 +1502,7 @@ class EC2Resource(resource.Resource):
             TagLimitExceeded past :data:`MAX_TAGS` tags.
         """
         image = self._image(user, params.require("ImageId"))
-        zone = params.get("Placement.AvailabilityZone")
-        if zone and zone != self.zone:
-            raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
-        instance_tags = {}
-        for kind, tags in params.tag_specifications():
-            if kind != "instance":
-                raise EC2Error("InvalidParameterValue",
-                               f"'{kind}' is not a valid taggable resource type for this "
-                               f"operation: only instance is supported here.")
-            check_tags(tags)
-            instance_tags.update(tags)
-        if len(instance_tags) > MAX_TAGS:
-            raise EC2Error("TagLimitExceeded", f"A resource may have at most {MAX_TAGS} tags.")
+        instance_tags = self._placement_and_tags(params)
         itype = params.get("InstanceType") or "m1.small"
         if itype not in self.vmtypes:
             raise EC2Error("InvalidParameterValue",
@@ -1572,6 +1561,27 @@ class EC2Resource(resource.Resource):
         instances = out.sub(out.root, "instancesSet")
         for vid in created:
             self._instance(out, instances, self.nebula.vmpool.get(vid), {})
+
+    def _placement_and_tags(self, params):
+        """Check RunInstances' ``Placement.AvailabilityZone`` and
+        ``TagSpecification.N``; return the instance tags ``{key: value}``.
+
+        :raises EC2Error: see :meth:`run_instances`.
+        """
+        zone = params.get("Placement.AvailabilityZone")
+        if zone and zone != self.zone:
+            raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
+        instance_tags = {}
+        for kind, tags in params.tag_specifications():
+            if kind != "instance":
+                raise EC2Error("InvalidParameterValue",
+                               f"'{kind}' is not a valid taggable resource type for this "
+                               f"operation: only instance is supported here.")
+            check_tags(tags)
+            instance_tags.update(tags)
+        if len(instance_tags) > MAX_TAGS:
+            raise EC2Error("TagLimitExceeded", f"A resource may have at most {MAX_TAGS} tags.")
+        return instance_tags
 
     def _instance(self, out, parent, vm, eips):
         item = out.sub(parent, "item")
