@@ -8,7 +8,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from nebtwist.core.db import DatabaseError
-from nebtwist.core.image import IMG_ERROR, IMG_LOCKED, IMG_READY, Image
+from nebtwist.core.images import IMG_ERROR, IMG_LOCKED, IMG_READY, Image
 from nebtwist.core.objects import ACTIVE, DONE, EPILOG, FAILED, LCM_INIT, PENDING, History
 from nebtwist.errors import ActionError, APIError, AuthorizationError
 from tests.test_lcm import Core
