@@ -18,6 +18,10 @@ from nebtwist.core.nebula import sha1_hex
 from nebtwist.core.requests_objects import ObjectRequests
 from nebtwist.core.requests_drives import DriveRequests
 from nebtwist.core.requests_savedisk import SaveDiskRequests
+from nebtwist.core.requests_access import AccessRequests
+from nebtwist.core.requests_keypairs import KeyPairRequests
+from nebtwist.core.requests_addresses import AddressRequests
+from nebtwist.core.requests_tags import TagRequests
 from nebtwist.core.vnet import build_vnet
 from nebtwist.errors import ActionError, APIError, AuthorizationError
 
@@ -38,7 +42,8 @@ def _name_ok(name, what):
 
 
 class Requests(ImageRequests, TemplateRequests, PermissionRequests, ObjectRequests,
-               DriveRequests, SaveDiskRequests):
+               DriveRequests, SaveDiskRequests, AccessRequests, KeyPairRequests,
+               AddressRequests, TagRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
