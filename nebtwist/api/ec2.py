@@ -4,7 +4,9 @@ A ``twisted.web`` resource answering GET and POST (form-encoded or
 ``multipart/form-data`` body) on ``/``, dispatched on the ``Action``
 parameter, as OpenNebula 3.4's econe-server (``src/cloud/ec2/lib/
 econe-server.rb``, ``EC2QueryServer.rb``; reference section 7.1) did, but
-calling the core directly.
+calling the core's requests layer (:class:`nebtwist.core.requests.Requests`)
+instead of the XML-RPC API: it translates, the core decides ("Fronts
+translate; the core decides", DESIGN.md).
 
 * Authentication: :func:`nebtwist.api.awsauth.verify_request` (SigV4, SigV2);
   the access key is the user name, the secret the stored SHA1 hex password.
@@ -38,9 +40,11 @@ Actions (shapes per the AWS EC2 API reference, ``API_<Action>.html``):
 * Tags: CreateTags, DeleteTags, DescribeTags on instances and images, kept in
   the object's template as ``EC2_TAG = [ KEY, VALUE ]`` vectors.
 
-Everything the front adds to core objects goes through the pools' normal
-write-through path (:meth:`nebtwist.core.pool.Pool.write_ops`), so it
-survives a restart; a failed write puts memory back as it was.
+Key pairs, elastic addresses and tags are core operations
+(:mod:`nebtwist.core.requests_keypairs`, :mod:`~nebtwist.core.requests_addresses`,
+:mod:`~nebtwist.core.requests_tags`) any front may use; what they add to core
+objects goes through the pools' normal write-through path, so it survives a
+restart, and a failed write puts memory back as it was.
 """
 
 import base64
@@ -66,6 +70,9 @@ from nebtwist.api.ec2_base import (_CONTROL, _IMAGE_STATES, MAX_TAGS, EC2Error, 
 from nebtwist.api.ec2_queries import (QueryActions, _public, check_tags, max_results,
                                       page)
 from nebtwist.core.objects import DONE, int_to_ip, ip_to_int
+from nebtwist.core.requests_addresses import AddressScripts, NoFreeAddress, NoSuchAddress
+from nebtwist.core.requests_keypairs import BadPublicKey, KeyPairExists, NoSuchKeyPair
+from nebtwist.core.requests_tags import TagLimitExceeded
 from nebtwist.core.vmtypes import UnknownVMType, VMTypeError
 from nebtwist.errors import (
     ActionError,
@@ -179,10 +186,6 @@ def _sub(parent, tag, text=None):
     return el
 
 
-def _colon_hex(digest):
-    return ":".join(f"{b:02x}" for b in digest)
-
-
 def _unlink(path):
     try:
         os.unlink(path)
@@ -191,83 +194,6 @@ def _unlink(path):
 
 
 # -- key pairs -------------------------------------------------------------------------
-
-
-def _new_rsa_key():
-    """A new RSA 2048 key pair for CreateKeyPair (runs in a thread).
-
-    :return: ``(private PEM str, fingerprint, OpenSSH public key str)``; the
-        fingerprint is the SHA1 of the DER PKCS#8 private key, colon hex, as
-        AWS gives for the key pairs it creates (AWS "Verify the fingerprint
-        of your key pair").
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM,
-                            serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode("ascii")
-    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH)
-    return pem, _colon_hex(hashlib.sha1(der).digest()), public.decode("ascii")
-
-
-def _imported_key(material):
-    """Check an ImportKeyPair ``PublicKeyMaterial``.
-
-    :param material: the parameter: base64 of an OpenSSH public key line
-        (``ssh-rsa AAAA... comment``; boto3 and the AWS CLI encode it), or
-        the line itself.
-    :return: ``(key type, fingerprint, OpenSSH public key str)``. RSA keys
-        (1024 to 16384 bits) have the MD5 of their DER SubjectPublicKeyInfo,
-        colon hex; ED25519 keys the base64 SHA256 of their OpenSSH blob, as
-        AWS computes for imported keys.
-    :raises EC2Error: ``InvalidKey.Format`` for anything else.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
-    text = material.strip()
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        data = text.encode("utf-8", "surrogateescape")
-    if not data.lstrip().startswith(b"ssh-"):
-        data = text.encode("utf-8", "surrogateescape")
-    try:
-        key = serialization.load_ssh_public_key(data.strip())
-    except (ValueError, TypeError, IndexError) as e:
-        log.debug("ImportKeyPair: {e}", e=e)
-        key = None
-    if isinstance(key, rsa.RSAPublicKey) and 1024 <= key.key_size <= 16384:
-        spki = key.public_bytes(serialization.Encoding.DER,
-                                serialization.PublicFormat.SubjectPublicKeyInfo)
-        kind, fingerprint = "rsa", _colon_hex(hashlib.md5(spki).digest())
-    elif isinstance(key, ed25519.Ed25519PublicKey):
-        blob = key.public_bytes(serialization.Encoding.OpenSSH,
-                                serialization.PublicFormat.OpenSSH).split()[1]
-        kind = "ed25519"
-        fingerprint = base64.b64encode(hashlib.sha256(base64.b64decode(blob)).digest())
-        fingerprint = fingerprint.decode("ascii")
-    else:
-        raise EC2Error("InvalidKey.Format",
-                       "Key is not in valid OpenSSH public key format (an RSA or ED25519 "
-                       "public key, base64 encoded).")
-    public = key.public_bytes(serialization.Encoding.OpenSSH,
-                              serialization.PublicFormat.OpenSSH).decode("ascii")
-    return kind, fingerprint, public
-
-
-def _keypairs(user):
-    """The user's key pair vectors (live dicts), in order."""
-    return [v for v in user.template.get_all("EC2_KEYPAIR") if isinstance(v, dict)]
-
-
-def _keypair(user, name):
-    return next((k for k in _keypairs(user) if k.get("NAME") == name), None)
 
 
 # -- multipart bodies (econe-upload) ---------------------------------------------------
@@ -526,8 +452,10 @@ class _Params:
 class EC2Resource(QueryActions, resource.Resource):
     """The EC2 Query API on ``/``.
 
-    :param nebula: the :class:`~nebtwist.core.nebula.Nebula` (users, pools,
-        clock: ``nebula.clock.seconds()`` is "now" for signature checks).
+    :param nebula: the :class:`~nebtwist.core.nebula.Nebula`, only for the
+        signature secrets (:func:`nebtwist.api.awsauth.nebula_secret_lookup`);
+        everything else goes through ``requests`` (``requests.now()`` is
+        "now" for signature checks).
     :param requests: the core :class:`~nebtwist.core.requests.Requests`.
     :param vmtypes: the :class:`~nebtwist.core.vmtypes.VMTypes` of econe.conf.
     :param region: the region name answered by DescribeRegions.
@@ -565,8 +493,6 @@ class EC2Resource(QueryActions, resource.Resource):
         self.upload_dir = None
         self.reactor = None
         self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
-        #: address changes (and their scripts) run one at a time
-        self._addresses = defer.DeferredLock()
         # CreateImage's save-as images settle when their VMs end, restarts included.
         watch = getattr(requests, "watch_saved_disks", None)
         if watch is not None:
@@ -680,7 +606,7 @@ class EC2Resource(QueryActions, resource.Resource):
 
     def _upload_dir(self):
         return (self.upload_dir or getattr(self.repository, "staging_dir", None)
-                or os.path.join(self.nebula.var_dir, "econe-uploads"))
+                or self.requests.work_dir("econe-uploads"))
 
     async def _read_form(self, request, ctype):
         """The parameters and staged file of a multipart body (econe-upload).
@@ -731,9 +657,9 @@ class EC2Resource(QueryActions, resource.Resource):
             check_characters(pairs)
             params = _Params(pairs, upload)
             who = awsauth.verify_request(auth, self.secret_lookup,
-                                         self.nebula.clock.seconds(), params=pairs,
+                                         self.requests.now(), params=pairs,
                                          schemes=awsauth.EC2_SCHEMES, hosts=self.hosts)
-            user = self.nebula.userpool.find(who.access_key)
+            user = self.requests.user_by_name(who.access_key)
             if user is None:  # removed while signing
                 raise EC2Error("AuthFailure", "User not authorized.", 401)
             return await self._act(user, params, request_id)
@@ -800,7 +726,7 @@ class EC2Resource(QueryActions, resource.Resource):
 
     def _may_create(self, kind):
         def check(user, params):
-            if not self.nebula.can_create(user, kind):
+            if not self.requests.may_create(user, kind):
                 raise EC2Error("UnauthorizedOperation", f"User [{user.oid}] : Not authorized "
                                                         f"to perform CREATE {kind}.", 403)
         return check
@@ -815,7 +741,7 @@ class EC2Resource(QueryActions, resource.Resource):
 
     def _dry_deregister(self, user, params):
         image = self._image(user, params.require("ImageId"))
-        if not self.nebula.can_manage(user, image):
+        if not self.requests.may_manage(user, image):
             raise EC2Error("UnauthorizedOperation", f"User [{user.oid}] : Not authorized to "
                                                     f"perform MANAGE IMAGE [{image.oid}].", 403)
 
@@ -850,47 +776,24 @@ class EC2Resource(QueryActions, resource.Resource):
             "CreateTags": self._tag_targets, "DeleteTags": self._tag_targets,
         }
 
-    async def _store(self, changes):
-        """Give core objects new values of one template attribute each and
-        write them in one transaction; if the write fails, the old values
-        are put back.
-
-        :param changes: ``[(pool, obj, name, values, extra_ops)]``: every
-            ``name`` attribute of ``obj.template`` is replaced by ``values``
-            (vector dicts), in place (other holders of the template, the
-            core's managers, see the change and keep theirs);
-            ``extra_ops`` are more statements (or ``()``).
-        """
-        saved = []
-        ops = []
-        try:
-            for pool, obj, name, values, extra in changes:
-                saved.append((obj, name, obj.template.get_all(name)))
-                _replace(obj.template, name, values)
-                obj.touch()
-                ops += pool.write_ops(obj) + list(extra)
-            await self.nebula.db.run(ops)
-        except BaseException:
-            for obj, name, values in reversed(saved):
-                _replace(obj.template, name, values)
-                obj.touch()
-            raise
-
     # -- regions, zones, types ---------------------------------------------------------
 
     # -- images ------------------------------------------------------------------------
 
     def _images(self, user):
-        pool = self.nebula.imagepool
-        return [im for im in sorted(pool.objects.values(), key=lambda i: i.oid)
-                if self.nebula.can_use(user, im)]
+        return self.requests.image_list(user)
 
     def _image(self, user, ami):
         m = _AMI_ID.match(ami or "")
         if not m and not _AWS_AMI_ID.match(ami or ""):
             raise EC2Error("InvalidAMIID.Malformed", f"Invalid id: \"{ami}\"")
-        image = self.nebula.imagepool.objects.get(int(m.group(1))) if m else None
-        if image is None or not self.nebula.can_use(user, image):
+        image = None
+        if m:
+            try:
+                image = self.requests.image_get(user, int(m.group(1)))
+            except (NoSuchObject, AuthorizationError):
+                pass
+        if image is None:
             raise EC2Error("InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist")
         return image
 
@@ -954,10 +857,10 @@ class EC2Resource(QueryActions, resource.Resource):
             raise EC2Error("InvalidParameterValue",
                            f"Invalid value '{name}' for Name: 1 to 128 characters, no "
                            f"control characters.")
-        if not self.nebula.can_create(user, "IMAGE"):
+        if not self.requests.may_create(user, "IMAGE"):
             raise EC2Error("UnauthorizedOperation",
                            f"User [{user.oid}] : Not authorized to perform CREATE IMAGE.", 403)
-        taken = self.nebula.imagepool.find(name, user.oid)
+        taken = self.requests.image_find(user, name)
         if taken is not None:
             raise EC2Error("InvalidAMIName.Duplicate",
                            f"AMI name {name} is already in use by AMI {ami_id(taken.oid)}")
@@ -1099,11 +1002,11 @@ class EC2Resource(QueryActions, resource.Resource):
         key_name = params.get("KeyName") or None
         public_key = None
         if key_name is not None:
-            keypair = _keypair(user, key_name)
-            if keypair is None:
+            try:
+                public_key = self.requests.keypair_get(user, key_name).public_key or None
+            except NoSuchKeyPair:
                 raise EC2Error("InvalidKeyPair.NotFound",
-                               f"The key pair '{key_name}' does not exist")
-            public_key = keypair.get("PUBLIC_KEY") or None
+                               f"The key pair '{key_name}' does not exist") from None
         try:
             text = self.vmtypes.render(itype, image_id=image.oid, image_path=image.source,
                                        user_data=user_data, key_name=key_name,
@@ -1137,7 +1040,7 @@ class EC2Resource(QueryActions, resource.Resource):
         out.sub(out.root, "groupSet")
         instances = out.sub(out.root, "instancesSet")
         for vid in created:
-            self._instance(out, instances, self.nebula.vmpool.get(vid), {})
+            self._instance(out, instances, self.requests.vm_get(user, vid), {})
 
     def _instance(self, out, parent, vm, eips):
         item = out.sub(parent, "item")
@@ -1169,7 +1072,7 @@ class EC2Resource(QueryActions, resource.Resource):
 
     def _visible(self, user, now):
         vms = []
-        for vm in sorted(self.nebula.vmpool.objects.values(), key=lambda v: v.oid):
+        for vm in self.requests.vm_list(user, include_done=True):
             if vm.uid != user.oid:
                 continue
             if vm.state == DONE and vm.etime and now - vm.etime > TERMINATED_VISIBLE:
@@ -1190,7 +1093,12 @@ class EC2Resource(QueryActions, resource.Resource):
             m = _INSTANCE_ID.match(iid)
             if not m and not _AWS_INSTANCE_ID.match(iid):
                 raise EC2Error("InvalidInstanceID.Malformed", f"Invalid id: \"{iid}\"")
-            vm = self.nebula.vmpool.objects.get(int(m.group(1))) if m else None
+            vm = None
+            if m:
+                try:
+                    vm = self.requests.vm_get(user, int(m.group(1)))
+                except (NoSuchObject, AuthorizationError):
+                    pass
             if vm is None or vm.uid != user.oid:
                 raise EC2Error("InvalidInstanceID.NotFound",
                                f"The instance ID '{iid}' does not exist")
@@ -1224,8 +1132,8 @@ class EC2Resource(QueryActions, resource.Resource):
         limit = max_results(params, combined_with="InstanceId")
         ids = params.indexed("InstanceId")
         vms = (self._instances(user, ids) if ids
-               else self._visible(user, self.nebula.clock.seconds()))
-        eips = self._associations()
+               else self._visible(user, self.requests.now()))
+        eips = self._associations(user)
         for name, wanted in params.filters():
             if name.startswith("tag:") and len(name) > 4:
                 match = _tag_filter(name[4:])
@@ -1268,26 +1176,25 @@ class EC2Resource(QueryActions, resource.Resource):
         it (3.4 ``terminate_instances``); a DONE one is left alone. Their
         elastic IPs are disassociated first (:meth:`_drop_addresses`)."""
         vms = self._required_instances(user, params)
-        await self._drop_addresses(vms)
+        await self._drop_addresses(user, vms)
         iset = out.sub(out.root, "instancesSet")
         for vm in vms:
             previous = ec2_state(vm)
             if vm.state != DONE:  # FAILED (terminated in EC2 terms) is finalized too
                 action = "shutdown" if vm.short_state() == "runn" else "finalize"
                 await self.requests.vm_action(user, action, vm.oid)
-            vm = self.nebula.vmpool.objects.get(vm.oid, vm)
+            try:
+                vm = self.requests.vm_get(user, vm.oid)
+            except NoSuchObject:
+                pass
             current = ec2_state(vm)
             if vm.state != DONE and current == previous and previous[0] != 48:
                 current = (32, "shutting-down")
             item = self._state_change(out, iset, vm, current, previous)
             out.sub(item, "shutdownState", 32)
 
-    def _allowed(self, vm, action):
-        from nebtwist.core.dm import ACTIONS
-
-        dm = getattr(self.requests, "dm", None)
-        lcm = getattr(dm, "lcm", None)
-        return lcm is None or lcm.allowed(vm, ACTIONS[action])
+    def _allowed(self, user, vm, action):
+        return self.requests.vm_action_allowed(user, vm, action)
 
     async def _change_states(self, user, params, out, action, done_states, verb):
         """Run core ``action`` on every named instance; an instance already
@@ -1301,7 +1208,7 @@ class EC2Resource(QueryActions, resource.Resource):
         vms = self._required_instances(user, params)
         todo = []
         for vm in vms:
-            if self._allowed(vm, action):
+            if self._allowed(user, vm, action):
                 todo.append(True)
             elif ec2_state(vm)[1] in done_states:
                 todo.append(False)
@@ -1343,7 +1250,7 @@ class EC2Resource(QueryActions, resource.Resource):
         change) of RUNNING VMs; IncorrectInstanceState for any other."""
         vms = self._required_instances(user, params)
         for vm in vms:
-            if not self._allowed(vm, "reboot"):
+            if not self._allowed(user, vm, "reboot"):
                 raise EC2Error("IncorrectInstanceState",
                                f"The instance '{instance_id(vm.oid)}' is not running "
                                f"({ec2_state(vm)[1]}).")
@@ -1364,21 +1271,13 @@ class EC2Resource(QueryActions, resource.Resource):
                            f"Invalid value '{name}' for KeyName: 1 to 255 ASCII characters.")
         return name
 
-    async def _add_keypair(self, user, name, kind, fingerprint, public):
-        if _keypair(user, name) is not None:
-            raise EC2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
-        vector = {"NAME": name, "ID": f"key-{secrets.token_hex(9)[:17]}",
-                  "FINGERPRINT": fingerprint, "PUBLIC_KEY": public, "TYPE": kind,
-                  "CREATED": str(int(self.nebula.clock.seconds()))}
-        await self._store([(self.nebula.userpool, user, "EC2_KEYPAIR",
-                            user.template.get_all("EC2_KEYPAIR") + [vector], ())])
-        return vector
-
     async def create_key_pair(self, user, params, out):
         """CreateKeyPair: a new RSA 2048 key pair (``KeyType`` rsa, ``KeyFormat``
-        pem). The private key is answered (``keyMaterial``, PEM) and never
-        stored; the user keeps the name, id, fingerprint (SHA1 of the DER
-        PKCS#8 private key, colon hex, as AWS) and OpenSSH public key.
+        pem), made by the core (:meth:`nebtwist.core.requests_keypairs.
+        KeyPairRequests.keypair_create`). The private key is answered
+        (``keyMaterial``, PEM) and never stored; the user keeps the name, id,
+        fingerprint (SHA1 of the DER PKCS#8 private key, colon hex, as AWS)
+        and OpenSSH public key.
 
         :raises EC2Error: InvalidKeyPair.Duplicate, InvalidParameterValue.
         """
@@ -1389,30 +1288,34 @@ class EC2Resource(QueryActions, resource.Resource):
                 raise EC2Error("InvalidParameterValue",
                                f"Invalid value '{value}' for {param}: only {allowed} is "
                                f"supported.")
-        if _keypair(user, name) is not None:
-            raise EC2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
-        reactor = self._reactor()
-        pem, fingerprint, public = await threads.deferToThreadPool(
-            reactor, reactor.getThreadPool(), _new_rsa_key)
-        vector = await self._add_keypair(user, name, "rsa", fingerprint, public)
+        try:
+            pair, pem = await self.requests.keypair_create(user, name, reactor=self._reactor())
+        except KeyPairExists as e:
+            raise EC2Error("InvalidKeyPair.Duplicate", str(e)) from None
         out.sub(out.root, "keyName", name)
-        out.sub(out.root, "keyFingerprint", fingerprint)
+        out.sub(out.root, "keyFingerprint", pair.fingerprint)
         out.sub(out.root, "keyMaterial", pem)
-        out.sub(out.root, "keyPairId", vector["ID"])
+        out.sub(out.root, "keyPairId", pair.id)
 
     async def import_key_pair(self, user, params, out):
         """ImportKeyPair: keep ``PublicKeyMaterial`` (base64 of an OpenSSH
         RSA or ED25519 public key) as key pair ``KeyName``; the fingerprint
-        is the MD5 of the DER SubjectPublicKeyInfo, colon hex (RSA), as AWS.
+        is the MD5 of the DER SubjectPublicKeyInfo, colon hex (RSA), as AWS
+        (:meth:`nebtwist.core.requests_keypairs.KeyPairRequests.keypair_import`).
 
         :raises EC2Error: InvalidKey.Format, InvalidKeyPair.Duplicate.
         """
         name = self._key_name(params)
-        kind, fingerprint, public = _imported_key(params.require("PublicKeyMaterial"))
-        vector = await self._add_keypair(user, name, kind, fingerprint, public)
+        material = params.require("PublicKeyMaterial")
+        try:
+            pair = await self.requests.keypair_import(user, name, material)
+        except BadPublicKey as e:
+            raise EC2Error("InvalidKey.Format", str(e)) from None
+        except KeyPairExists as e:
+            raise EC2Error("InvalidKeyPair.Duplicate", str(e)) from None
         out.sub(out.root, "keyName", name)
-        out.sub(out.root, "keyFingerprint", fingerprint)
-        out.sub(out.root, "keyPairId", vector["ID"])
+        out.sub(out.root, "keyFingerprint", pair.fingerprint)
+        out.sub(out.root, "keyPairId", pair.id)
 
     async def describe_key_pairs(self, user, params, out):
         """DescribeKeyPairs: the user's key pairs (``KeyName.N``,
@@ -1422,37 +1325,37 @@ class EC2Resource(QueryActions, resource.Resource):
         :raises EC2Error: InvalidKeyPair.NotFound for a name or id the user
             does not have.
         """
-        pairs = _keypairs(user)
+        pairs = self.requests.keypair_list(user)
         names, ids = params.indexed("KeyName"), params.indexed("KeyPairId")
-        for wanted, field, what in ((names, "NAME", "key pair"), (ids, "ID", "key pair ID")):
+        for wanted, field, what in ((names, "name", "key pair"), (ids, "id", "key pair ID")):
             for value in wanted:
-                if not any(k.get(field) == value for k in pairs):
+                if not any(getattr(k, field) == value for k in pairs):
                     raise EC2Error("InvalidKeyPair.NotFound",
                                    f"The {what} '{value}' does not exist")
         if names:
-            pairs = [k for k in pairs if k.get("NAME") in names]
+            pairs = [k for k in pairs if k.name in names]
         if ids:
-            pairs = [k for k in pairs if k.get("ID") in ids]
-        fields = {"key-name": "NAME", "key-pair-id": "ID", "fingerprint": "FINGERPRINT",
-                  "key-type": "TYPE"}
+            pairs = [k for k in pairs if k.id in ids]
+        fields = {"key-name": "name", "key-pair-id": "id", "fingerprint": "fingerprint",
+                  "key-type": "type"}
         for name, wanted in params.filters():
             if name not in fields:
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "
                                f"(known: {', '.join(sorted(fields))}).")
-            pairs = [k for k in pairs if _matches([k.get(fields[name], "")], wanted)]
+            pairs = [k for k in pairs if _matches([getattr(k, fields[name])], wanted)]
         include = params.bool("IncludePublicKey")
         key_set = out.sub(out.root, "keySet")
         for k in pairs:
             item = out.sub(key_set, "item")
-            out.sub(item, "keyPairId", k.get("ID", ""))
-            out.sub(item, "keyName", k.get("NAME", ""))
-            out.sub(item, "keyFingerprint", k.get("FINGERPRINT", ""))
-            out.sub(item, "keyType", k.get("TYPE", "rsa"))
-            if k.get("CREATED", "").isdigit():
-                out.sub(item, "createTime", _iso(int(k["CREATED"])))
+            out.sub(item, "keyPairId", k.id)
+            out.sub(item, "keyName", k.name)
+            out.sub(item, "keyFingerprint", k.fingerprint)
+            out.sub(item, "keyType", k.type)
+            if k.created is not None:
+                out.sub(item, "createTime", _iso(k.created))
             if include:
-                out.sub(item, "publicKey", k.get("PUBLIC_KEY", ""))
+                out.sub(item, "publicKey", k.public_key)
 
     async def delete_key_pair(self, user, params, out):
         """DeleteKeyPair (``KeyName`` or ``KeyPairId``): forget the key pair;
@@ -1460,20 +1363,20 @@ class EC2Resource(QueryActions, resource.Resource):
         started with it keep their key."""
         key_id = params.get("KeyPairId")
         name = None if key_id else self._key_name(params)
-        field, value = ("ID", key_id) if key_id else ("NAME", name)
-        found = [k for k in _keypairs(user) if k.get(field) == value]
-        if found:
-            kept = [k for k in user.template.get_all("EC2_KEYPAIR")
-                    if not (isinstance(k, dict) and k.get(field) == value)]
-            await self._store([(self.nebula.userpool, user, "EC2_KEYPAIR", kept, ())])
-            out.sub(out.root, "keyPairId", found[0].get("ID", ""))
+        try:
+            pair = await self.requests.keypair_delete(user, name=name, key_id=key_id)
+        except NoSuchKeyPair:
+            pass
+        else:
+            out.sub(out.root, "keyPairId", pair.id)
         out.sub(out.root, "return", "true")
 
     # -- elastic IPs -------------------------------------------------------------------
 
     def _eip_network(self):
-        """The econe.conf ``ELASTIC_IP_NETWORK`` network (an id, or a name:
-        oneadmin's network of that name first).
+        """The econe.conf ``ELASTIC_IP_NETWORK`` value (a network id or name;
+        :meth:`nebtwist.core.requests_addresses.AddressRequests.address_network`),
+        checked to name a network.
 
         :raises EC2Error: ``Unsupported`` when it is not set (3.4 answered
             the address calls so without ``:elasticips_vnet_id``) or names
@@ -1483,44 +1386,25 @@ class EC2Resource(QueryActions, resource.Resource):
         if not value:
             raise EC2Error("Unsupported", "Elastic IP addresses are not available here: "
                                           "econe.conf sets no ELASTIC_IP_NETWORK.")
-        pool = self.nebula.vnpool
-        if value.strip().isdigit():
-            vnet = pool.objects.get(int(value))
-        else:
-            named = sorted((v for v in pool.objects.values() if v.name == value),
-                           key=lambda v: (v.uid != 0, v.oid))
-            vnet = named[0] if named else None
-        if vnet is None:
+        try:
+            self.requests.address_network(value)
+        except NoSuchObject:
             raise EC2Error("Unsupported", f"Elastic IP addresses are not available here: "
                                           f"the network {value!r} (econe.conf "
-                                          f"ELASTIC_IP_NETWORK) does not exist.")
-        return vnet
+                                          f"ELASTIC_IP_NETWORK) does not exist.") from None
+        return value
 
-    @staticmethod
-    def _entries(vnet):
-        return [v for v in vnet.template.get_all("EC2_ADDRESSES") if isinstance(v, dict)]
-
-    def _associated_vm(self, entry):
-        """The live (not DONE) VM an address entry is associated with, or None."""
-        vid = entry.get("INSTANCE_ID", "")
-        vm = self.nebula.vmpool.objects.get(int(vid)) if vid.isdigit() else None
-        return vm if vm is not None and vm.state != DONE else None
-
-    def _associations(self):
-        """``{vm id: elastic IP}`` of the associated addresses ({} without a
-        network)."""
+    def _associations(self, user):
+        """``{vm id: elastic IP}`` of the user's associated addresses ({}
+        without a network)."""
         if self.econe is None or not self.econe.get("ELASTIC_IP_NETWORK"):
             return {}
         try:
-            vnet = self._eip_network()
+            network = self._eip_network()
         except EC2Error:
             return {}
-        found = {}
-        for entry in self._entries(vnet):
-            vm = self._associated_vm(entry)
-            if vm is not None:
-                found[vm.oid] = entry.get("IP", "")
-        return found
+        return {a.vid: a.ip for a in self.requests.address_list(user, network)
+                if a.vid is not None}
 
     @staticmethod
     def _public_ip(params):
@@ -1531,20 +1415,29 @@ class EC2Resource(QueryActions, resource.Resource):
             raise EC2Error("InvalidAddress.Malformed",
                            f"Invalid value '{value}' for PublicIp.") from None
 
-    def _own_entry(self, vnet, user, ip):
-        """The address entry of ``ip``, which must be the user's.
-
-        :raises EC2Error: InvalidAddress.NotFound (nobody holds it),
-            AuthFailure (another user's; as AWS for an address of another
-            account).
-        """
-        entry = next((e for e in self._entries(vnet) if e.get("IP") == ip), None)
-        if entry is None:
-            raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.")
-        if entry.get("UID") != str(user.oid):
+    @staticmethod
+    def _address_errors(ip, call):
+        """Run ``call()`` (a core address operation), its errors as EC2's:
+        InvalidAddress.NotFound (nobody holds the address), AuthFailure
+        (another user's; as AWS for an address of another account)."""
+        try:
+            return call()
+        except NoSuchAddress:
+            raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.") from None
+        except AuthorizationError:
             raise EC2Error("AuthFailure",
-                           f"You do not have permission to access the address '{ip}'.")
-        return entry
+                           f"You do not have permission to access the address '{ip}'.") \
+                from None
+
+    async def _address_call(self, ip, coroutine):
+        try:
+            return await coroutine
+        except NoSuchAddress:
+            raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.") from None
+        except AuthorizationError:
+            raise EC2Error("AuthFailure",
+                           f"You do not have permission to access the address '{ip}'.") \
+                from None
 
     async def _address_script(self, key, elastic_ip, vm):
         """Run econe.conf ``key`` (ASSOCIATE_SCRIPT or DISASSOCIATE_SCRIPT)
@@ -1568,68 +1461,45 @@ class EC2Resource(QueryActions, resource.Resource):
                            f"The address could not be {'dis' if 'DIS' in key else ''}"
                            f"associated: {key} failed ({how}).", 500)
 
+    def _scripts(self):
+        """The address scripts the core runs (:class:`nebtwist.core.
+        requests_addresses.AddressScripts`): econe.conf's."""
+        front = self
+
+        class Scripts(AddressScripts):
+            async def associate(self, ip, vm):
+                await front._address_script("ASSOCIATE_SCRIPT", ip, vm)
+
+            async def disassociate(self, ip, vm):
+                await front._address_script("DISASSOCIATE_SCRIPT", ip, vm)
+
+        return Scripts()
+
     async def allocate_address(self, user, params, out):
         """AllocateAddress: hold a free lease of the ELASTIC_IP_NETWORK
         network for the user (USED with VID -1, the 3.4 hold, so no VM NIC
-        gets it) and record it (``EC2_ADDRESSES``), in one write.
+        gets it) and record it (``EC2_ADDRESSES``), in one write
+        (:meth:`nebtwist.core.requests_addresses.AddressRequests.address_allocate`).
 
         :raises EC2Error: Unsupported (no network), AddressLimitExceeded
             (no free lease).
         """
-        vnet = self._eip_network()
-        await self._addresses.acquire()
+        network = self._eip_network()
         try:
-            from nebtwist.core.vnet import acquire_lease, release_lease
-
-            try:
-                lease = acquire_lease(vnet, -1, self.nebula.config.get("MAC_PREFIX"))
-            except ActionError as e:
-                raise EC2Error("AddressLimitExceeded", str(e)) from None
-            ip = int_to_ip(lease.ip)
-            vector = {"IP": ip, "UID": str(user.oid), "INSTANCE_ID": ""}
-            try:
-                await self._store([(self.nebula.vnpool, vnet, "EC2_ADDRESSES",
-                                    vnet.template.get_all("EC2_ADDRESSES") + [vector],
-                                    self.nebula.vnpool.lease_ops(vnet, [lease]))])
-            except BaseException:
-                release_lease(vnet, lease.ip, -1)
-                raise
-        finally:
-            self._addresses.release()
-        log.info("EC2: address {ip} allocated to {user}", ip=ip, user=user.name)
-        out.sub(out.root, "publicIp", ip)
+            address = await self.requests.address_allocate(user, network)
+        except NoFreeAddress as e:
+            raise EC2Error("AddressLimitExceeded", str(e)) from None
+        log.info("EC2: address {ip} allocated to {user}", ip=address.ip, user=user.name)
+        out.sub(out.root, "publicIp", address.ip)
         out.sub(out.root, "domain", "standard")
 
     async def release_address(self, user, params, out):
         """ReleaseAddress: give the lease back to the network; an associated
         address is disassociated first (DISASSOCIATE_SCRIPT)."""
-        vnet = self._eip_network()
+        network = self._eip_network()
         ip = self._public_ip(params)
-        await self._addresses.acquire()
-        try:
-            from nebtwist.core.vnet import release_lease
-
-            entry = self._own_entry(vnet, user, ip)
-            vm = self._associated_vm(entry)
-            if vm is not None:
-                await self._address_script("DISASSOCIATE_SCRIPT", ip, vm)
-            number = ip_to_int(ip)
-            lease = release_lease(vnet, number, -1)
-
-            kept = [e for e in vnet.template.get_all("EC2_ADDRESSES")
-                    if not (isinstance(e, dict) and e.get("IP") == ip)]
-            try:
-                await self._store([(self.nebula.vnpool, vnet, "EC2_ADDRESSES", kept,
-                                    self.nebula.vnpool.lease_ops(vnet, [lease])
-                                    if lease is not None else ())])
-            except BaseException:
-                if lease is not None:
-                    lease.used, lease.vid = True, -1
-                    vnet.leases[number] = lease
-                    vnet.touch()
-                raise
-        finally:
-            self._addresses.release()
+        await self._address_call(ip, self.requests.address_release(
+            user, network, ip, self._scripts()))
         log.info("EC2: address {ip} released by {user}", ip=ip, user=user.name)
         out.sub(out.root, "return", "true")
 
@@ -1640,98 +1510,52 @@ class EC2Resource(QueryActions, resource.Resource):
         (DescribeInstances shows ``ipAddress``). An address associated with
         another instance, or another address of this instance, is
         disassociated first (DISASSOCIATE_SCRIPT), as EC2-Classic moved
-        addresses. A failing script is an error and nothing is recorded.
+        addresses. A failing script is an error and nothing is recorded
+        (:meth:`nebtwist.core.requests_addresses.AddressRequests.address_associate`).
 
         :raises EC2Error: IncorrectInstanceState for a terminated instance,
             or one with no private IP when a script is set.
         """
-        vnet = self._eip_network()
+        network = self._eip_network()
         ip = self._public_ip(params)
         iid = params.require("InstanceId")
-        await self._addresses.acquire()
+        self._address_errors(ip, lambda: self.requests.address_get(user, network, ip))
+        vm = self._instances(user, [iid])[0]
+        if vm.state == DONE or ec2_state(vm)[1] in ("terminated", "shutting-down"):
+            raise EC2Error("IncorrectInstanceState",
+                           f"The instance '{iid}' is {ec2_state(vm)[1]}.")
+        if not _vm_ip(vm) and self.econe.get("ASSOCIATE_SCRIPT"):
+            raise EC2Error("IncorrectInstanceState",
+                           f"The instance '{iid}' has no private IP address.")
         try:
-            entry = self._own_entry(vnet, user, ip)
-            vm = self._instances(user, [iid])[0]
-            if vm.state == DONE or ec2_state(vm)[1] in ("terminated", "shutting-down"):
-                raise EC2Error("IncorrectInstanceState",
-                               f"The instance '{iid}' is {ec2_state(vm)[1]}.")
-            if not _vm_ip(vm) and self.econe.get("ASSOCIATE_SCRIPT"):
-                raise EC2Error("IncorrectInstanceState",
-                               f"The instance '{iid}' has no private IP address.")
-            current = self._associated_vm(entry)
-            if current is not None and current.oid == vm.oid:
-                out.sub(out.root, "return", "true")
-                return
-            others = [e for e in self._entries(vnet)
-                      if e is not entry and e.get("INSTANCE_ID") == str(vm.oid)]
-            cleared = []
-            try:
-                if current is not None:
-                    await self._address_script("DISASSOCIATE_SCRIPT", ip, current)
-                    cleared.append(entry)
-                for other in others:
-                    await self._address_script("DISASSOCIATE_SCRIPT", other.get("IP", ""), vm)
-                    cleared.append(other)
-                await self._address_script("ASSOCIATE_SCRIPT", ip, vm)
-            except BaseException:
-                if cleared:  # what was undone on the hosts is undone in the records
-                    await self._set_instances(vnet, {id(e): "" for e in cleared})
-                raise
-            changes = {id(e): "" for e in others}
-            changes[id(entry)] = str(vm.oid)
-            await self._set_instances(vnet, changes)
-        finally:
-            self._addresses.release()
+            await self._address_call(ip, self.requests.address_associate(
+                user, network, ip, vm.oid, self._scripts()))
+        except ActionError as e:  # the VM ended meanwhile
+            raise EC2Error("IncorrectInstanceState", str(e)) from None
         log.info("EC2: address {ip} associated with {iid}", ip=ip, iid=iid)
         out.sub(out.root, "return", "true")
 
-    async def _drop_addresses(self, vms):
+    async def _drop_addresses(self, user, vms):
         """Disassociate the elastic IPs of instances being terminated, as EC2
         does: DISASSOCIATE_SCRIPT runs for each (a failure is logged, the
         instance goes anyway) and the associations are forgotten."""
         if self.econe is None or not self.econe.get("ELASTIC_IP_NETWORK"):
             return
         try:
-            vnet = self._eip_network()
+            network = self._eip_network()
         except EC2Error:
             return
-        by_id = {str(vm.oid): vm for vm in vms if vm.state != DONE}
-        await self._addresses.acquire()
-        try:
-            entries = [e for e in self._entries(vnet) if e.get("INSTANCE_ID") in by_id]
-            for entry in entries:
-                try:
-                    await self._address_script("DISASSOCIATE_SCRIPT", entry.get("IP", ""),
-                                               by_id[entry["INSTANCE_ID"]])
-                except EC2Error:
-                    pass  # logged; the instance is terminated all the same
-            if entries:
-                await self._set_instances(vnet, {id(e): "" for e in entries})
-        finally:
-            self._addresses.release()
-
-    async def _set_instances(self, vnet, changes):
-        """Set INSTANCE_ID of address entries (``{id(entry): value}``) and store."""
-        values = [dict(e, INSTANCE_ID=changes[id(e)]) if id(e) in changes else e
-                  for e in vnet.template.get_all("EC2_ADDRESSES")]
-        await self._store([(self.nebula.vnpool, vnet, "EC2_ADDRESSES", values, ())])
+        await self.requests.address_drop_vms(user, network, [vm.oid for vm in vms],
+                                             self._scripts())
 
     async def disassociate_address(self, user, params, out):
         """DisassociateAddress (``PublicIp``): run DISASSOCIATE_SCRIPT with the
         elastic IP and the instance's private IP, then forget the
         association; an address associated with nothing is fine."""
-        vnet = self._eip_network()
+        network = self._eip_network()
         ip = self._public_ip(params)
-        await self._addresses.acquire()
-        try:
-            entry = self._own_entry(vnet, user, ip)
-            vm = self._associated_vm(entry)
-            if vm is not None:
-                await self._address_script("DISASSOCIATE_SCRIPT", ip, vm)
-            if entry.get("INSTANCE_ID"):
-                await self._set_instances(vnet, {id(entry): ""})
-        finally:
-            self._addresses.release()
+        await self._address_call(ip, self.requests.address_disassociate(
+            user, network, ip, self._scripts()))
         out.sub(out.root, "return", "true")
 
     async def describe_addresses(self, user, params, out):
@@ -1742,19 +1566,17 @@ class EC2Resource(QueryActions, resource.Resource):
         :raises EC2Error: InvalidAddress.NotFound for an address the user
             does not hold.
         """
-        vnet = self._eip_network()
-        mine = [e for e in self._entries(vnet) if e.get("UID") == str(user.oid)]
+        network = self._eip_network()
+        mine = self.requests.address_list(user, network)
         wanted = params.indexed("PublicIp")
         for ip in wanted:
-            if not any(e.get("IP") == ip for e in mine):
+            if not any(a.ip == ip for a in mine):
                 raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.")
         if wanted:
-            mine = [e for e in mine if e.get("IP") in wanted]
-        rows = []
-        for e in mine:
-            vm = self._associated_vm(e)
-            rows.append({"public-ip": e.get("IP", ""), "domain": "standard",
-                         "instance-id": instance_id(vm.oid) if vm is not None else ""})
+            mine = [a for a in mine if a.ip in wanted]
+        rows = [{"public-ip": a.ip, "domain": "standard",
+                 "instance-id": instance_id(a.vid) if a.vid is not None else ""}
+                for a in mine]
         for name, values in params.filters():
             if name not in ("public-ip", "instance-id", "domain"):
                 raise EC2Error("InvalidParameterValue",
@@ -1771,20 +1593,21 @@ class EC2Resource(QueryActions, resource.Resource):
     # -- tags --------------------------------------------------------------------------
 
     def _taggable(self, user, rid):
-        """``(pool, object, resource type)`` of a resource id the user owns.
+        """``(kind, oid)`` (:mod:`nebtwist.core.requests_tags`) of a resource
+        id the user owns.
 
         :raises EC2Error: InvalidID (neither ``i-`` nor ``ami-``), the
             instance and image NotFound/Malformed codes, UnauthorizedOperation
             (an image the user may see but does not own).
         """
         if rid.startswith("i-"):
-            return self.nebula.vmpool, self._instances(user, [rid])[0], "instance"
+            return "vm", self._instances(user, [rid])[0].oid
         if rid.startswith("ami-"):
             image = self._image(user, rid)
             if image.uid != user.oid:
                 raise EC2Error("UnauthorizedOperation",
                                f"Only the owner of {rid} may change its tags.", 403)
-            return self.nebula.imagepool, image, "image"
+            return "image", image.oid
         raise EC2Error("InvalidID", f"The ID '{rid}' is not valid")
 
     def _tag_targets(self, user, params):
@@ -1792,20 +1615,17 @@ class EC2Resource(QueryActions, resource.Resource):
         if not ids:
             raise EC2Error("MissingParameter",
                            "The request must contain the parameter ResourceId")
-        targets = {}
+        targets = []
         for rid in ids:
-            pool, obj, _ = self._taggable(user, rid)
-            targets.setdefault((id(pool), obj.oid), (pool, obj))
-        return list(targets.values())
-
-    @staticmethod
-    def _tag_vectors(tags):
-        return [{"KEY": key, "VALUE": value} for key, value in tags]
+            target = self._taggable(user, rid)
+            if target not in targets:
+                targets.append(target)
+        return targets
 
     async def create_tags(self, user, params, out):
         """CreateTags: add or overwrite ``Tag.N.Key``/``Tag.N.Value`` (value
         default "") on instances and images the user owns (``ResourceId.N``),
-        all in one write.
+        all in one write (:meth:`nebtwist.core.requests_tags.TagRequests.tag_create`).
 
         :raises EC2Error: MissingParameter; InvalidParameterValue for a key
             of more than :data:`MAX_TAG_KEY` characters, a value over
@@ -1817,48 +1637,34 @@ class EC2Resource(QueryActions, resource.Resource):
         if not tags:
             raise EC2Error("MissingParameter", "The request must contain the parameter Tag")
         check_tags(tags)
-        changes = []
-        for pool, obj in targets:
-            merged = dict(_tags(obj))
-            for key, value in tags:
-                merged[key] = value or ""
-            if len(merged) > MAX_TAGS:
-                raise EC2Error("TagLimitExceeded",
-                               f"A resource may have at most {MAX_TAGS} tags.")
-            changes.append((pool, obj, "EC2_TAG", self._tag_vectors(merged.items()), ()))
-        await self._store(changes)
+        try:
+            await self.requests.tag_create(user, targets, tags, limit=MAX_TAGS)
+        except TagLimitExceeded as e:
+            raise EC2Error("TagLimitExceeded", str(e)) from None
         out.sub(out.root, "return", "true")
 
     async def delete_tags(self, user, params, out):
         """DeleteTags: remove ``Tag.N.Key`` (any value), or ``Tag.N.Key``
         with ``Tag.N.Value`` (only with that value, "" included), or every
-        tag when no ``Tag`` is given, as AWS."""
+        tag when no ``Tag`` is given, as AWS
+        (:meth:`nebtwist.core.requests_tags.TagRequests.tag_delete`)."""
         targets = self._tag_targets(user, params)
-        tags = params.tags()
-        changes = []
-        for pool, obj in targets:
-            current = _tags(obj)
-            kept = [] if not tags else [
-                (k, v) for k, v in current
-                if not any(k == dk and (dv is None or dv == v) for dk, dv in tags)]
-            if kept != current:
-                changes.append((pool, obj, "EC2_TAG", self._tag_vectors(kept), ()))
-        if changes:
-            await self._store(changes)
+        await self.requests.tag_delete(user, targets, params.tags())
         out.sub(out.root, "return", "true")
 
     async def describe_tags(self, user, params, out):
         """DescribeTags: the tags of the user's instances and images
         (filters resource-id, resource-type ``instance``/``image``, key,
         value; ``*``/``?`` wildcards), ordered by resource."""
+        visible = {vm.oid for vm in self._visible(user, self.requests.now())}
         rows = []
-        for vm in self._visible(user, self.nebula.clock.seconds()):
-            rows += [{"resource-id": instance_id(vm.oid), "resource-type": "instance",
-                      "key": k, "value": v} for k, v in _tags(vm)]
-        for image in sorted(self.nebula.imagepool.objects.values(), key=lambda i: i.oid):
-            if image.uid == user.oid:
-                rows += [{"resource-id": ami_id(image.oid), "resource-type": "image",
-                          "key": k, "value": v} for k, v in _tags(image)]
+        for tag in self.requests.tag_list(user, include_done=True):
+            if tag.kind == "vm" and tag.oid not in visible:
+                continue
+            rows.append({"resource-id": instance_id(tag.oid) if tag.kind == "vm"
+                         else ami_id(tag.oid),
+                         "resource-type": "instance" if tag.kind == "vm" else "image",
+                         "key": tag.key, "value": tag.value})
         for name, values in params.filters():
             if name not in ("resource-id", "resource-type", "key", "value"):
                 raise EC2Error("InvalidParameterValue",
@@ -1872,13 +1678,6 @@ class EC2Resource(QueryActions, resource.Resource):
             out.sub(item, "resourceType", r["resource-type"])
             out.sub(item, "key", r["key"])
             out.sub(item, "value", r["value"])
-
-
-def _replace(template, name, values):
-    """Replace every ``name`` attribute of ``template`` (in place) by ``values``."""
-    template.remove(name)
-    for value in values:
-        template.add(name, value)
 
 
 class _Builder:

@@ -5,7 +5,7 @@ DescribeRegions/AvailabilityZones/InstanceTypes with their names and
 filters, DescribeInstanceStatus and CreateImage (OpenNebula's save-as).
 
 :class:`QueryActions` is mixed into :class:`nebtwist.api.ec2.EC2Resource`,
-whose helpers (``_instances``, ``_visible``, ``requests``, ``nebula``,
+whose helpers (``_instances``, ``_visible``, ``requests``,
 ``zone``, ``region``, ``vmtypes``) it uses. Shapes follow the AWS EC2 API
 reference (``API_<Action>.html``).
 """
@@ -293,15 +293,14 @@ class QueryActions:
                              for o in owners)]
         executable = params.indexed("ExecutableBy")
         if executable:
-            users = self.nebula.userpool
             launchers = []
             for name in executable:
                 if name not in ("self", "all"):
-                    name = users.find(name)
+                    name = self.requests.user_by_name(name)
                 launchers.append(name)
             images = [im for im in images if any(
                 _public(im) == "true" if who == "all" else
-                who == "self" or (who is not None and self.nebula.can_use(who, im))
+                who == "self" or (who is not None and self.requests.may_use(who, im))
                 for who in launchers)]
         for name, values in params.filters():
             if name.startswith("tag:") and len(name) > 4:
@@ -366,7 +365,7 @@ class QueryActions:
         limit = max_results(params, combined_with="InstanceId")
         ids = params.indexed("InstanceId")
         vms = (self._instances(user, ids) if ids
-               else self._visible(user, self.nebula.clock.seconds()))
+               else self._visible(user, self.requests.now()))
         if not params.bool("IncludeAllInstances"):
             vms = [vm for vm in vms if ec2_state(vm)[1] == "running"]
         rows = []
@@ -432,7 +431,7 @@ class QueryActions:
                            f"contain letters, numbers, parentheses, brackets, spaces, "
                            f"periods, slashes, dashes, single quotes, at-signs and "
                            f"underscores; not '{_shown(name)}'.")
-        taken = self.nebula.imagepool.find(name, user.oid)
+        taken = self.requests.image_find(user, name)
         if taken is not None:
             raise EC2Error("InvalidAMIName.Duplicate",
                            f"AMI name {name} is already in use by AMI {ami_id(taken.oid)}")
