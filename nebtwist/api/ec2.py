@@ -452,10 +452,10 @@ class _Params:
 class EC2Resource(QueryActions, resource.Resource):
     """The EC2 Query API on ``/``.
 
-    :param nebula: the :class:`~nebtwist.core.nebula.Nebula`, only for the
-        signature secrets (:func:`nebtwist.api.awsauth.nebula_secret_lookup`);
-        everything else goes through ``requests`` (``requests.now()`` is
-        "now" for signature checks).
+    :param nebula: unused (kept for the callers; None is fine): everything
+        goes through ``requests``, the signature secrets
+        (:meth:`~nebtwist.core.requests_access.AccessRequests.user_secret`)
+        and "now" for signature checks (``requests.now()``) included.
     :param requests: the core :class:`~nebtwist.core.requests.Requests`.
     :param vmtypes: the :class:`~nebtwist.core.vmtypes.VMTypes` of econe.conf.
     :param region: the region name answered by DescribeRegions.
@@ -481,7 +481,6 @@ class EC2Resource(QueryActions, resource.Resource):
         self.econe = econe
         #: more host names SigV2 signatures may name (econe.conf SERVER, SSL_SERVER)
         self.hosts = tuple(hosts)
-        self.nebula = nebula
         self.requests = requests
         self.vmtypes = vmtypes
         self.region = region
@@ -492,7 +491,7 @@ class EC2Resource(QueryActions, resource.Resource):
         self.max_upload = DEFAULT_MAX_UPLOAD
         self.upload_dir = None
         self.reactor = None
-        self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
+        self.secret_lookup = requests.user_secret
         # CreateImage's save-as images settle when their VMs end, restarts included.
         watch = getattr(requests, "watch_saved_disks", None)
         if watch is not None:

@@ -52,6 +52,18 @@ class AccessRequests:
         """
         return self.nebula.userpool.find(name)
 
+    def user_secret(self, name):
+        """The signature secret of user ``name`` (EC2/S3 access key = the user
+        name): its stored ``PASSWORD`` (the SHA1 hex of the password) if the
+        user exists, is enabled and uses the ``core`` or ``public`` auth
+        driver (OpenNebula 3.4 ``EC2CloudAuth``); otherwise None. A
+        ``secret_lookup`` for :func:`nebtwist.api.awsauth.verify_request`.
+        """
+        user = self.nebula.userpool.find(name)
+        if user is None or not user.enabled or user.auth_driver not in ("core", "public"):
+            return None
+        return user.password
+
     def may_create(self, actor, kind):
         """May ``actor`` create objects of ``kind`` (``"VM"``, ``"IMAGE"``,
         ``"NET"``, ``"TEMPLATE"``)? (3.4 CREATE rights, the ACL rules.)"""
