@@ -109,6 +109,7 @@ def imported_key(material):
         AWS computes for imported keys (API_ImportKeyPair).
     :raises BadPublicKey: anything else.
     """
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -121,8 +122,8 @@ def imported_key(material):
         data = text.encode("utf-8", "surrogateescape")
     try:
         key = serialization.load_ssh_public_key(data.strip())
-    except (ValueError, TypeError, IndexError):
-        key = None
+    except (ValueError, TypeError, IndexError, UnsupportedAlgorithm):
+        key = None  # an unknown key type ("not a key") too: not a 500
     if isinstance(key, rsa.RSAPublicKey) and 1024 <= key.key_size <= 16384:
         spki = key.public_bytes(serialization.Encoding.DER,
                                 serialization.PublicFormat.SubjectPublicKeyInfo)
