@@ -17,7 +17,7 @@ import re
 
 from twisted.logger import Logger
 
-from nebtwist.api.ec2_base import (_IMAGE_STATES, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS,
+from nebtwist.api.ec2.base import (_IMAGE_STATES, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS,
                                    EC2Error, _matches, _printable, _shown, _tags, ami_id,
                                    ec2_state, instance_id)
 from nebtwist.core.objects import ACTIVE, RUNNING

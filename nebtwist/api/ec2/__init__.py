@@ -65,10 +65,10 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from nebtwist.api import awsauth
-from nebtwist.api.ec2_base import (_CONTROL, _IMAGE_STATES, MAX_TAGS, EC2Error, _matches,
-                                   _printable, _shown, _tags, ami_id, ec2_state, instance_id)
-from nebtwist.api.ec2_queries import (QueryActions, _public, check_tags, max_results,
-                                      page)
+from nebtwist.api.ec2.base import (_CONTROL, _IMAGE_STATES, MAX_TAGS, EC2Error, _matches,
+                                    _printable, _shown, _tags, ami_id, ec2_state, instance_id)
+from nebtwist.api.ec2.queries import (QueryActions, _public, check_tags, max_results,
+                                       page)
 from nebtwist.core.objects import DONE, int_to_ip, ip_to_int
 from nebtwist.core.requests_addresses import AddressScripts, NoFreeAddress, NoSuchAddress
 from nebtwist.core.requests_keypairs import BadPublicKey, KeyPairExists, NoSuchKeyPair
