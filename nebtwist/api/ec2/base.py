@@ -81,7 +81,6 @@ def _printable(text, limit):
     return 0 < len(text) <= limit and not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
-
 class EC2Error(Exception):
     """An EC2 error response.
 
@@ -116,3 +115,12 @@ def instance_id(oid):
 def ami_id(oid):
     """``ami-%08d``."""
     return f"ami-{int(oid):08d}"
+
+
+#: Ids of this front's form: ``i-<vm id>``, ``ami-<image id>``.
+_INSTANCE_ID = re.compile(r"i-([0-9]{1,9})\Z")
+_AMI_ID = re.compile(r"ami-([0-9]{1,9})\Z")
+#: Ids of AWS's own form (8 or 17 lower-case hex digits): one that names
+#: nothing here is NotFound, not Malformed, as AWS answers for such ids.
+_AWS_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+_AWS_AMI_ID = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
