@@ -328,7 +328,7 @@ def build_site(nebula, requests, vmtypes, econe_config=None, repository=None):
     max_object = _size(get("MAX_OBJECT_SIZE"), DEFAULT_MAX_OBJECT_SIZE, "MAX_OBJECT_SIZE")
     max_query = _size(get("MAX_QUERY_BODY"), DEFAULT_MAX_QUERY_BODY, "MAX_QUERY_BODY")
     ec2 = EC2Resource(nebula, requests, vmtypes, region=region, zone=zone, hosts=hosts,
-                      econe=econe_config)  # ELASTIC_IP_NETWORK, *_SCRIPT (ec2.py)
+                      econe=econe_config)  # ELASTIC_IP_NETWORK, *_SCRIPT (ec2/)
     ec2.repository = repository  # RegisterImage reads objects (Repository.object_file)
     ec2.max_upload = max_object  # the largest UploadImage body
     s3_resource = None
