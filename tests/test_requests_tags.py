@@ -36,6 +36,14 @@ class TagRequestsTests(unittest.TestCase):
                 f.write(b"disk" * 256)
             iid = await requests.image_allocate(alice, f'NAME = "img"\nPATH = "{src}"\n',
                                                 trusted_dirs=[os.path.dirname(src)])
+            # The copy into the datastore: its end can be waited for (USE).
+            with self.assertRaises(AuthorizationError):
+                requests.image_copy_ended(bob, iid)
+            ended = requests.image_copy_ended(alice, iid)
+            if ended is not None:
+                self.assertIsNone(await ended)
+            self.assertIsNone(requests.image_copy_ended(alice, iid))
+            self.assertEqual(requests.image_get(alice, iid).state_name, "READY")
             vid = await requests.vm_allocate(alice, VM)
             vb = await requests.vm_allocate(bob, VM)
 

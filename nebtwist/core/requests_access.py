@@ -11,6 +11,8 @@ Authorization follows OpenNebula 3.4 (``AuthRequest``, ``AclManager``):
 
 import os
 
+from twisted.internet import defer
+
 from nebtwist.errors import NoSuchObject
 
 #: Object kinds of :meth:`AccessRequests._store_attributes` -> the Nebula pool.
@@ -81,6 +83,27 @@ class AccessRequests:
         """The image named ``name`` that ``actor`` owns, or None (image names
         are unique per owner, 3.4 ``ImagePool::allocate``)."""
         return self.nebula.imagepool.find(name, actor.oid)
+
+    def image_copy_ended(self, actor, iid):
+        """A Deferred firing (with None) once image ``iid``'s copy into its
+        datastore ends, whatever the outcome (:class:`nebtwist.core.imagem.
+        ImageManager` jobs), or None when no copy runs. For a front that
+        must keep a source file until then (USE on the image).
+
+        :raises NoSuchObject: no such image.
+        :raises AuthorizationError: the user may not use it.
+        """
+        self._image(actor, int(iid), "USE")
+        job = getattr(getattr(self, "images", None), "jobs", {}).get(int(iid))
+        if job is None:
+            return None
+        ended = defer.Deferred()
+
+        def done(result):
+            ended.callback(None)
+            return result
+        job.addBoth(done)
+        return ended
 
     def vm_action_allowed(self, actor, vm, action):
         """Would ``one.vm.action`` ``action`` (``"stop"``, ``"resume"``...) be

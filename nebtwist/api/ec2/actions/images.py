@@ -114,11 +114,11 @@ class ImageActions:
                                                  trusted_dirs=trusted)
         if staged is not None:
             staged.kept = True
-            job = getattr(getattr(self.requests, "images", None), "jobs", {}).get(oid)
-            if job is None:
+            ended = self.requests.image_copy_ended(user, oid)
+            if ended is None:
                 _unlink(staged.path)
             else:
-                job.addBoth(lambda result: (_unlink(staged.path), result)[1])
+                ended.addCallback(lambda _: _unlink(staged.path))
         log.info("EC2: image {oid} ({name}) registered for {user} from {path}", oid=oid,
                  name=name, user=user.name, path=path)
         return oid
