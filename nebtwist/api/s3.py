@@ -10,12 +10,13 @@ between the two). The EC2 front's RegisterImage reads objects from it
 **Operations** (path-style only: ``/bucket/key``), as the Amazon S3 API
 Reference (2006-03-01) describes them: ListBuckets (``max-buckets``,
 ``continuation-token``, ``prefix``, ``bucket-region``), CreateBucket,
-DeleteBucket, HeadBucket, GetBucketLocation, ListObjects (v1 and v2, with
-``encoding-type=url``), PutObject, CopyObject, GetObject (``Range``,
-``If-*`` conditions, ``response-*`` overrides), HeadObject, DeleteObject,
-DeleteObjects, CreateMultipartUpload, UploadPart, CompleteMultipartUpload
-(repeated shortly after, the same success), AbortMultipartUpload,
-ListParts, ListMultipartUploads.
+DeleteBucket, HeadBucket, GetBucketLocation, Put/Get/DeleteBucketTagging,
+ListObjects (v1 and v2, with ``encoding-type=url``), PutObject, CopyObject,
+GetObject (``Range``, ``If-*`` conditions, ``response-*`` overrides),
+HeadObject, DeleteObject, DeleteObjects, CreateMultipartUpload, UploadPart,
+UploadPartCopy (``x-amz-copy-source-range``, ``x-amz-copy-source-if-*``),
+CompleteMultipartUpload (repeated shortly after, the same success),
+AbortMultipartUpload, ListParts, ListMultipartUploads.
 
 **What it does not do, it refuses** before anything changes
 (:func:`refuse_unimplemented`): every other S3 sub-resource (``?acl``,
@@ -23,8 +24,8 @@ ListParts, ListMultipartUploads.
 service model), with any method, answers ``NotImplemented`` (501); so does
 a PUT, POST or DELETE with a query parameter it does not know, and a
 request body element it would ignore (DeleteObjects ``VersionId``).
-Server-side encryption, ACLs other than ``private``, object lock, tagging,
-website redirects, storage classes other than STANDARD and conditional
+Server-side encryption, ACLs other than ``private``, object lock, object
+tagging, website redirects, storage classes other than STANDARD and conditional
 writes are refused (:func:`refuse_headers`), never stored as if they had
 not been asked for.
 
@@ -104,6 +105,12 @@ MAX_METADATA_BYTES = 2048
 MAX_LIST = 1000
 #: Largest max-buckets of ListBuckets (AWS: 10,000).
 MAX_BUCKETS_LIST = 10000
+#: Most tags of a bucket, longest tag key and value, in Unicode characters
+#: (Amazon S3 User Guide, "Using cost allocation S3 bucket tags": 50 tags;
+#: keys up to 128 characters, values up to 256, keys unique).
+MAX_BUCKET_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
 #: How long a completed multipart upload's CompleteMultipartUpload answer
 #: is repeated to a retry of that request, in seconds (S3 answers a repeated
 #: CompleteMultipartUpload with the same success for a while, so that a
@@ -133,6 +140,7 @@ _PART_FILE = re.compile(r"([0-9]{5})-([0-9a-f]{32})\Z")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}\Z")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)\Z")
+_COPY_RANGE = re.compile(r"bytes=([0-9]+)-([0-9]+)\Z")
 
 
 # ---------------------------------------------------------------------------
@@ -228,6 +236,9 @@ InvalidBucketAclWithObjectOwnership = _error_class(
     "ObjectOwnership's BucketOwnerEnforced setting")
 InvalidStorageClass = _error_class("InvalidStorageClass", 400, "The storage class you "
                                    "specified is not valid")
+NoSuchTagSet = _error_class("NoSuchTagSet", 404, "The TagSet does not exist")
+InvalidTag = _error_class("InvalidTag", 400, "The tag provided was not a valid tag.")
+BadRequest = _error_class("BadRequest", 400, "Bad Request")
 
 
 def s3_error(error):
@@ -436,12 +447,44 @@ def _concatenate(sources, target):
                     shutil.copyfileobj(f, out, 1024 * 1024)
 
 
+def _copy_range(source, first, length, target):
+    """Copy ``length`` bytes of the file ``source`` from offset ``first``
+    to the new file ``target``; the MD5 hex of those bytes. Runs in a thread.
+
+    :raises OSError: ``source`` is gone (FileNotFoundError) or shorter.
+    """
+    md5 = hashlib.md5(usedforsecurity=False)
+    with open(source, "rb") as f, open(target, "wb") as out:
+        f.seek(first)
+        remaining = length
+        while remaining > 0:
+            data = f.read(min(remaining, 1024 * 1024))
+            if not data:
+                raise OSError(f"{source} is shorter than its sidecar says")
+            md5.update(data)
+            out.write(data)
+            remaining -= len(data)
+    return md5.hexdigest()
+
+
 # ---------------------------------------------------------------------------
 # The repository
 
 
 def _uid(user):
     return getattr(user, "oid", user)
+
+
+def _stored_tags(value):
+    """The tag set of a ``bucket.json`` (``[[key, value], ...]``) as
+    ``[(key, value)]``, or None (none, or not that shape)."""
+    if not isinstance(value, list) or not value:
+        return None
+    if not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t)
+               for t in value):
+        log.warn("S3 repository: a bucket's tags are not a list of pairs; ignored")
+        return None
+    return [tuple(t) for t in value]
 
 
 class ObjectInfo:
@@ -541,23 +584,32 @@ class Bucket:
     :ivar completed: upload id -> ``(key, parts, ObjectInfo, when)`` of the
         uploads completed in the last :data:`COMPLETED_MEMORY` seconds
         (oldest first).
+    :ivar tags: the tag set (PutBucketTagging): ``[(key, value)]`` in the
+        order given, or None when the bucket has none.
     """
 
     __slots__ = ("name", "owner", "owner_name", "created", "location", "path", "keys",
-                 "objects", "uploads", "dirs", "completed")
+                 "objects", "uploads", "dirs", "completed", "tags")
 
-    def __init__(self, name, owner, owner_name, created, location, path):
+    def __init__(self, name, owner, owner_name, created, location, path, tags=None):
         self.name, self.owner, self.owner_name = name, owner, owner_name
         self.created, self.location, self.path = created, location, path
+        self.tags = tags
         self.keys = []
         self.objects = {}
         self.uploads = {}
         self.dirs = set()  # fan-out folders known to exist
         self.completed = {}
 
-    def document(self):
-        return {"name": self.name, "owner": self.owner, "owner_name": self.owner_name,
-                "created": self.created, "location": self.location}
+    def document(self, tags=None):
+        """The ``bucket.json`` document (with ``tags`` instead of the
+        bucket's own when given: ``[]`` for none)."""
+        doc = {"name": self.name, "owner": self.owner, "owner_name": self.owner_name,
+               "created": self.created, "location": self.location}
+        tags = self.tags if tags is None else tags
+        if tags:
+            doc["tags"] = [[k, v] for k, v in tags]
+        return doc
 
     def key_hash(self, key):
         """The SHA256 hex naming ``key``'s files."""
@@ -619,7 +671,8 @@ class Repository:
                 continue
             bucket = Bucket(entry.name, int(doc.get("owner", 0)),
                             str(doc.get("owner_name", "")), float(doc.get("created", 0)),
-                            str(doc.get("location") or ""), entry.path)
+                            str(doc.get("location") or ""), entry.path,
+                            _stored_tags(doc.get("tags")))
             self._load_objects(bucket)
             self._load_uploads(bucket)
             self.buckets[bucket.name] = bucket
@@ -712,8 +765,21 @@ class Repository:
     def create_bucket(self, user, name, location=""):
         """Make bucket ``name`` for ``user`` (the core user).
 
+        A bucket the user already has in us-east-1 (no LocationConstraint),
+        asked for again in us-east-1, is that bucket, unchanged (its ACLs,
+        always ``private`` here, need no reset): AWS's legacy behaviour
+        (API Reference, CreateBucket, BucketAlreadyOwnedByYou: returned "in
+        all Amazon Web Services Regions except in the North Virginia
+        Region. For legacy compatibility, if you re-create an existing
+        bucket that you already own in the North Virginia Region, Amazon S3
+        returns 200 OK").
+
+        :param location: the LocationConstraint asked for ("" or
+            ``us-east-1``: us-east-1).
+        :return: the :class:`Bucket` (the existing one in the case above).
         :raises InvalidBucketName: not a valid S3 bucket name.
-        :raises BucketAlreadyOwnedByYou: the user has it already.
+        :raises BucketAlreadyOwnedByYou: the user has it already, and it or
+            the request is outside us-east-1.
         :raises BucketAlreadyExists: another user has it.
         """
         if not valid_bucket_name(name):
@@ -721,6 +787,8 @@ class Repository:
         existing = self.buckets.get(name)
         if existing is not None:
             if existing.owner == _uid(user):
+                if existing.location in ("", "us-east-1") and location in ("", "us-east-1"):
+                    return existing
                 raise BucketAlreadyOwnedByYou(details={"BucketName": name})
             raise BucketAlreadyExists(details={"BucketName": name})
         path = os.path.join(self.buckets_dir, name)
@@ -749,6 +817,20 @@ class Repository:
         os.replace(bucket.path, trash)  # gone at once; removed at leisure
         del self.buckets[name]
         shutil.rmtree(trash, ignore_errors=True)
+
+    def set_bucket_tags(self, bucket, tags):
+        """Replace a bucket's tag set (``[(key, value)]``, checked by the
+        caller), or remove it (None or ``[]``): ``bucket.json`` is rewritten
+        (atomically) first, the bucket in memory changed after.
+
+        :raises NoSuchBucket: the bucket was deleted meanwhile.
+        :raises OSError: ``bucket.json`` could not be written (nothing changed).
+        """
+        if self.buckets.get(bucket.name) is not bucket:
+            raise NoSuchBucket(details={"BucketName": bucket.name})
+        tags = [tuple(t) for t in tags] if tags else None
+        _write_json(os.path.join(bucket.path, "bucket.json"), bucket.document(tags or []))
+        bucket.tags = tags
 
     # -- objects -----------------------------------------------------------------------
 
@@ -1048,6 +1130,33 @@ class Repository:
             _unlink(staged)
             raise
 
+    async def copy_part(self, source_bucket, source, first, length, bucket, upload, number):
+        """UploadPartCopy: bytes ``first`` to ``first + length - 1`` of the
+        object ``source`` (an :class:`ObjectInfo` of ``source_bucket``),
+        copied (in a thread) as part ``number`` of ``upload``.
+
+        :return: the new :class:`Part` (ETag: the MD5 of the bytes copied,
+            as S3 gives for a copied part).
+        :raises NoSuchKey: the source was deleted or replaced meanwhile.
+        :raises NoSuchBucket: the upload's bucket was deleted meanwhile.
+        :raises NoSuchUpload: the upload was aborted or completed meanwhile.
+        """
+        fd, staged = _mkstemp(self.staging_dir, "copy-")
+        os.close(fd)
+        try:
+            try:
+                md5 = await threads.deferToThread(
+                    _copy_range, self.object_path(source_bucket, source), first, length,
+                    staged)
+            except FileNotFoundError:  # deleted or replaced meanwhile
+                raise NoSuchKey(details={"Key": source.key}) from None
+            if self.buckets.get(bucket.name) is not bucket:
+                raise NoSuchBucket(details={"BucketName": bucket.name})
+            return self.put_part(bucket, upload, number, staged, length, md5)
+        except BaseException:
+            _unlink(staged)
+            raise
+
 
 def _mkstemp(folder, prefix):
     while True:
@@ -1332,11 +1441,15 @@ SUBRESOURCES = frozenset([
 
 #: The sub-resources this repository implements, by ``(target, method)``
 #: (target ``"service"``, ``"bucket"`` or ``"object"``): GetBucketLocation,
-#: ListMultipartUploads, DeleteObjects, ListParts, UploadPart,
-#: CreateMultipartUpload, CompleteMultipartUpload, AbortMultipartUpload.
-#: Any other sub-resource, with any method, answers ``NotImplemented``.
+#: ListMultipartUploads, Get/Put/DeleteBucketTagging, DeleteObjects,
+#: ListParts, UploadPart and UploadPartCopy, CreateMultipartUpload,
+#: CompleteMultipartUpload, AbortMultipartUpload.
+#: Any other sub-resource, with any method, answers ``NotImplemented``
+#: (object tagging among them).
 IMPLEMENTED_SUBRESOURCES = {
-    ("bucket", b"GET"): frozenset(["location", "uploads"]),
+    ("bucket", b"GET"): frozenset(["location", "uploads", "tagging"]),
+    ("bucket", b"PUT"): frozenset(["tagging"]),
+    ("bucket", b"DELETE"): frozenset(["tagging"]),
     ("bucket", b"POST"): frozenset(["delete"]),
     ("object", b"GET"): frozenset(["uploadId"]),
     ("object", b"PUT"): frozenset(["uploadId", "partNumber"]),
@@ -1349,7 +1462,7 @@ IMPLEMENTED_SUBRESOURCES = {
 #: typo) answers ``NotImplemented`` rather than, say, DELETE ``?newthing``
 #: deleting the bucket. Reads ignore unknown parameters, as S3 does.
 CHANGE_PARAMETERS = {
-    ("bucket", b"PUT"): frozenset(), ("bucket", b"DELETE"): frozenset(),
+    ("bucket", b"PUT"): frozenset(["tagging"]), ("bucket", b"DELETE"): frozenset(["tagging"]),
     ("bucket", b"POST"): frozenset(["delete"]),
     ("object", b"PUT"): frozenset(["uploadId", "partNumber"]),
     ("object", b"POST"): frozenset(["uploads", "uploadId"]),
@@ -1584,17 +1697,34 @@ def _check_key(key):
                                        "MaxSizeAllowed": MAX_KEY_BYTES})
 
 
+#: The largest integer query parameter S3 accepts (a signed 32-bit integer).
+MAX_INT_PARAM = 2 ** 31 - 1
+
+
 def _int_param(params, name, default, maximum=None, minimum=0):
+    """The integer query parameter ``name`` (``max-keys``, ``max-parts``,
+    ``part-number-marker`` ...), ``default`` when absent or empty, at most
+    ``maximum`` (a larger one is cut down, as S3 does for ``max-keys``).
+
+    :raises InvalidArgument: not a decimal integer, above
+        :data:`MAX_INT_PARAM` ("Provided max-parts not an integer or within
+        integer range"), or below ``minimum`` ("Argument max-parts must be
+        an integer between 0 and 2147483647"), S3's answers.
+    """
     value = params.get(name)
     if value is None or value == "":
         return default
     try:
-        number = int(value)
+        number = int(value) if value.strip().lstrip("-").isdigit() else None
     except ValueError:
         number = None
-    if number is None or number < minimum:
+    details = {"ArgumentName": name, "ArgumentValue": value}
+    if number is None or number > MAX_INT_PARAM:
         raise InvalidArgument(f"Provided {name} not an integer or within integer range",
-                              details={"ArgumentName": name, "ArgumentValue": value})
+                              details=details)
+    if number < minimum:
+        raise InvalidArgument(f"Argument {name} must be an integer between {minimum} and "
+                              f"{MAX_INT_PARAM}", details=details)
     return min(number, maximum) if maximum is not None else number
 
 
@@ -1612,6 +1742,82 @@ def _parse_xml(body):
         if isinstance(el.tag, str) and "}" in el.tag:
             el.tag = el.tag.split("}", 1)[1]
     return root
+
+
+def _require_checksum(request):
+    """The operations S3 wants a body checksum for (DeleteObjects,
+    PutBucketTagging: ``Content-MD5`` or an ``x-amz-checksum-*`` header;
+    the body decoder verifies it).
+
+    :raises InvalidRequest: neither header.
+    """
+    if not (request.requestHeaders.hasHeader(b"content-md5") or any(
+            n.lower().startswith(b"x-amz-checksum-")
+            for n, _ in request.requestHeaders.getAllRawHeaders())):
+        raise InvalidRequest("Missing required header for this request: Content-MD5")
+
+
+def _only_children(element, allowed):
+    """The child elements of ``element``, each's tag one of ``allowed``.
+
+    :raises MalformedXML: another element, or text between them.
+    """
+    children = [c for c in element if isinstance(c.tag, str)]
+    if any(c.tag not in allowed for c in children) or (element.text or "").strip() \
+            or any((c.tail or "").strip() for c in element):
+        raise MalformedXML()
+    return children
+
+
+def parse_tagging(body):
+    """The tag set of a PutBucketTagging body (API Reference,
+    PutBucketTagging: ``<Tagging><TagSet><Tag><Key/><Value/></Tag>...``),
+    checked as S3 does: at most :data:`MAX_BUCKET_TAGS` tags, keys of 1 to
+    :data:`MAX_TAG_KEY` characters not starting with ``aws:`` (reserved
+    for AWS), values of at most :data:`MAX_TAG_VALUE`, no key twice. The
+    tags' characters are not restricted further.
+
+    :param body: the request body (bytes).
+    :return: ``[(key, value)]`` in the order given (``[]``: no tags).
+    :raises MalformedXML: not that document (another element, a Tag
+        without Key or Value, two of either).
+    :raises BadRequest: more than 50 tags ("Bucket tag count cannot be
+        greater than 50").
+    :raises InvalidTag: a key or value too long or empty key, an ``aws:``
+        key, a key given twice ("Cannot provide multiple Tags with the same
+        key").
+    """
+    root = _parse_xml(body)
+    if root.tag != "Tagging":
+        raise MalformedXML()
+    sets = _only_children(root, {"TagSet"})
+    if len(sets) != 1:
+        raise MalformedXML()
+    tags = []
+    for tag in _only_children(sets[0], {"Tag"}):
+        fields = _only_children(tag, {"Key", "Value"})
+        if sorted(f.tag for f in fields) != ["Key", "Value"] \
+                or any(len(f) for f in fields):
+            raise MalformedXML()
+        tags.append((tag.findtext("Key") or "", tag.findtext("Value") or ""))
+    if len(tags) > MAX_BUCKET_TAGS:
+        raise BadRequest(f"Bucket tag count cannot be greater than {MAX_BUCKET_TAGS}")
+    seen = set()
+    for key, value in tags:
+        if not key or len(key) > MAX_TAG_KEY:
+            raise InvalidTag("The TagKey you have provided is invalid",
+                             details={"TagKey": key[:MAX_TAG_KEY]})
+        if key.startswith("aws:"):
+            raise InvalidTag("The TagKey you have provided is invalid: the aws: prefix is "
+                             "reserved for AWS use", details={"TagKey": key})
+        if len(value) > MAX_TAG_VALUE:
+            raise InvalidTag("The TagValue you have provided is invalid",
+                             details={"TagKey": key})
+        if key in seen:
+            raise InvalidTag("Cannot provide multiple Tags with the same key",
+                             details={"TagKey": key})
+        seen.add(key)
+    return tags
 
 
 def _response_document(tag):
@@ -1899,6 +2105,8 @@ class S3Resource(resource.Resource):
     async def _bucket_op(self, request, request_id, user, name, params, body):
         method = request.method
         repo = self.repository
+        if "tagging" in params:
+            return self._bucket_tagging(request, request_id, user, name, body)
         if method == b"PUT":
             location = ""
             if body.strip():
@@ -1953,12 +2161,15 @@ class S3Resource(resource.Resource):
             start_after = params.get("start-after", "")
             after = start_after
             if token is not None:
+                # an empty token (or one naming no key) is no token S3 gave:
+                # InvalidArgument, as S3 answers, not the first page again
                 try:
                     after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
                 except (ValueError, UnicodeError):
+                    after = ""
+                if not after:
                     raise InvalidArgument("The continuation token provided is incorrect",
-                                          details={"ArgumentName": "continuation-token"}
-                                          ) from None
+                                          details={"ArgumentName": "continuation-token"})
         else:
             after = params.get("marker", "")
         objects, prefixes, truncated, last = self.repository.list_objects(
@@ -2036,11 +2247,44 @@ class S3Resource(resource.Resource):
             _sub(item, "Initiated", _iso(upload.initiated))
         self._send_xml(request, request_id, root)
 
+    def _bucket_tagging(self, request, request_id, user, name, body):
+        """PutBucketTagging, GetBucketTagging, DeleteBucketTagging (API
+        Reference). PUT replaces the whole tag set (:func:`parse_tagging`;
+        Content-MD5 or an ``x-amz-checksum-*`` required, as S3; an empty
+        TagSet removes it) and answers 204, as DELETE does; GET of a bucket
+        without tags is ``NoSuchTagSet`` (404).
+
+        :raises NoSuchBucket, AccessDenied: as :meth:`Repository.bucket`
+            (only the owner changes tags; oneadmin may read them).
+        :raises InvalidTag, BadRequest, MalformedXML, InvalidRequest: a PUT refused.
+        """
+        method = request.method
+        repo = self.repository
+        if method == b"GET":
+            bucket = repo.bucket(user, name)
+            if not bucket.tags:
+                raise NoSuchTagSet(details={"BucketName": name})
+            root = _response_document("Tagging")
+            tag_set = _sub(root, "TagSet")
+            for key, value in bucket.tags:
+                tag = _sub(tag_set, "Tag")
+                _sub(tag, "Key", key)
+                _sub(tag, "Value", value)
+            return self._send_xml(request, request_id, root)
+        if method == b"PUT":
+            _require_checksum(request)
+            bucket = repo.bucket(user, name, write=True)
+            repo.set_bucket_tags(bucket, parse_tagging(body))
+            return self._send(request, request_id, 204)
+        if method == b"DELETE":
+            bucket = repo.bucket(user, name, write=True)
+            if bucket.tags:
+                repo.set_bucket_tags(bucket, None)
+            return self._send(request, request_id, 204)
+        raise MethodNotAllowed()
+
     def _delete_objects(self, request, request_id, user, name, body):
-        if not (request.requestHeaders.hasHeader(b"content-md5") or any(
-                n.lower().startswith(b"x-amz-checksum-")
-                for n, _ in request.requestHeaders.getAllRawHeaders())):
-            raise InvalidRequest("Missing required header for this request: Content-MD5")
+        _require_checksum(request)
         bucket = self.repository.bucket(user, name, write=True)
         root = _parse_xml(body)
         if root.tag != "Delete":
@@ -2082,7 +2326,8 @@ class S3Resource(resource.Resource):
         bucket = repo.bucket(user, bucket_name, write=True)
         if method == b"PUT":
             if "partNumber" in params or "uploadId" in params:
-                raise NotImplementedHere("UploadPartCopy is not implemented.")
+                return await self._upload_part_copy(request, request_id, user, bucket, key,
+                                                    params)
             return await self._copy_object(request, request_id, user, bucket, key)
         if method == b"DELETE":
             if "uploadId" in params:
@@ -2122,11 +2367,21 @@ class S3Resource(resource.Resource):
         self._send(request, request_id, headers=[(b"etag", _quote_etag(info.etag).encode())])
 
     def _list_parts(self, request, request_id, bucket, key, params):
+        """ListParts (API Reference): at most ``max-parts`` parts (default
+        and largest 1,000; 0 lists none, not truncated, as ``max-keys=0``)
+        after ``part-number-marker``; ``NextPartNumberMarker`` is always
+        there (the last part listed, else the marker: 0 for an upload with
+        no part, as S3 answers), ``IsTruncated`` when more follow.
+
+        :raises NoSuchUpload: no such upload of this key.
+        :raises InvalidArgument: ``max-parts`` or ``part-number-marker`` not
+            an integer from 0 to 2,147,483,647.
+        """
         upload = self.repository.upload(bucket, params["uploadId"], key)
         marker = _int_param(params, "part-number-marker", 0)
         limit = _int_param(params, "max-parts", MAX_LIST, MAX_LIST)
         numbers = sorted(n for n in upload.parts if n > marker)
-        page, truncated = numbers[:limit], len(numbers) > limit
+        page, truncated = numbers[:limit], limit > 0 and len(numbers) > limit
         root = _response_document("ListPartsResult")
         _sub(root, "Bucket", bucket.name)
         _sub(root, "Key", key)
@@ -2137,8 +2392,7 @@ class S3Resource(resource.Resource):
             _sub(who, "DisplayName", upload.owner_name)
         _sub(root, "StorageClass", "STANDARD")
         _sub(root, "PartNumberMarker", marker)
-        if page:
-            _sub(root, "NextPartNumberMarker", page[-1])
+        _sub(root, "NextPartNumberMarker", page[-1] if page else marker)
         _sub(root, "MaxParts", limit)
         _sub(root, "IsTruncated", "true" if truncated else "false")
         for number in page:
@@ -2178,7 +2432,18 @@ class S3Resource(resource.Resource):
         _sub(result, "ETag", _quote_etag(info.etag))
         self._send_xml(request, request_id, result)
 
-    async def _copy_object(self, request, request_id, user, bucket, key):
+    def _copy_source(self, request, user):
+        """The ``x-amz-copy-source`` object of CopyObject and UploadPartCopy
+        (``bucket/key``, percent-encoded, a leading ``/`` allowed), which
+        ``user`` may read, its ``x-amz-copy-source-if-*`` conditions met.
+
+        :return: ``(source Bucket, ObjectInfo)``.
+        :raises MethodNotAllowed: no such header.
+        :raises InvalidArgument: not ``bucket/key``, or not UTF-8.
+        :raises NotImplementedHere: a ``?versionId=`` (no versions here).
+        :raises NoSuchBucket, AccessDenied, NoSuchKey: the source.
+        :raises PreconditionFailed: a condition failed.
+        """
         source = _header(request, b"x-amz-copy-source")
         if source is None:
             raise MethodNotAllowed()
@@ -2199,7 +2464,71 @@ class S3Resource(resource.Resource):
         src_bucket = self.repository.bucket(user, src_bucket_name)
         check_expected_owner(request, src_bucket, b"x-amz-source-expected-bucket-owner")
         src = self.repository.get_object(src_bucket, src_key)
-        self._check_conditions(request, src, prefix=b"x-amz-copy-source-")
+        self._check_conditions(request, src, prefix=b"x-amz-copy-source-if-")
+        return src_bucket, src
+
+    async def _upload_part_copy(self, request, request_id, user, bucket, key, params):
+        """UploadPartCopy (API Reference): part ``partNumber`` of upload
+        ``uploadId`` copied from the ``x-amz-copy-source`` object (its
+        ``x-amz-copy-source-if-*`` conditions as CopyObject's), all of it or
+        the ``x-amz-copy-source-range`` ``bytes=first-last`` (zero-based,
+        inclusive). Answers ``<CopyPartResult>`` with the part's ETag (the
+        MD5 of the bytes copied) and LastModified.
+
+        :raises InvalidRequest: partNumber or uploadId missing; more than
+            the largest object size to copy.
+        :raises InvalidArgument: a part number outside 1 to 10,000; a range
+            not of that form ("The x-amz-copy-source-range value must be of
+            the form bytes=first-last ..."), or not within the source
+            ("Range specified is not valid for source object of size: N").
+        :raises NoSuchUpload, NoSuchKey, NoSuchBucket, AccessDenied,
+            PreconditionFailed: as S3.
+        """
+        if "partNumber" not in params or "uploadId" not in params:
+            raise InvalidRequest("UploadPartCopy needs both partNumber and uploadId.")
+        number = _int_param(params, "partNumber", 1, minimum=1)
+        if number > MAX_PART_NUMBER:
+            raise InvalidArgument(f"Part number must be an integer between 1 and "
+                                  f"{MAX_PART_NUMBER}, inclusive",
+                                  details={"ArgumentName": "partNumber",
+                                           "ArgumentValue": params["partNumber"]})
+        upload = self.repository.upload(bucket, params["uploadId"], key)
+        src_bucket, src = self._copy_source(request, user)
+        first, length = 0, src.size
+        wanted = _header(request, b"x-amz-copy-source-range")
+        if wanted is not None:
+            m = _COPY_RANGE.match(wanted.strip())
+            if m is None or int(m.group(1)) > int(m.group(2)):
+                raise InvalidArgument(
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last "
+                    "where first and last are the zero-based offsets of the first and last "
+                    "bytes to copy", details={"ArgumentName": "x-amz-copy-source-range",
+                                              "ArgumentValue": wanted})
+            first, last = int(m.group(1)), int(m.group(2))
+            if last >= src.size:
+                raise InvalidArgument(f"Range specified is not valid for source object of "
+                                      f"size: {src.size}",
+                                      details={"ArgumentName": "x-amz-copy-source-range",
+                                               "ArgumentValue": wanted})
+            length = last - first + 1
+        if length > self.max_object_size:
+            raise InvalidRequest(f"The specified copy source is larger than the maximum "
+                                 f"allowable size for a copy source: {self.max_object_size}")
+        part = await self.repository.copy_part(src_bucket, src, first, length, bucket, upload,
+                                               number)
+        root = _response_document("CopyPartResult")
+        _sub(root, "LastModified", _iso(part.mtime))
+        _sub(root, "ETag", _quote_etag(part.etag))
+        self._send_xml(request, request_id, root)
+
+    async def _copy_object(self, request, request_id, user, bucket, key):
+        if request.requestHeaders.hasHeader(b"x-amz-copy-source-range"):
+            # a range is UploadPartCopy's: not the whole object copied instead
+            raise NotImplementedHere("x-amz-copy-source-range is implemented for "
+                                     "UploadPartCopy only, not CopyObject.",
+                                     details={"Header": "x-amz-copy-source-range"})
+        src_bucket, src = self._copy_source(request, user)
+        src_key = src.key
         directive = (_header(request, b"x-amz-metadata-directive") or "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise InvalidArgument("Unknown metadata directive.")
@@ -2222,7 +2551,8 @@ class S3Resource(resource.Resource):
 
     def _check_conditions(self, request, info, prefix=b"if-"):
         """``If-Match``, ``If-None-Match``, ``If-Modified-Since``,
-        ``If-Unmodified-Since`` (or their ``x-amz-copy-source-`` forms).
+        ``If-Unmodified-Since`` (or, ``prefix`` being
+        ``x-amz-copy-source-if-``, their copy source forms).
 
         :return: True when the answer is 304 Not Modified (GET/HEAD).
         :raises PreconditionFailed: If-Match / If-Unmodified-Since fail.
