@@ -22,48 +22,6 @@ SHIPPED_CONF = paths.shipped("conf", "openstack.conf")
 BOB = "bob:bobpass"
 
 
-def core_requests(neb):
-    """The core's ``Requests`` (the front's only way into the core)."""
-    from nebtwist.core.requests import Requests
-
-    requests = getattr(neb.service, "requests", None)
-    if requests is None:
-        managers = neb.service.managers
-        requests = Requests(neb.nebula, managers["dm"], managers["im"])
-    if not hasattr(requests, "vm_get"):  # TEMPORARY until the front contract lands on main
-        requests.__class__ = type("Shim", (_Shim, type(requests)), {})
-    return requests
-
-
-class _Shim:
-    def authenticate(self, name, password):
-        return self.nebula.authenticate(f"{name}:{password}")
-
-    def vm_get(self, actor, vid):
-        return self._vm(actor, vid, "USE")
-
-    def vm_list(self, actor, include_done=False):
-        return [vm for vm in self._filter(actor, self.nebula.vmpool.objects.values(), -2)
-                if include_done or vm.state != 6]
-
-    def image_get(self, actor, iid):
-        from nebtwist.errors import AuthorizationError
-        image = self.nebula.imagepool.get(iid)
-        if not self.nebula.can_use(actor, image):
-            raise AuthorizationError("no")
-        return image
-
-    def image_list(self, actor):
-        return self._filter(actor, self.nebula.imagepool.objects.values(), -2)
-
-    def vnet_get(self, actor, nid):
-        from nebtwist.errors import AuthorizationError
-        vnet = self.nebula.vnpool.get(nid)
-        if not self.nebula.can_use(actor, vnet):
-            raise AuthorizationError("no")
-        return vnet
-
-
 async def call(resource, method, path, body=None, headers=None, host="cloud.test:5000"):
     """Render ``method path`` on ``resource``; returns (status, JSON or None,
     response headers as {lower name: str})."""
@@ -93,6 +51,21 @@ def password_body(name, password, project=None):
     if project is not None:
         body["auth"]["scope"] = {"project": {"name": project, "domain": {"name": "Default"}}}
     return body
+
+
+class PluginObjectTests(SynchronousTestCase):
+    """The dropin's front object."""
+
+    def test_verify(self):
+        from zope.interface.verify import verifyObject
+
+        from nebtwist.api.plugin import find_fronts
+        from nebtwist.interfaces import IAPIFront
+        from nebtwist.plugins.openstack import openstack
+
+        self.assertTrue(verifyObject(IAPIFront, openstack))
+        self.assertIs(find_fronts()["openstack"], openstack)
+        self.assertEqual(openstack.default_endpoints, ("tcp:5000:interface=127.0.0.1",))
 
 
 class IdsTests(SynchronousTestCase):
@@ -159,7 +132,7 @@ class OpenStackFrontTests(TestCase):
         self.image_id, _ = await register(
             neb, f'NAME = "ttylinux"\nPATH = "{path}"\nTYPE = OS\n')
         await ok(neb, "one.image.chown", self.image_id, self.helen_id, 1)
-        self.requests = core_requests(neb)
+        self.requests = neb.service.requests
         self.settings = build_settings(SHIPPED_CONF, self.requests, reactor)
         self.resource = OpenStackResource(self.settings)
 
@@ -453,3 +426,57 @@ class OpenStackFrontTests(TestCase):
         status, reply, _ = await self.nova("GET", f"/servers?limit=1&marker={marker}")
         self.assertEqual(len(reply["servers"]), 1)
         self.assertNotEqual(reply["servers"][0]["id"], marker)
+
+
+class PluginTests(TestCase):
+    """The front enabled in oned.conf (API_FRONT) of an in-process daemon."""
+
+    timeout = 120
+
+    async def test_enabled_front_serves_over_http(self):
+        import treq
+
+        neb = await start_nebula(self, [
+            'API_FRONT=[NAME="xmlrpc"]',
+            'API_FRONT=[NAME="openstack",ENDPOINT="tcp:0:interface=127.0.0.1"]'])
+        self.assertEqual(list(neb.service.fronts), ["xmlrpc", "openstack"])
+        port = neb.service.fronts["openstack"].ports[0].getHost().port
+        url = f"http://127.0.0.1:{port}"
+        response = await treq.post(url + "/identity/v3/auth/tokens",
+                                   json.dumps(password_body("oneadmin", "onecloud")).encode(),
+                                   headers={"Content-Type": "application/json"},
+                                   persistent=False)
+        body = json.loads(await treq.content(response))
+        self.assertEqual(response.code, 201, body)
+        token = response.headers.getRawHeaders(b"x-subject-token")[0]
+        compute = [s for s in body["token"]["catalog"] if s["type"] == "compute"][0]
+        self.assertEqual(compute["endpoints"][0]["url"], f"{url}/compute/v2.1")
+        response = await treq.get(url + "/compute/v2.1/flavors", persistent=False,
+                                  headers={b"X-Auth-Token": token})
+        body = json.loads(await treq.content(response))
+        self.assertEqual(sorted(f["id"] for f in body["flavors"]), ["m1.large", "m1.small"])
+        with open(os.path.join(neb.var_dir, "oned.log"), encoding="utf-8") as f:
+            self.assertIn("openstack front listening on tcp:0:interface=127.0.0.1", f.read())
+
+    async def test_body_over_message_size(self):
+        import treq
+
+        neb = await start_nebula(self, [
+            "MESSAGE_SIZE=1000", 'API_FRONT=[NAME="xmlrpc"]',
+            'API_FRONT=[NAME="openstack",ENDPOINT="tcp:0:interface=127.0.0.1"]'])
+        port = neb.service.fronts["openstack"].ports[0].getHost().port
+        response = await treq.post(f"http://127.0.0.1:{port}/identity/v3/auth/tokens",
+                                   b"z" * 5000, persistent=False)
+        body = json.loads(await treq.content(response))
+        self.assertEqual((response.code, body["overLimit"]["code"]), (413, 413))
+
+    async def test_bad_conf_stops_startup(self):
+        conf = os.path.abspath(self.mktemp())
+        with open(conf, "w") as f:
+            f.write("TOKEN_LIFETIME = -5\n")
+        with self.assertRaises(Exception) as raised:
+            await start_nebula(self, [
+                'API_FRONT=[NAME="xmlrpc"]',
+                f'API_FRONT=[NAME="openstack",ENDPOINT="tcp:0",CONF="{conf}"]'])
+        self.assertIn("openstack front", str(raised.exception))
+        self.assertIn("TOKEN_LIFETIME must be a positive integer", str(raised.exception))
