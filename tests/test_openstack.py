@@ -337,6 +337,8 @@ class OpenStackFrontTests(TestCase):
         self.assertEqual([s["id"] for s in body["servers"]], [sid])
         status, body, _ = await self.nova("GET", "/servers/detail?name=nothing")
         self.assertEqual(body["servers"], [])
+        status, body, _ = await self.nova("GET", "/servers?name=" + "a" * 300)
+        self.assertEqual((status, list(body)), (400, ["badRequest"]))
         status, body, _ = await self.nova("GET", "/servers/detail?deleted=False")
         self.assertEqual([s["status"] for s in body["servers"]], ["ACTIVE"])
         # Another user does not see it.
@@ -395,6 +397,7 @@ class OpenStackFrontTests(TestCase):
             (self.create_body(key_name="mykey"), "key_name"),
             (self.create_body(max_count=0), "max_count"),
             (self.create_body(user_data="!!!"), "user_data"),
+            (self.create_body(user_data="QUJD" * 20000), "at most 65535"),
             (self.create_body(block_device_mapping_v2=[{"source_type": "volume",
                                                         "uuid": image}]), "not supported"),
         ]

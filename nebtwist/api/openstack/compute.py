@@ -44,6 +44,8 @@ MIN_MICROVERSION = (2, 1)
 _VERSION_UPDATED = "2013-07-23T11:33:21Z"
 #: Most VMs one ``POST /servers`` may create (``max_count``).
 MAX_COUNT = 100
+#: Longest ``user_data`` (base64 characters; Nova's limit, 65535).
+MAX_USER_DATA = 65535
 
 
 async def maybe_await(value):
@@ -265,6 +267,8 @@ async def list_servers(call, detail):
     if deleted:
         vms = [vm for vm in vms if vm.state == o.DONE]
     name = args.get("name")
+    if name and len(name) > 255:
+        raise bad_request("Invalid filter name: at most 255 characters.")
     if name:
         try:
             pattern = re.compile(name)
@@ -368,6 +372,9 @@ async def create_server(call, body):
         raise bad_request(f"The requested availability zone {zone!r} is not available.")
     user_data = server.get("user_data") or None
     if user_data is not None:
+        if not isinstance(user_data, str) or len(user_data) > MAX_USER_DATA:
+            raise bad_request(f"Invalid input for field/attribute user_data: base64 text of "
+                              f"at most {MAX_USER_DATA} characters.")
         try:
             base64.b64decode(user_data, validate=True)
         except (binascii.Error, ValueError, TypeError):
