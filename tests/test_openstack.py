@@ -380,6 +380,22 @@ class OpenStackFrontTests(TestCase):
         status, body, _ = await self.nova("GET", "/servers")
         self.assertEqual(body["servers"], [])
 
+    async def test_group_may_see_not_delete(self):
+        """The core's permissions decide: a group member with USE sees the
+        server, without MANAGE cannot delete it (403 forbidden)."""
+        self.helen_token, _ = await self.token()
+        status, body, _ = await self.nova("POST", "/servers", self.create_body(networks="none"))
+        self.assertEqual(status, 202, body)
+        sid = body["server"]["id"]
+        vid = common.from_uuid("server", sid)
+        await ok(self.neb, "one.vm.chmod", vid, 1, 1, 0, 1, 0, 0, 0, 0, 0)  # um- u-- ---
+        bob, _ = await self.token("bob", "bobpass")
+        status, body, _ = await self.nova("GET", f"/servers/{sid}", token=bob)
+        self.assertEqual((status, body["server"]["name"]), (200, "web"))
+        status, body, _ = await self.nova("DELETE", f"/servers/{sid}", token=bob)
+        self.assertEqual((status, list(body)), (403, ["forbidden"]))
+        self.assertNotEqual(self.neb.nebula.vmpool.get(vid).state, 6)
+
     async def test_create_refusals_make_nothing(self):
         self.helen_token, _ = await self.token()
         image = common.to_uuid("image", self.image_id)
@@ -483,3 +499,4 @@ class PluginTests(TestCase):
                 f'API_FRONT=[NAME="openstack",ENDPOINT="tcp:0",CONF="{conf}"]'])
         self.assertIn("openstack front", str(raised.exception))
         self.assertIn("TOKEN_LIFETIME must be a positive integer", str(raised.exception))
+
