@@ -93,6 +93,12 @@ class PermissionRequests:
     :class:`~nebtwist.core.requests.Requests` has.
     """
 
+    def owned_kinds(self):
+        """The ``<prefix>`` of each owned kind (``vm``, ``image``, ...;
+        :data:`OWNED_KINDS`) whose pool this core has, in
+        :data:`OWNED_KINDS` order: the kinds ``one.<prefix>.chown/chmod`` act on."""
+        return [p for p in OWNED_KINDS if owned_pool(self.nebula, p) is not None]
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _check_create(self, actor, kind):

@@ -22,7 +22,7 @@ besides 3.4's:
 
 import itertools
 
-from nebtwist.core.groups import OWNED_KINDS, owned_pool
+from nebtwist.core.groups import OWNED_KINDS
 
 
 class Signature:
@@ -168,9 +168,8 @@ def group_methods(r, Signature):
         "one.acl.delrule": ("AclDelRule", [S("i", r.acl_delrule)]),
         "one.acl.info": ("AclInfo", [S("", r.acl_info)]),
     }
-    for prefix, (_, _, stem, _) in OWNED_KINDS.items():
-        if owned_pool(r.nebula, prefix) is None:
-            continue
+    for prefix in r.owned_kinds():
+        stem = OWNED_KINDS[prefix][2]
         table[f"one.{prefix}.chown"] = (f"{stem}Chown", [S(
             "iii", lambda u, o, uid, gid, p=prefix: r.chown(u, p, o, uid, gid))])
         table[f"one.{prefix}.chmod"] = (f"{stem}Chmod", [S(
