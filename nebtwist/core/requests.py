@@ -13,6 +13,7 @@ from nebtwist.core.dm import max_template_size, parse_template
 from nebtwist.core.groups import PermissionRequests
 from nebtwist.core.image import ImageRequests
 from nebtwist.core.nebula import sha1_hex
+from nebtwist.core.requests_occi import OCCIRequests
 from nebtwist.core.vnet import build_vnet
 from nebtwist.errors import ActionError, APIError, AuthorizationError
 
@@ -32,7 +33,7 @@ def _name_ok(name, what):
         raise APIError(f"The {what} name {name!r} cannot contain blanks or ':'.")
 
 
-class Requests(ImageRequests, PermissionRequests):
+class Requests(ImageRequests, PermissionRequests, OCCIRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
