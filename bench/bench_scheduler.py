@@ -507,7 +507,7 @@ def scheduler_alone(hosts, vms, max_host):
     from twisted.internet import task
 
     from nebtwist.core.config import Config
-    from nebtwist.core.dm import compile_expressions
+    from nebtwist.core.templates import compile_expressions
     from nebtwist.core.objects import (ACTIVE, HOST_MONITORED, PENDING, Host, HostShare,
                                        VirtualMachine)
     from nebtwist.core.scheduler import Scheduler

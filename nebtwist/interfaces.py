@@ -157,3 +157,27 @@ class IVirtualNetworkDriver(IDriver):
 
     def clean(vm_id, host, vm_xml):
         """Remove what ``pre``/``post`` made for the VM once its domain is gone."""
+
+
+class IAPIFront(Interface):
+    """An API front plug-in (XML-RPC, EC2/S3, OpenStack, OCCI, ElasticHosts...).
+
+    Found with ``twisted.plugin.getPlugins(IAPIFront, nebtwist.plugins)``
+    (providers also provide ``twisted.plugin.IPlugin``), enabled by an
+    oned.conf ``API_FRONT = [ NAME = ..., ENDPOINT = ..., CONF = ... ]``
+    vector; see :mod:`nebtwist.api.plugin`. A front translates its protocol
+    into calls of the core's requests layer and renders the core's objects
+    and errors in its own shape; it decides nothing itself.
+    """
+
+    name = Attribute("The front's NAME in oned.conf API_FRONT (str), e.g. 'ec2'.")
+    description = Attribute("One line saying what the front serves (str).")
+
+    def build(ctx):
+        """The front's service for a :class:`nebtwist.api.plugin.FrontContext`.
+
+        :return: an ``IService`` that the daemon adds as a child once the core
+            is ready. Once started it has ``ports`` (the listening ports) and
+            ``listening`` (a Deferred firing once every endpoint listens, or
+            failing with :class:`nebtwist.api.plugin.FrontStartupError`).
+        """

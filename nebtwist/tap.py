@@ -18,22 +18,18 @@ import sys
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.error import CannotListenError
 from twisted.logger import globalLogPublisher
 from twisted.python import usage
-from twisted.web import server
 
 from nebtwist import __version__
-from nebtwist.api.front import EC2StartupError
-from nebtwist.api.front import install as ec2_install
-from nebtwist.api.limits import ConnectionLimit, HTTPLimits, LimitedRequest, message_size
-from nebtwist.api.xmlrpc import RequestManager
+from nebtwist.api.limits import HTTPLimits, message_size
+from nebtwist.api.plugin import FrontContext, FrontStartupError, enabled_vectors, find_fronts
 from nebtwist.core import config as configmod
 from nebtwist.core.db import DatabaseError
 from nebtwist.core.dm import DispatchManager
 from nebtwist.core.hm import HookConfigError, build_hook_manager
 from nebtwist.core.im import InformationManager
-from nebtwist.core.image import install as install_images
+from nebtwist.core.imagem import install as install_images
 from nebtwist.core.lcm import LifeCycleManager
 from nebtwist.core.nebula import Nebula, oneadmin_credentials
 from nebtwist.core.recovery import Reconciler
@@ -44,8 +40,6 @@ from nebtwist.core.vmm import VirtualMachineManager
 from nebtwist.core.vnm import NetworkManager
 from nebtwist.log import OnedLogObserver, OneLogger
 from nebtwist.mad import build_driver, not_found_message
-from nebtwist.tls import TLSConfigError
-from nebtwist.tls import server_endpoint as tls_server_endpoint
 
 log = OneLogger("ONE")
 
@@ -94,37 +88,6 @@ async def _within(reactor, d, seconds):
     return await d
 
 
-class _XMLRPCRequest(LimitedRequest):
-    """A request that does not parse POST bodies as HTML forms (XML-RPC bodies
-    are not forms, and Twisted's Content-Type parsing costs ~10% of a call),
-    and refuses a body over oned.conf ``MESSAGE_SIZE`` (``site.max_body``) at
-    its headers (:mod:`nebtwist.api.limits`): 413 with an XML-RPC fault."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs["parsePOSTFormSubmission"] = False
-        super().__init__(*args, **kwargs)
-
-    def gotLength(self, length):
-        self.body_limit = getattr(getattr(self.channel, "site", None), "max_body", None)
-        super().gotLength(length)
-
-    def too_large(self, size):
-        import xmlrpc.client
-
-        fault = xmlrpc.client.Fault(8002, f"Request body of {size} bytes or more is over the "
-                                          f"limit of {self.body_limit} (MESSAGE_SIZE)")
-        self.answer_now(413, [(b"Content-Type", b"text/xml; charset=utf-8")],
-                        xmlrpc.client.dumps(fault, methodresponse=True).encode())
-
-
-class _Site(ConnectionLimit, server.Site):
-    """A Site that keeps HTTP access lines out of oned.log, with the
-    connection and time limits of :mod:`nebtwist.api.limits` (oned.conf)."""
-
-    def log(self, request):
-        pass
-
-
 class NebulaService(service.MultiService):
     """The whole front-end: starts asynchronously, in order.
 
@@ -145,6 +108,9 @@ class NebulaService(service.MultiService):
         self.on_failure = on_failure
         self.ready = defer.Deferred()
         self.ports = []
+        #: The API fronts' services by NAME (nebtwist.api.plugin), in start order.
+        self.fronts = {}
+        self.requests = None  # the core's requests layer (nebtwist.core.requests)
         self.nebula = None
         self.hm = None  # the HookManager (nebtwist.core.hm), when HM_MAD is configured
         self.recovery = None  # the start-up Reconciler (nebtwist.core.recovery)
@@ -240,9 +206,9 @@ class NebulaService(service.MultiService):
         sched = Scheduler(nebula, dm)
         self.managers = {"vmm": vmm, "tm": tm, "lcm": lcm, "dm": dm, "im": im,
                          "scheduler": sched, "vnm": vnm}
-        requests = Requests(nebula, dm, im)
+        requests = self.requests = Requests(nebula, dm, im)
         requests.vn_mads = vnm.names()  # one.host.allocate checks VN_MAD
-        await install_images(self, nebula, lcm, requests, self.reactor)  # core/image.py
+        await install_images(self, nebula, lcm, requests, self.reactor)  # core/imagem.py
         try:  # hooks (HM_MAD): subscribed now, driver started once the API listens
             self.hm = build_hook_manager(nebula, self.reactor, env)
         except HookConfigError as e:
@@ -264,37 +230,37 @@ class NebulaService(service.MultiService):
             limits = HTTPLimits.from_config(self.config)
         except ValueError as e:
             raise StartupError(str(e)) from None
-        site = _Site(RequestManager(nebula, requests, max_body=max_body),
-                     requestFactory=_XMLRPCRequest)
-        site.displayTracebacks = False
-        site.noisy = False
-        site.max_body, site.limits = max_body, limits
-        # PORT on LISTEN_ADDRESS (OpenNebula 5+'s oned.conf key; default all addresses)
-        endpoints = [configmod.tcp_description(self.config.get_int("PORT"),
-                                               self.config.get("LISTEN_ADDRESS"))] + [
-            v for v in self.config.template.get_all("LISTEN") if isinstance(v, str)]
-        for desc in endpoints:
-            try:  # ssl: endpoints are TLS 1.2+ only, their files checked (nebtwist.tls)
-                endpoint = tls_server_endpoint(self.reactor, limits.endpoint(desc))
-            except TLSConfigError as e:
-                raise StartupError(f"LISTEN {e}") from None
+        # The API fronts (nebtwist.api.plugin): oned.conf API_FRONT vectors, each a
+        # plug-in found with twisted.plugin.getPlugins, built into a child service.
+        try:
+            vectors = enabled_vectors(self.config)
+            plugins = find_fronts()
+        except FrontStartupError as e:
+            raise StartupError(str(e)) from None
+        for vector in vectors:
+            front = plugins.get(vector["NAME"])
+            if front is None:
+                raise StartupError(f"API_FRONT {vector['NAME']!r}: no such front plug-in "
+                                   f"(installed: {', '.join(sorted(plugins)) or 'none'})")
+            ctx = FrontContext(reactor=self.reactor, requests=requests, config=self.config,
+                               vector=vector, one_location=os.path.dirname(self.var_dir),
+                               var_dir=self.var_dir, limits=limits, max_body=max_body,
+                               overrides=self.overrides)
+            svc = front.build(ctx)
+            self.fronts[front.name] = svc
+            svc.setServiceParent(self)
             try:
-                port = await endpoint.listen(site)
-            except CannotListenError as e:  # a busy port: one line, as the EC2 front's
-                raise StartupError(f"XML-RPC API: {e}") from None
-            self.ports.append(port)
-            site.listening(port)
-            log.info("XML-RPC API listening on {d} ({a})", d=desc, a=port.getHost())
+                await svc.listening
+            except FrontStartupError as e:
+                raise StartupError(str(e)) from None
+        self.ports = list(getattr(self.fronts.get("xmlrpc"), "ports", []))
+        self.ec2_ports = list(getattr(self.fronts.get("ec2"), "ports", []))
         if self.hm is not None:
-            try:
-                await self.hm.start_driver(self, self.ports[0], DRIVER_START_TIMEOUT)
+            try:  # hooks reach the daemon's XML-RPC endpoint
+                await self.hm.start_driver(self, self.ports[0] if self.ports else None,
+                                           DRIVER_START_TIMEOUT)
             except HookConfigError as e:
                 raise StartupError(f"HM_MAD: {e}") from None
-        try:  # the EC2 Query front (econe.conf PORT and LISTEN)
-            self.ec2_ports = await ec2_install(self.reactor, nebula, requests, self.config,
-                                               os.path.dirname(self.var_dir), self.overrides)
-        except EC2StartupError as e:
-            raise StartupError(str(e)) from None
         self.recovery.start()  # self.recovery.done fires with its summary
         self.ready.callback(self)
 
@@ -308,8 +274,8 @@ class NebulaService(service.MultiService):
         # the hosts being monitored are stored back in their settled state.
         settling = [d for d in (loop.stop() for loop in self._loops)
                     if isinstance(d, defer.Deferred)]
-        for port in self.ports + self.ec2_ports:
-            await port.stopListening()
+        for front in reversed(list(self.fronts.values())):  # no new calls from here on
+            await front.stopService()
         await defer.maybeDeferred(service.MultiService.stopService, self)
         if settling:
             await defer.DeferredList(settling, consumeErrors=True)

@@ -318,7 +318,8 @@ class RunningNebula:
 
     def __init__(self, service, var_dir, one_location, failures, pool, reactor):
         self.service = service
-        self.port = service.ports[0].getHost().port
+        # The XML-RPC front's port (None when oned.conf API_FRONT leaves it out).
+        self.port = service.ports[0].getHost().port if service.ports else None
         self.url = f"http://127.0.0.1:{self.port}/RPC2"
         ec2_ports = getattr(service, "ec2_ports", [])  # the EC2 Query API (nebtwist.api.ec2)
         self.ec2_url = (f"http://127.0.0.1:{ec2_ports[0].getHost().port}/" if ec2_ports
@@ -329,6 +330,12 @@ class RunningNebula:
         self.failures = failures
         self._pool = pool
         self._reactor = reactor
+
+    def front_url(self, name, index=0):
+        """``http://127.0.0.1:PORT/`` of an enabled API front (``API_FRONT`` NAME),
+        its ``index``-th endpoint (:mod:`nebtwist.api.plugin`)."""
+        port = self.service.fronts[name].ports[index].getHost().port
+        return f"http://127.0.0.1:{port}/"
 
     async def raw_post(self, body):
         """POST ``body`` (bytes) to ``/RPC2``; returns ``(HTTP status, response bytes)``."""

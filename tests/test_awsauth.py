@@ -47,6 +47,7 @@ from twisted.web import http, resource, server
 
 from nebtwist import testing
 from nebtwist.api import awsauth as A
+from nebtwist.api.awsauth import payload
 from nebtwist.log import OneLogger
 
 #: The AWS SigV4 test suite, in ``shared/`` beside the checkout (as CI has it).
@@ -1037,8 +1038,8 @@ class ChunkedDecoderTests(SynchronousTestCase):
         """The documentation's upload with a signed CRC32C trailer: the
         chain and the trailer signature hold; a changed trailer does not."""
         events = []
-        self.patch(A, "log", OneLogger("AuM", observer=events.append))
-        self.patch(A, "_crc32c_function", lambda: None)
+        self.patch(payload, "log", OneLogger("AuM", observer=events.append))
+        self.patch(payload, "_crc32c_function", lambda: None)
         body = doc_body(DOC_TRAILER_SIGNATURES, DOC_TRAILER)
         d = decoder(A.STREAMING_PAYLOAD_TRAILER, seed_signature=DOC_TRAILER_SEED,
                     trailers=["x-amz-checksum-crc32c"], decoded_length=66560)
@@ -1047,7 +1048,7 @@ class ChunkedDecoderTests(SynchronousTestCase):
         # No CRC32C implementation installed: accepted, and said in the log.
         self.assertEqual([e.get("name") for e in events], ["x-amz-checksum-crc32c"])
         # With one, the documented value is checked (and is right).
-        self.patch(A, "_crc32c_function", lambda: crc32c)
+        self.patch(payload, "_crc32c_function", lambda: crc32c)
         d = decoder(A.STREAMING_PAYLOAD_TRAILER, seed_signature=DOC_TRAILER_SEED,
                     trailers=["x-amz-checksum-crc32c"])
         self.assertEqual(decode_all(d, body, 65536)[1], {"x-amz-checksum-crc32c": "sOO8/Q=="})
@@ -1189,8 +1190,8 @@ class ChunkedDecoderTests(SynchronousTestCase):
         raises(self, A.InvalidRequest, decode_all,
                decoder(A.STREAMING_UNSIGNED_TRAILER, trailers=["x-amz-checksum-crc32"]), body, 4)
         events = []
-        self.patch(A, "log", OneLogger("AuM", observer=events.append))
-        self.patch(A, "_crt_checksum", lambda name: None)  # as without awscrt
+        self.patch(payload, "log", OneLogger("AuM", observer=events.append))
+        self.patch(payload, "_crt_checksum", lambda name: None)  # as without awscrt
         self.assertIsNone(A.new_checksum("crc64nvme"))
         body = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc64nvme:AAAAAAAAAAA=\r\n\r\n"
         d = decoder(A.STREAMING_UNSIGNED_TRAILER, trailers=["x-amz-checksum-crc64nvme"])

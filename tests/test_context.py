@@ -363,7 +363,7 @@ class DaemonTests(unittest.TestCase):
         # The dummy TM refuses unknown commands: RUNNING means it took the line.
 
     async def test_image_variable(self):
-        """$IMAGE[ATTR, IMAGE="name"] reads the image pool (nebtwist.core.image)."""
+        """$IMAGE[ATTR, IMAGE="name"] reads the image pool (nebtwist.core.images)."""
         neb = await start_nebula(self)
         src = os.path.abspath(self.mktemp())
         with open(src, "wb") as f:

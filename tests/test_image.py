@@ -1,4 +1,6 @@
-"""Tests of the image repository and VM templates (:mod:`nebtwist.core.image`).
+"""Tests of the image repository and VM templates (:mod:`nebtwist.core.images`,
+:mod:`~nebtwist.core.imagem`, :mod:`~nebtwist.core.disks`, :mod:`~nebtwist.core.vmtemplates`,
+:mod:`~nebtwist.core.requests_images`, :mod:`~nebtwist.core.requests_templates`).
 
 Bodies are checked against OpenNebula 3.4's ``image.xsd`` and
 ``vmtemplate.xsd``. Everything else runs against a whole daemon
@@ -19,10 +21,12 @@ from twisted.web import resource, server, static
 
 from nebtwist import paths
 from nebtwist.core import config as configmod
-from nebtwist.core.image import (CDROM, DATABLOCK, IMG_ERROR, IMG_LOCKED, IMG_READY, IMG_USED,
-                                 Image, ImageManager, VMTemplate)
+from nebtwist.core.imagem import ImageManager
+from nebtwist.core.images import (CDROM, DATABLOCK, IMG_ERROR, IMG_LOCKED, IMG_READY, IMG_USED,
+                                  Image)
 from nebtwist.core.nebula import Nebula
 from nebtwist.core.objects import ACTIVE, DONE, PENDING, RUNNING, VirtualMachine
+from nebtwist.core.vmtemplates import VMTemplate
 from nebtwist.errors import ACTION, AUTHORIZATION, NO_EXISTS, XML_RPC_API
 from nebtwist.template import Template
 from nebtwist.testing import start_nebula as _start_nebula
@@ -362,9 +366,9 @@ class RegisterTests(TestCase):
     async def test_stalled_download(self):
         """A server that stops sending fails the registration after the idle
         timeout: ERROR, and no partial file is left."""
-        from nebtwist.core import image as image_module
+        from nebtwist.core import imagem
 
-        self.patch(image_module, "DOWNLOAD_IDLE_TIMEOUT", 0.5)
+        self.patch(imagem, "DOWNLOAD_IDLE_TIMEOUT", 0.5)
         stall = _Stalling()
         base = serve(self, stall)
         neb = await start_nebula(self)

@@ -60,6 +60,8 @@ def model_subresources():
 #: ``(target, method, sub-resource)``. Every other combination must answer
 #: NotImplemented.
 IMPLEMENTED = {("bucket", "GET", "location"), ("bucket", "GET", "uploads"),
+               ("bucket", "GET", "tagging"), ("bucket", "PUT", "tagging"),
+               ("bucket", "DELETE", "tagging"),
                ("bucket", "POST", "delete"), ("object", "GET", "uploadId"),
                ("object", "PUT", "uploadId"), ("object", "PUT", "partNumber"),
                ("object", "POST", "uploads"), ("object", "POST", "uploadId"),

@@ -16,7 +16,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from nebtwist.api import xmlrpc as xmlrpc_api
+from nebtwist.api.xmlrpc import resource as xmlrpc_resource
 from nebtwist.core import objects as objm
 from nebtwist.core import pool as poolm
 from nebtwist.core.objects import VirtualMachine
@@ -108,7 +108,7 @@ class CachedBodiesTests(TestCase):
 
     async def test_cache_equals_fresh_build_after_every_kind_of_change(self):
         # Small slices: the listings go out in many pieces even with a few VMs.
-        self.patch(xmlrpc_api, "SLICE", 512)
+        self.patch(xmlrpc_resource, "SLICE", 512)
         # The test deploys the VMs itself: the scheduler stays out of the way.
         neb = await start_nebula(self, ["SCHED_INTERVAL=3600"])
         nebula = neb.nebula

@@ -677,7 +677,7 @@ class MalformedBodyTests(TestCase):
         managers = neb.service.managers
         requests = Requests(neb.nebula, managers["dm"], managers["im"])
         root = resource.Resource()
-        root.putChild(b"RPC2", RequestManager(neb.nebula, requests, max_body=1024))
+        root.putChild(b"RPC2", RequestManager(requests, max_body=1024))
         site = server.Site(root)
         site.noisy = False
         port = reactor.listenTCP(0, site, interface="127.0.0.1")

@@ -14,15 +14,20 @@ calling the core directly.
 * Errors: ``<Response><Errors><Error><Code/><Message/></Error></Errors>
   <RequestID/></Response>`` with the code's HTTP status; never a traceback.
 * Ids: instances ``i-<vmid>``, images ``ami-%08d``, reservations ``r-...``,
-  key pairs ``key-<17 hex>``.
+  key pairs ``key-<17 hex>``. An id of AWS's own form (``i-1234abcd``,
+  ``ami-0123456789abcdef0``) names nothing here: NotFound, not Malformed.
 
 Actions (shapes per the AWS EC2 API reference, ``API_<Action>.html``):
 
 * DescribeRegions, DescribeAvailabilityZones, DescribeInstanceTypes.
-* Instances: RunInstances, DescribeInstances, TerminateInstances,
-  StartInstances, StopInstances, RebootInstances.
-* Images: DescribeImages, RegisterImage, DeregisterImage and econe's
-  UploadImage (:meth:`EC2Resource.upload_image`).
+* Instances: RunInstances, DescribeInstances, DescribeInstanceStatus,
+  TerminateInstances, StartInstances, StopInstances, RebootInstances.
+* Images: DescribeImages, RegisterImage, DeregisterImage, CreateImage
+  (OpenNebula's save-as) and econe's UploadImage
+  (:meth:`EC2Resource.upload_image`).
+* Filters (``Filter.N.Name``/``Filter.N.Value.M``): every filter must
+  match, one of a filter's values is enough, as AWS; an unknown filter name
+  is InvalidParameterValue.
 * Key pairs: CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair,
   kept in the user's template as ``EC2_KEYPAIR = [ NAME, ID, FINGERPRINT,
   PUBLIC_KEY, TYPE, CREATED ]`` vectors.
@@ -41,7 +46,6 @@ survives a restart; a failed write puts memory back as it was.
 import base64
 import binascii
 import hashlib
-import math
 import os
 import re
 import secrets
@@ -57,8 +61,11 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from nebtwist.api import awsauth
-from nebtwist.core.objects import (ACTIVE, DONE, EPILOG_STOP, SAVE_MIGRATE, SAVE_STOP,
-                                   SAVE_SUSPEND, int_to_ip, ip_to_int)
+from nebtwist.api.ec2_base import (_CONTROL, _IMAGE_STATES, MAX_TAGS, EC2Error, _matches,
+                                   _printable, _shown, _tags, ami_id, ec2_state, instance_id)
+from nebtwist.api.ec2_queries import (QueryActions, _public, check_tags, max_results,
+                                      page)
+from nebtwist.core.objects import DONE, int_to_ip, ip_to_int
 from nebtwist.core.vmtypes import UnknownVMType, VMTypeError
 from nebtwist.errors import (
     ActionError,
@@ -76,6 +83,10 @@ DEFAULT_VERSION = "2016-11-15"
 _VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _INSTANCE_ID = re.compile(r"i-([0-9]{1,9})\Z")
 _AMI_ID = re.compile(r"ami-([0-9]{1,9})\Z")
+#: Ids of AWS's own form (8 or 17 lower-case hex digits): one that names
+#: nothing here is NotFound, not Malformed, as AWS answers for such ids.
+_AWS_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
+_AWS_AMI_ID = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})\Z")
 _INDEXED = re.compile(r"([A-Za-z]+)\.([0-9]+)\Z")
 _TAG_PARAM = re.compile(r"Tag\.([0-9]+)\.(Key|Value)\Z")
 
@@ -90,60 +101,16 @@ MAX_FORM_FIELD = 1024 * 1024
 #: Bytes read at a time from a multipart body.
 _CHUNK = 1024 * 1024
 
-#: Tag limits (AWS "Tag your Amazon EC2 resources": 50 tags per resource,
-#: keys of 128 and values of 256 characters).
-MAX_TAGS = 50
-MAX_TAG_KEY = 128
-MAX_TAG_VALUE = 256
-
 #: Seconds an ASSOCIATE_SCRIPT / DISASSOCIATE_SCRIPT may run before it is
 #: killed (and the call fails).
 SCRIPT_TIMEOUT = 60.0
 
-#: Short VM state (``VirtualMachine.short_state``) -> (EC2 code, name): 3.4
-#: ``EC2QueryServer.rb`` ``EC2_STATES``, with stopped VMs as econe 3.8+
-#: (which added Start/StopInstances) shows them: ``stop`` and ``susp`` are
-#: ``stopped`` (80).
-_STATES = {}
-for _short in ("init", "pend", "hold", "prol", "save", "actv"):
-    _STATES[_short] = (0, "pending")
-for _short in ("boot", "runn", "migr"):
-    _STATES[_short] = (16, "running")
-for _short in ("epil", "shut", "clea"):
-    _STATES[_short] = (32, "shutting-down")
-for _short in ("done", "fail", "unkn"):
-    _STATES[_short] = (48, "terminated")
-for _short in ("stop", "susp"):
-    _STATES[_short] = (80, "stopped")
-
-#: ACTIVE LCM states whose EC2 state is not their short name's: a VM being
-#: checkpointed for StopInstances is ``stopping`` (64); a cold migration
-#: (SAVE_MIGRATE, short ``save``) is still ``running``.
-_LCM_EC2_STATES = {SAVE_STOP: (64, "stopping"), SAVE_SUSPEND: (64, "stopping"),
-                   EPILOG_STOP: (64, "stopping"), SAVE_MIGRATE: (16, "running")}
-
-#: Image state name -> EC2 imageState (3.4 ``describe_images.erb``).
-_IMAGE_STATES = {"INIT": "pending", "LOCKED": "pending", "READY": "available",
-                 "USED": "available", "DISABLED": "failed", "ERROR": "failed"}
-
 #: UploadImage answers a RegisterImageResponse (3.4 ``econe-server.rb``).
 _RESPONSE_NAMES = {"UploadImage": "RegisterImage"}
-
-#: Characters no EC2 parameter may hold: C0 controls but tab, LF and CR (XML
-#: 1.0 cannot carry them, so no reply could echo them), DEL and C1 controls,
-#: and the non-characters U+FFFE/U+FFFF. EC2 answers InvalidParameterValue.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 
 #: EC2's answer to ``DryRun=true`` when the request would have succeeded
 #: (HTTP 412; botocore raises ClientError with this code).
 DRY_RUN_MESSAGE = "Request would have succeeded, but DryRun flag is set."
-
-
-def _shown(text, limit=64):
-    """``text`` for a message: control characters escaped, at most ``limit``."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                        else f"\\u{ord(m.group()):04x}", text)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_characters(pairs):
@@ -175,28 +142,6 @@ def _vm_ip(vm):
     return (vm.template.get_vector("NIC") or {}).get("IP") or ""
 
 
-def _tags(obj):
-    """``[(key, value)]`` of an object's ``EC2_TAG`` vectors, in order."""
-    return [(v.get("KEY", ""), v.get("VALUE", "")) for v in obj.template.get_all("EC2_TAG")
-            if isinstance(v, dict)]
-
-
-def _wildcard(pattern):
-    """A matcher for an EC2 filter value: ``*`` any run, ``?`` one character
-    (AWS "List and filter your resources"), everything else literal."""
-    if "*" not in pattern and "?" not in pattern:
-        return lambda value: value == pattern
-    regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                               for c in pattern) + r"\Z", re.S)
-    return lambda value: regex.match(value) is not None
-
-
-def _matches(values, wanted):
-    """True when one of ``values`` matches one of the filter's ``wanted`` patterns."""
-    matchers = [_wildcard(w) for w in wanted]
-    return any(m(v) for v in values for m in matchers)
-
-
 def _tag_filter(key):
     def match(vm, wanted):
         return _matches([v for k, v in _tags(vm) if k == key], wanted)
@@ -219,42 +164,6 @@ _INSTANCE_FILTERS = {
 }
 
 
-class EC2Error(Exception):
-    """An EC2 error response.
-
-    :ivar code: the EC2 code (``InvalidInstanceID.NotFound``).
-    :ivar status: HTTP status (int).
-    :ivar message: text for the user.
-    """
-
-    def __init__(self, code, message, status=400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def ec2_state(vm):
-    """``(code, name)`` of a VM in EC2 terms: 0 pending, 16 running,
-    32 shutting-down, 48 terminated, 64 stopping, 80 stopped (section 7.1
-    mapping, stopped states as econe 3.8+)."""
-    if vm.state == ACTIVE:
-        special = _LCM_EC2_STATES.get(vm.lcm_state)
-        if special is not None:
-            return special
-    return _STATES.get(vm.short_state(), (0, "pending"))
-
-
-def instance_id(oid):
-    """``i-<vmid>``."""
-    return f"i-{oid}"
-
-
-def ami_id(oid):
-    """``ami-%08d``."""
-    return f"ami-{int(oid):08d}"
-
-
 def _reservation(vm):
     return vm.template.get_str("EC2_RESERVATION") or f"r-{vm.oid:017x}"
 
@@ -268,12 +177,6 @@ def _sub(parent, tag, text=None):
     if text is not None:
         el.text = str(text)
     return el
-
-
-def _printable(text, limit):
-    """True for 1..limit characters with no control character (what the
-    templates and XML bodies can carry)."""
-    return 0 < len(text) <= limit and not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def _colon_hex(digest):
@@ -567,7 +470,11 @@ class _Params:
         return number
 
     def filters(self):
-        """``Filter.N.Name`` / ``Filter.N.Value.M`` as {name: set of values}.
+        """``Filter.N.Name`` / ``Filter.N.Value.M`` as ``[(name, set of
+        values)]`` in N order. A name may come more than once: every filter
+        must match (AND), one of a filter's values is enough (OR), as AWS
+        ("List and filter your resources": ``tag-value=api`` and
+        ``tag-value=green`` as two filters are resources with both).
 
         :raises EC2Error: InvalidParameterValue for a filter without a name
             or without values.
@@ -579,12 +486,13 @@ class _Params:
                 names[parts[1]] = v
             elif len(parts) == 4 and parts[0] == "Filter" and parts[2] == "Value":
                 values.setdefault(parts[1], set()).add(v)
-        filters = {}
-        for n in sorted(set(names) | set(values)):
+        filters = []
+        for n in sorted(set(names) | set(values), key=lambda n: (not n.isdigit(), int(n)
+                                                                  if n.isdigit() else 0, n)):
             if not names.get(n) or not values.get(n):
                 raise EC2Error("InvalidParameterValue",
                                f"Filter.{n} needs a Name and at least one Value.")
-            filters.setdefault(names[n], set()).update(values[n])
+            filters.append((names[n], values[n]))
         return filters
 
     def indexed(self, prefix):
@@ -615,7 +523,7 @@ class _Params:
         return [(keys[n], values.get(n)) for n in sorted(keys)]
 
 
-class EC2Resource(resource.Resource):
+class EC2Resource(QueryActions, resource.Resource):
     """The EC2 Query API on ``/``.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula` (users, pools,
@@ -650,6 +558,8 @@ class EC2Resource(resource.Resource):
         self.vmtypes = vmtypes
         self.region = region
         self.zone = zone
+        #: the zone's ``zoneId`` (AWS's are like ``use1-az1``); the front may set it
+        self.zone_id = f"{region}-az1"
         self.repository = None
         self.max_upload = DEFAULT_MAX_UPLOAD
         self.upload_dir = None
@@ -657,6 +567,10 @@ class EC2Resource(resource.Resource):
         self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
         #: address changes (and their scripts) run one at a time
         self._addresses = defer.DeferredLock()
+        # CreateImage's save-as images settle when their VMs end, restarts included.
+        watch = getattr(requests, "watch_saved_disks", None)
+        if watch is not None:
+            watch()
         self.actions = {
             "DescribeRegions": self.describe_regions,
             "DescribeAvailabilityZones": self.describe_availability_zones,
@@ -664,9 +578,11 @@ class EC2Resource(resource.Resource):
             "DescribeImages": self.describe_images,
             "RegisterImage": self.register_image,
             "DeregisterImage": self.deregister_image,
+            "CreateImage": self.create_image,
             "UploadImage": self.upload_image,
             "RunInstances": self.run_instances,
             "DescribeInstances": self.describe_instances,
+            "DescribeInstanceStatus": self.describe_instance_status,
             "TerminateInstances": self.terminate_instances,
             "StartInstances": self.start_instances,
             "StopInstances": self.stop_instances,
@@ -892,6 +808,7 @@ class EC2Resource(resource.Resource):
     def _dry_run_instance(self, user, params):
         self._may_create("VM")(user, params)
         self._image(user, params.require("ImageId"))
+        self._placement_and_tags(params)
         itype = params.get("InstanceType") or "m1.small"
         if itype not in self.vmtypes:
             raise EC2Error("InvalidParameterValue", f"Invalid value '{itype}' for InstanceType.")
@@ -915,10 +832,12 @@ class EC2Resource(resource.Resource):
         return {
             "DescribeRegions": None, "DescribeAvailabilityZones": None,
             "DescribeInstanceTypes": None, "DescribeImages": None,
-            "DescribeInstances": None, "DescribeKeyPairs": None, "DescribeAddresses": None,
+            "DescribeInstances": None, "DescribeInstanceStatus": None,
+            "DescribeKeyPairs": None, "DescribeAddresses": None,
             "DescribeTags": None,
             "RegisterImage": self._may_create("IMAGE"),
             "DeregisterImage": self._dry_deregister,
+            "CreateImage": self._dry_create_image,
             "RunInstances": self._dry_run_instance,
             "TerminateInstances": instances, "StartInstances": instances,
             "StopInstances": instances, "RebootInstances": instances,
@@ -959,39 +878,6 @@ class EC2Resource(resource.Resource):
 
     # -- regions, zones, types ---------------------------------------------------------
 
-    async def describe_regions(self, user, params, out):
-        """DescribeRegions: the one region of this front."""
-        item = out.sub(out.sub(out.root, "regionInfo"), "item")
-        out.sub(item, "regionName", self.region)
-        out.sub(item, "regionEndpoint", self.region)
-
-    async def describe_availability_zones(self, user, params, out):
-        """DescribeAvailabilityZones: the one zone (``placement`` of instances)."""
-        item = out.sub(out.sub(out.root, "availabilityZoneInfo"), "item")
-        out.sub(item, "zoneName", self.zone)
-        out.sub(item, "zoneState", "available")
-        out.sub(item, "regionName", self.region)
-        out.sub(item, "messageSet")
-
-    async def describe_instance_types(self, user, params, out):
-        """DescribeInstanceTypes: the econe.conf VM types, with the CPU, VCPU
-        and MEMORY (MiB) their template renders."""
-        wanted = params.indexed("InstanceType")
-        for name in wanted:
-            if name not in self.vmtypes:
-                raise EC2Error("InvalidInstanceType",
-                               f"The following supplied instance types do not exist: [{name}]")
-        names = wanted or self.vmtypes.names()
-        types = out.sub(out.root, "instanceTypeSet")
-        for name in names:
-            tpl = Template.parse(self.vmtypes.render(name, image_id=0, user=user.name,
-                                                     user_id=user.oid))
-            item = out.sub(types, "item")
-            out.sub(item, "instanceType", name)
-            vcpus = tpl.get_int("VCPU") or max(1, math.ceil(tpl.get_float("CPU", 1.0)))
-            out.sub(out.sub(item, "vCpuInfo"), "defaultVCpus", vcpus)
-            out.sub(out.sub(item, "memoryInfo"), "sizeInMiB", tpl.get_int("MEMORY", 0))
-
     # -- images ------------------------------------------------------------------------
 
     def _images(self, user):
@@ -1001,19 +887,36 @@ class EC2Resource(resource.Resource):
 
     def _image(self, user, ami):
         m = _AMI_ID.match(ami or "")
-        if not m:
+        if not m and not _AWS_AMI_ID.match(ami or ""):
             raise EC2Error("InvalidAMIID.Malformed", f"Invalid id: \"{ami}\"")
-        image = self.nebula.imagepool.objects.get(int(m.group(1)))
+        image = self.nebula.imagepool.objects.get(int(m.group(1))) if m else None
         if image is None or not self.nebula.can_use(user, image):
             raise EC2Error("InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist")
         return image
 
     async def describe_images(self, user, params, out):
-        """DescribeImages: the images the user may use (``ImageId.N`` filter),
-        with their description and tags."""
+        """DescribeImages: the images the user may use (``ImageId.N``), with
+        their description and tags, narrowed as the AWS API reference
+        (API_DescribeImages) says:
+
+        * ``Owner.N``: ``self`` (the user's own), an owner's name (this
+          front's account ids); ``amazon``, ``aws-marketplace`` and
+          ``aws-backup-vault`` own nothing here. An image of any one of them.
+        * ``ExecutableBy.N``: ``self`` (images the user may launch: all it
+          sees), ``all`` (public ones: OTHER_U), or a user name (images that
+          user may use). An image any one of them may launch.
+        * ``Filter.N`` (:data:`_IMAGE_FILTERS` and ``tag:KEY``), every one
+          matching, ``*``/``?`` wildcards.
+
+        ``isPublic`` is true for images anyone may use (OTHER_U).
+
+        :raises EC2Error: InvalidAMIID.NotFound/Malformed for ``ImageId.N``;
+            InvalidParameterValue for an unknown filter.
+        """
         wanted = params.indexed("ImageId")
         images = ([self._image(user, ami) for ami in wanted] if wanted
                   else self._images(user))
+        images = self._narrow_images(user, images, params)
         images_set = out.sub(out.root, "imagesSet")
         for image in images:
             item = out.sub(images_set, "item")
@@ -1021,7 +924,7 @@ class EC2Resource(resource.Resource):
             out.sub(item, "imageLocation", image.source or image.path or image.name)
             out.sub(item, "imageState", _IMAGE_STATES.get(image.state_name, "pending"))
             out.sub(item, "imageOwnerId", image.uname)
-            out.sub(item, "isPublic", "false")
+            out.sub(item, "isPublic", _public(image))
             out.sub(item, "architecture", "i386")
             out.sub(item, "imageType", "machine")
             out.sub(item, "name", image.name)
@@ -1163,8 +1066,20 @@ class EC2Resource(resource.Resource):
         and public key reach the type's template (``key_name``,
         ``public_key``; the shipped ones put SSH_PUBLIC_KEY in CONTEXT) and
         the VM keeps ``EC2_KEYNAME``. Everything is checked and rendered
-        before the first VM is created."""
+        before the first VM is created.
+
+        ``TagSpecification.N`` of ResourceType ``instance`` tags every new
+        instance (``EC2_TAG`` vectors, as CreateTags), from its creation;
+        ``Placement.AvailabilityZone`` must be this front's zone (AWS API
+        reference, API_RunInstances).
+
+        :raises EC2Error: InvalidParameterValue for another zone ("Invalid
+            availability zone"), a resource type other than ``instance``
+            (this front has no volumes, interfaces...) or a bad tag;
+            TagLimitExceeded past :data:`MAX_TAGS` tags.
+        """
         image = self._image(user, params.require("ImageId"))
+        instance_tags = self._placement_and_tags(params)
         itype = params.get("InstanceType") or "m1.small"
         if itype not in self.vmtypes:
             raise EC2Error("InvalidParameterValue",
@@ -1207,6 +1122,7 @@ class EC2Resource(resource.Resource):
                 extra = [("EC2_RESERVATION", reservation), ("EC2_LAUNCH_INDEX", str(index))]
                 if key_name is not None:
                     extra.append(("EC2_KEYNAME", key_name))
+                extra += [("EC2_TAG", {"KEY": k, "VALUE": v}) for k, v in instance_tags.items()]
                 created.append(await self.requests.vm_allocate(
                     user, text + "\n" + Template(extra).to_text()))
         except BaseException:
@@ -1262,13 +1178,19 @@ class EC2Resource(resource.Resource):
         return vms
 
     def _instances(self, user, ids):
-        """The user's VMs named by ``ids`` (``i-N``), in order."""
+        """The user's VMs named by ``ids`` (``i-N``), in order.
+
+        :raises EC2Error: InvalidInstanceID.NotFound for an id of this
+            front's form or AWS's (``i-1234abcd``, ``i-0123456789abcdef0``)
+            that names none of the user's VMs; InvalidInstanceID.Malformed
+            for any other id.
+        """
         vms = []
         for iid in ids:
             m = _INSTANCE_ID.match(iid)
-            if not m:
+            if not m and not _AWS_INSTANCE_ID.match(iid):
                 raise EC2Error("InvalidInstanceID.Malformed", f"Invalid id: \"{iid}\"")
-            vm = self.nebula.vmpool.objects.get(int(m.group(1)))
+            vm = self.nebula.vmpool.objects.get(int(m.group(1))) if m else None
             if vm is None or vm.uid != user.oid:
                 raise EC2Error("InvalidInstanceID.NotFound",
                                f"The instance ID '{iid}' does not exist")
@@ -1277,7 +1199,7 @@ class EC2Resource(resource.Resource):
 
     def _required_instances(self, user, params):
         ids = params.indexed("InstanceId")
-        if not ids:
+        if not any(ids):  # none, or only empty ones (InstanceId.1=)
             raise EC2Error("MissingParameter",
                            "The request must contain the parameter InstanceId")
         return self._instances(user, ids)
@@ -1288,12 +1210,23 @@ class EC2Resource(resource.Resource):
         image-id, key-name, private-ip-address, ip-address, reservation-id,
         tag-key, tag-value and ``tag:KEY``, values with ``*``/``?``
         wildcards), grouped by reservation, with keyName, ipAddress (an
-        associated elastic IP) and tagSet."""
+        associated elastic IP) and tagSet.
+
+        Every filter must match; one of a filter's values is enough.
+        ``MaxResults`` (5 to 1000 instances a page) and ``NextToken`` page
+        the instances (after the filters), ``nextToken`` naming the next
+        page (AWS API reference, API_DescribeInstances).
+
+        :raises EC2Error: InvalidParameterCombination for ``MaxResults``
+            with ``InstanceId.N``; InvalidParameterValue for a ``MaxResults``
+            out of range or an unknown filter; InvalidPaginationToken.
+        """
+        limit = max_results(params, combined_with="InstanceId")
         ids = params.indexed("InstanceId")
         vms = (self._instances(user, ids) if ids
                else self._visible(user, self.nebula.clock.seconds()))
         eips = self._associations()
-        for name, wanted in params.filters().items():
+        for name, wanted in params.filters():
             if name.startswith("tag:") and len(name) > 4:
                 match = _tag_filter(name[4:])
                 vms = [vm for vm in vms if match(vm, wanted)]
@@ -1304,6 +1237,7 @@ class EC2Resource(resource.Resource):
                                f"The filter '{name}' is invalid "
                                f"(known: {', '.join(sorted(_INSTANCE_FILTERS))}, tag:KEY).")
             vms = [vm for vm in vms if match(vm, wanted, eips)]
+        vms, token = page(vms, params, limit)
         groups = {}
         for vm in vms:
             groups.setdefault(_reservation(vm), []).append(vm)
@@ -1316,6 +1250,8 @@ class EC2Resource(resource.Resource):
             instances = out.sub(item, "instancesSet")
             for vm in members:
                 self._instance(out, instances, vm, eips)
+        if token is not None:
+            out.sub(out.root, "nextToken", token)
 
     @staticmethod
     def _state_change(out, parent, vm, current, previous):
@@ -1499,7 +1435,7 @@ class EC2Resource(resource.Resource):
             pairs = [k for k in pairs if k.get("ID") in ids]
         fields = {"key-name": "NAME", "key-pair-id": "ID", "fingerprint": "FINGERPRINT",
                   "key-type": "TYPE"}
-        for name, wanted in params.filters().items():
+        for name, wanted in params.filters():
             if name not in fields:
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "
@@ -1819,7 +1755,7 @@ class EC2Resource(resource.Resource):
             vm = self._associated_vm(e)
             rows.append({"public-ip": e.get("IP", ""), "domain": "standard",
                          "instance-id": instance_id(vm.oid) if vm is not None else ""})
-        for name, values in params.filters().items():
+        for name, values in params.filters():
             if name not in ("public-ip", "instance-id", "domain"):
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "
@@ -1880,15 +1816,7 @@ class EC2Resource(resource.Resource):
         tags = params.tags()
         if not tags:
             raise EC2Error("MissingParameter", "The request must contain the parameter Tag")
-        for key, value in tags:
-            if not _printable(key, MAX_TAG_KEY) or key.lower().startswith("aws:"):
-                raise EC2Error("InvalidParameterValue",
-                               f"Invalid tag key '{key}': 1 to {MAX_TAG_KEY} characters, no "
-                               f"control characters, not starting with aws:.")
-            if value and not _printable(value, MAX_TAG_VALUE):
-                raise EC2Error("InvalidParameterValue",
-                               f"Invalid value for tag '{key}': at most {MAX_TAG_VALUE} "
-                               f"characters, no control characters.")
+        check_tags(tags)
         changes = []
         for pool, obj in targets:
             merged = dict(_tags(obj))
@@ -1931,7 +1859,7 @@ class EC2Resource(resource.Resource):
             if image.uid == user.oid:
                 rows += [{"resource-id": ami_id(image.oid), "resource-type": "image",
                           "key": k, "value": v} for k, v in _tags(image)]
-        for name, values in params.filters().items():
+        for name, values in params.filters():
             if name not in ("resource-id", "resource-type", "key", "value"):
                 raise EC2Error("InvalidParameterValue",
                                f"The filter '{name}' is invalid "

@@ -28,15 +28,19 @@ import weakref
 from urllib.parse import parse_qsl
 
 from lxml import etree
+from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.plugin import IPlugin
 from twisted.web import resource, server
 from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
 from nebtwist.api import awsauth, s3
 from nebtwist.api.ec2 import EC2Resource
 from nebtwist.api.limits import ConnectionLimit, HTTPLimits, LimitedRequest
 from nebtwist.core.vmtypes import VMTypeError
+from nebtwist.interfaces import IAPIFront
 
 log = Logger()
 
@@ -418,13 +422,17 @@ def image_dir(econe, one_location):
     return value if os.path.isabs(value) else os.path.join(var, value)
 
 
-async def install(reactor, nebula, requests, config, one_location, overrides=()):
+async def install(reactor, nebula, requests, config, one_location, overrides=(),
+                  conf_path=None, descriptions=None):
     """Start the public cloud front: read econe.conf, compile its VM types,
     load the S3 repository (``IMAGE_DIR``, :func:`image_dir`) and listen.
 
     :param config: oned.conf (``ECONE_CONF``, ``DEFAULT_DEVICE_PREFIX``).
     :param overrides: the ``--set`` values; ``econe.KEY=VALUE`` ones apply to
         econe.conf.
+    :param conf_path: econe.conf's path (default :func:`nebtwist.core.config.econe_path`).
+    :param descriptions: endpoint strings that replace econe.conf's PORT and
+        LISTEN (an ``API_FRONT`` ENDPOINT).
     :return: the listening ports: econe.conf ``PORT`` (``tcp:PORT``, default
         4567, 0 for any free port) then each ``LISTEN`` endpoint
         (:func:`nebtwist.tls.listen`).
@@ -438,7 +446,7 @@ async def install(reactor, nebula, requests, config, one_location, overrides=())
     from nebtwist.core import config as configmod
     from nebtwist.core.vmtypes import VMTypes
 
-    path = configmod.econe_path(config, one_location)
+    path = conf_path or configmod.econe_path(config, one_location)
     try:
         econe = configmod.load_econe(path, overrides)
         port = econe.get_int("PORT", 4567)
@@ -454,9 +462,10 @@ async def install(reactor, nebula, requests, config, one_location, overrides=())
     # PORT on SERVER when it is an address, as econe-server bound :server:;
     # a host name only names the front for signatures: every address.
     server = (econe.get("SERVER") or "").strip()
-    descriptions = [configmod.tcp_description(
-        port, server if configmod.is_ip_address(server) else None)] + [
-        v for v in econe.template.get_all("LISTEN") if isinstance(v, str)]
+    if not descriptions:
+        descriptions = [configmod.tcp_description(
+            port, server if configmod.is_ip_address(server) else None)] + [
+            v for v in econe.template.get_all("LISTEN") if isinstance(v, str)]
     root = image_dir(econe, one_location)
     repository = s3.Repository(root, clock=reactor)
     try:
@@ -478,3 +487,59 @@ async def install(reactor, nebula, requests, config, one_location, overrides=())
         site.listening(p)
         log.info("EC2 Query API and S3 listening on {d} ({a})", d=desc, a=p.getHost())
     return [_Listening(p, site, reactor) for p in ports]
+
+
+# -- the front plug-in (nebtwist.api.plugin) --------------------------------------------------
+
+class _EC2FrontService(service.Service):
+    """The EC2 Query + S3 front as a child service: :func:`install` on start."""
+
+    def __init__(self, front, ctx):
+        self.name = front.name
+        self.ctx = ctx
+        self.ports = []
+        self.listening = None
+
+    def startService(self):
+        super().startService()
+        self.listening = defer.ensureDeferred(self._listen())
+
+    async def _listen(self):
+        from nebtwist.api.plugin import FrontStartupError
+
+        ctx = self.ctx
+        conf = ctx.vector.get("CONF")
+        try:
+            self.ports = await install(
+                ctx.reactor, ctx.requests.nebula, ctx.requests, ctx.config, ctx.one_location,
+                ctx.overrides, conf_path=ctx.conf_path(conf) if conf else None,
+                descriptions=ctx.endpoints)
+        except EC2StartupError as e:
+            raise FrontStartupError(str(e)) from None
+        return self.ports
+
+    def stopService(self):
+        super().stopService()
+        ports, self.ports = self.ports, []
+        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
+
+
+@implementer(IPlugin, IAPIFront)
+class EC2Front:
+    """The public cloud front (OpenNebula's econe): the EC2 Query API and the
+    S3-like image repository on one port.
+
+    ``API_FRONT = [ NAME = "ec2", CONF = "econe.conf", ENDPOINT = "..." ]``:
+    ``CONF`` replaces oned.conf's ``ECONE_CONF``; ``ENDPOINT`` replaces
+    econe.conf's ``PORT``/``SERVER`` and ``LISTEN``.
+    """
+
+    name = "ec2"
+    description = "EC2 Query API and S3 repository (OpenNebula's econe)"
+
+    def build(self, ctx):
+        from nebtwist.api.plugin import endpoints_of
+
+        if not ctx.endpoints:
+            ctx.endpoints = endpoints_of(ctx.vector, ())
+        return _EC2FrontService(self, ctx)

@@ -76,7 +76,7 @@ TABLES = [
     # 2: ACL rules (3.4 calls the first mask column "user", reserved in PostgreSQL).
     ("acl", "oid INTEGER, usr BIGINT, resource BIGINT, rights BIGINT", "oid",
      "UNIQUE (usr, resource, rights)"),
-    # 3: the image repository and VM templates (nebtwist.core.image).
+    # 3: the image repository and VM templates (nebtwist.core.images, vmtemplates).
     ("image_pool", "oid INTEGER, name {NAME}, body {BODY}, uid INTEGER, gid INTEGER, "
      "owner_u INTEGER, group_u INTEGER, other_u INTEGER", "oid", "UNIQUE (name, uid)"),
     ("template_pool", "oid INTEGER, name {NAME}, body {BODY}, uid INTEGER, gid INTEGER, "

@@ -7,8 +7,8 @@ each checking what the caller may do (:mod:`nebtwist.core.acl`) and raising
 (``src/rm/RequestManagerChown.cc``, ``RequestManagerChmod.cc``,
 ``RequestManagerAcl.cc``, ``RequestManagerUser.cc``,
 ``RequestManagerAllocate.cc``, ``RequestManagerDelete.cc``,
-``src/group/GroupPool.cc``). :func:`xmlrpc_table` lists their ``one.*``
-methods for :data:`nebtwist.api.xmlrpc.EXTRA_TABLES`.
+``src/group/GroupPool.cc``). The XML-RPC front lists their ``one.*``
+methods in :func:`nebtwist.api.xmlrpc.methods.group_methods`.
 
 Rules (3.4, oneadmin and the oneadmin group pass every check):
 
@@ -39,7 +39,6 @@ pool: :data:`OWNED_KINDS` has one line per kind, and a kind whose pool the
 core does not have (yet) is simply not served.
 """
 
-import itertools
 
 from nebtwist.core import acl as aclm
 from nebtwist.core.nebula import sha1_hex
@@ -93,6 +92,12 @@ class PermissionRequests:
     Expects ``self.nebula`` (a :class:`~nebtwist.core.nebula.Nebula`), as
     :class:`~nebtwist.core.requests.Requests` has.
     """
+
+    def owned_kinds(self):
+        """The ``<prefix>`` of each owned kind (``vm``, ``image``, ...;
+        :data:`OWNED_KINDS`) whose pool this core has, in
+        :data:`OWNED_KINDS` order: the kinds ``one.<prefix>.chown/chmod`` act on."""
+        return [p for p in OWNED_KINDS if owned_pool(self.nebula, p) is not None]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -389,35 +394,5 @@ class PermissionRequests:
         return self.nebula.acl.dump()
 
 
-def xmlrpc_table(r, Signature):
-    """The ``one.*`` methods of this module, for ``EXTRA_TABLES``.
-
-    ``one.<kind>.chown/chmod`` are listed only for kinds whose pool the
-    core has (``one.image.*`` once there is an image pool).
-    """
-    S = Signature
-    table = {
-        "one.group.allocate": ("GroupAllocate", [S("s", r.group_allocate)]),
-        "one.group.delete": ("GroupDelete", [S("i", r.group_delete)]),
-        "one.user.chgrp": ("UserChown", [S("ii", r.user_chgrp)]),
-        "one.user.chauth": ("UserChangeAuth", [S("is|s", r.user_chauth)]),
-        "one.user.enable": ("UserEnable", [
-            S("ib", lambda u, i, e: r.user_enable(u, i, bool(e)))]),
-        "one.acl.addrule": ("AclAddRule", [
-            S("".join(types) + "|s", r.acl_addrule)
-            for types in itertools.product("si", repeat=3)]),
-        "one.acl.delrule": ("AclDelRule", [S("i", r.acl_delrule)]),
-        "one.acl.info": ("AclInfo", [S("", r.acl_info)]),
-    }
-    for prefix, (_, _, stem, _) in OWNED_KINDS.items():
-        if owned_pool(r.nebula, prefix) is None:
-            continue
-        table[f"one.{prefix}.chown"] = (f"{stem}Chown", [S(
-            "iii", lambda u, o, uid, gid, p=prefix: r.chown(u, p, o, uid, gid))])
-        table[f"one.{prefix}.chmod"] = (f"{stem}Chmod", [S(
-            "i" * 10, lambda u, o, *bits, p=prefix: r.chmod(u, p, o, *bits))])
-    return table
-
-
-__all__ = ["PermissionRequests", "xmlrpc_table", "OWNED_KINDS", "FIRST_USER_GROUP",
+__all__ = ["PermissionRequests", "OWNED_KINDS", "FIRST_USER_GROUP",
            "ONEADMIN_GROUP", "USERS_GROUP"]

@@ -223,7 +223,7 @@ def hook_environment(environ, var_dir, url):
     :param var_dir: the daemon's var directory (oneadmin's generated
         credentials live in ``<var>/.one/one_auth`` when no other exists).
     :param url: the daemon's own XML-RPC endpoint, e.g.
-        ``http://127.0.0.1:2633/RPC2``.
+        ``http://127.0.0.1:2633/RPC2``, or None (no XML-RPC front enabled).
     :return: a new dict: ``environ`` with ``ONE_XMLRPC = url``, ``ONE_AUTH``
         the oneadmin credentials file the daemon started with
         (:func:`~nebtwist.core.nebula.oneadmin_credentials`), and ``PATH``
@@ -231,7 +231,8 @@ def hook_environment(environ, var_dir, url):
         and the ``one*`` console scripts are) unless it already holds it.
     """
     env = dict(environ)
-    env["ONE_XMLRPC"] = url
+    if url is not None:  # None: no XML-RPC front enabled (the hooks get none)
+        env["ONE_XMLRPC"] = url
     env["ONE_AUTH"] = oneadmin_credentials(var_dir, environ)[2]
     bindir = os.path.dirname(os.path.abspath(sys.executable))
     parts = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p]
@@ -242,7 +243,10 @@ def hook_environment(environ, var_dir, url):
 
 
 def _url_of(port):
-    """``http://<host>:<port>/RPC2`` for a listening TCP port (wildcards -> 127.0.0.1)."""
+    """``http://<host>:<port>/RPC2`` for a listening TCP port (wildcards -> 127.0.0.1);
+    None when the XML-RPC front is not enabled (no port)."""
+    if port is None:
+        return None
     addr = port.getHost()
     host = getattr(addr, "host", "") or ""
     if host in ("", "0.0.0.0", "::"):

@@ -21,7 +21,7 @@ from collections import namedtuple
 
 from twisted.internet import defer
 
-from nebtwist.core.image import release_vm_images
+from nebtwist.core.disks import release_vm_images
 from nebtwist.core.objects import (
     ACTIVE,
     BOOT,

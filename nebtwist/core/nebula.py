@@ -21,13 +21,14 @@ import time
 
 from nebtwist.core import acl as aclm
 from nebtwist.core import db as dbm
-from nebtwist.core.dm import compile_expressions
 from nebtwist.core.files import FileWriter
-from nebtwist.core.image import Image, VMTemplate
+from nebtwist.core.images import Image
 from nebtwist.core.objects import (ONEADMIN_GROUP, USERS_GROUP, Group, Host, User,
                                    VirtualNetwork)
 from nebtwist.core.pool import Pool, VirtualMachinePool, VirtualNetworkPool
 from nebtwist.core.sessions import SessionCache
+from nebtwist.core.templates import compile_expressions
+from nebtwist.core.vmtemplates import VMTemplate
 from nebtwist.errors import AuthenticationError
 from nebtwist.log import OneLogger
 

@@ -1,18 +1,23 @@
 """The requests layer: one coroutine per user operation, with authorization.
 
-Every front (XML-RPC now, EC2 later) calls these with an authenticated
+Every front (:mod:`nebtwist.api.plugin`) calls these with an authenticated
 :class:`~nebtwist.core.objects.User`; they check what the user may do, call
-the managers, and return plain values (ids, XML strings). They raise
+the managers, and return plain values (ids, XML strings for the XML-RPC
+front) or core objects (:mod:`nebtwist.core.requests_objects`). They raise
 :mod:`nebtwist.errors` exceptions whose messages follow OpenNebula 3.4's
 (``src/rm/Request*.cc``); the front adds the ``[Method]`` prefix and code.
 """
 
 from nebtwist.core.objects import (DONE, HOST_DISABLED, HOST_INIT, ONEADMIN_GROUP, RANGED,
                                    USERS_GROUP, Host, User)
-from nebtwist.core.dm import max_template_size, parse_template
+from nebtwist.core.templates import max_template_size, parse_template
 from nebtwist.core.groups import PermissionRequests
-from nebtwist.core.image import ImageRequests
+from nebtwist.core.requests_images import ImageRequests
+from nebtwist.core.requests_templates import TemplateRequests
 from nebtwist.core.nebula import sha1_hex
+from nebtwist.core.requests_objects import ObjectRequests
+from nebtwist.core.requests_drives import DriveRequests
+from nebtwist.core.requests_savedisk import SaveDiskRequests
 from nebtwist.core.requests_occi import OCCIRequests
 from nebtwist.core.vnet import build_vnet
 from nebtwist.errors import ActionError, APIError, AuthorizationError
@@ -33,7 +38,8 @@ def _name_ok(name, what):
         raise APIError(f"The {what} name {name!r} cannot contain blanks or ':'.")
 
 
-class Requests(ImageRequests, PermissionRequests, OCCIRequests):
+class Requests(ImageRequests, TemplateRequests, PermissionRequests, ObjectRequests,
+               DriveRequests, SaveDiskRequests, OCCIRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.

@@ -77,13 +77,16 @@ class TransferManager:
         return lines
 
     def epilog_lines(self, vm):
-        """The EPILOG script's lines: save disks marked ``SAVE=yes``, then delete."""
+        """The EPILOG script's lines: save disks marked ``SAVE=yes`` (to
+        ``SAVE_AS_SOURCE``, a save-as image's, else their SOURCE, as 3.4
+        ``TransferManager::epilog_action``), then delete."""
         h = vm.last_history
         tm = h.tm_mad
         lines = []
         for i, disk in enumerate(d for d in vm.template.get_all("DISK") if isinstance(d, dict)):
-            if disk.get("SAVE", "no").lower() == "yes" and disk.get("SOURCE"):
-                lines.append(f"MVDS {tm} {h.hostname}:{h.vm_dir}/disk.{i} {disk['SOURCE']}")
+            target = disk.get("SAVE_AS_SOURCE") or disk.get("SOURCE")
+            if disk.get("SAVE", "no").lower() == "yes" and target:
+                lines.append(f"MVDS {tm} {h.hostname}:{h.vm_dir}/disk.{i} {target}")
         lines.append(f"DELETE {tm} {h.hostname}:{h.vm_dir}")
         return lines
 

@@ -378,7 +378,7 @@ def expand_vm(nebula, user, vm):
     ``CONTEXT/FILES`` names front-end files that the prolog copies into the
     VM's context image, so only oneadmin and the oneadmin group may give it:
     3.4 ships it in ``VM_RESTRICTED_ATTR``, which the DispatchManager checks
-    before this runs (:func:`nebtwist.core.dm.check_restricted`).
+    before this runs (:func:`nebtwist.core.templates.check_restricted`).
 
     :param user: the :class:`~nebtwist.core.objects.User` creating the VM.
     :raises APIError: more than one CONTEXT or REQUIREMENTS, a CONTEXT that
