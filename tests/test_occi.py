@@ -19,12 +19,12 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from nebtwist import paths
-from nebtwist.api.occi import OCCIResource
+from zope.interface.verify import verifyObject
+
+from nebtwist.api.occi.front import OCCIFront
 from nebtwist.api.occi.rendering import parse_structures
-from nebtwist.core import config as configmod
-from nebtwist.core.requests import Requests
-from nebtwist.core.vmtypes import VMTypes
+from nebtwist.api.plugin import FrontContext, find_fronts
+from nebtwist.interfaces import IAPIFront
 from nebtwist.testing import start_nebula
 from tests.test_xmlrpc_api import ok, wait_for, wait_host_monitored
 
@@ -33,53 +33,6 @@ ACTION = "http://schemas.ogf.org/occi/infrastructure/compute/action#"
 OS_TPL = "http://nebtwist.org/occi/infrastructure/os_tpl#"
 RES_TPL = "http://nebtwist.org/occi/infrastructure/resource_tpl#"
 KIND = f'compute; scheme="{INFRA}"; class="kind"'
-
-
-class _Shim(Requests):
-    """Until the front operations land on main (TEMPORARY)."""
-
-    def authenticate(self, name, password):
-        return self.nebula.authenticate(f"{name}:{password}")
-
-    def vm_get(self, actor, vid):
-        return self._vm(actor, vid, "USE")
-
-    def vm_list(self, actor, include_done=False):
-        return [vm for vm in self._filter(actor, self.nebula.vmpool.objects.values(), -2)
-                if include_done or vm.state != 6]
-
-    def image_get(self, actor, iid):
-        return self._image(actor, iid, "USE")
-
-    def image_list(self, actor):
-        return self._filter(actor, list(self.nebula.imagepool), -2)
-
-    def vnet_get(self, actor, nid):
-        vnet = self.nebula.vnpool.get(nid)
-        if not self.nebula.can_use(actor, vnet):
-            from nebtwist.errors import AuthorizationError
-            raise AuthorizationError("denied")
-        return vnet
-
-    def vnet_list(self, actor):
-        return self._filter(actor, list(self.nebula.vnpool), -2)
-
-
-def core_requests(neb):
-    """The daemon's core as a :class:`Requests` (its managers and image
-    repository manager)."""
-    from nebtwist.core.image import ImageManager
-
-    svc = neb.service
-    cls = Requests if hasattr(Requests, "vm_get") else _Shim
-    requests = cls(neb.nebula, svc.managers["dm"], svc.managers["im"])
-    requests.images = next(s for s in svc if isinstance(s, ImageManager))
-    return requests
-
-
-def load_vmtypes():
-    path = paths.shipped("conf", "econe.conf")
-    return VMTypes.load(configmod.load_econe(path), configmod.econe_templates_dirs(path))
 
 
 def basic(user, password):
@@ -108,6 +61,20 @@ class Reply:
                 if line.startswith(prefix)]
 
 
+class PluginTests(TestCase):
+    """The front as a plug-in (nebtwist.api.plugin)."""
+
+    def test_interface(self):
+        """OCCIFront provides IAPIFront; the dropin registers it as ``occi``
+        with OpenNebula's OCCI port on the loopback by default."""
+        front = OCCIFront()
+        self.assertTrue(verifyObject(IAPIFront, front))
+        found = find_fronts()["occi"]
+        self.assertIsInstance(found, OCCIFront)
+        self.assertEqual((found.name, found.default_endpoints),
+                         ("occi", ("tcp:4567:interface=127.0.0.1",)))
+
+
 class OCCIFrontTests(TestCase):
     """The front over a daemon with one monitored dummy host, an OS image
     ``ttylinux`` and a virtual network ``pub``."""
@@ -131,7 +98,11 @@ class OCCIFrontTests(TestCase):
             return ElementTree.fromstring(body).findtext("STATE") == "1"
 
         await wait_for(image_ready, "the image to be READY")
-        self.stub = StubTreq(OCCIResource(core_requests(neb), load_vmtypes()))
+        front = OCCIFront()
+        ctx = FrontContext.for_tests(neb.service.requests, reactor, config=neb.nebula.config,
+                                     one_location=neb.one_location, max_body=64 * 1024)
+        await front.prepare(ctx)
+        self.stub = StubTreq(front.resource(ctx))
 
     async def occi(self, method, path, headers=None, body=b"", auth=("oneadmin", "onecloud")):
         """Send a request through the stub and wait for its answer."""
