@@ -52,7 +52,7 @@ from twisted.web import resource, server
 
 from nebtwist import errors
 from nebtwist.api.occi import build, entities, model
-from nebtwist.api.occi.rendering import (TEXT_OCCI, TEXT_PLAIN, URI_LIST, BadRendering,
+from nebtwist.api.occi.rendering import (TEXT_OCCI, URI_LIST, BadRendering,
                                          OCCIError, choose_type, parse_structures)
 from nebtwist.core.objects import DONE, HOLD
 
@@ -420,4 +420,4 @@ def _compute_action(vm, term, method):
     return table[method]
 
 
-__all__ = ["OCCIResource", "TEXT_PLAIN"]
+__all__ = ["OCCIResource"]
