@@ -397,7 +397,8 @@ class OCCIFrontTests(TestCase):
         Kinds, a wrong Kind, an unknown Mixin, a resource_tpl without an
         os_tpl, a malformed Category, an unquoted string value, a line that
         is not an OCCI structure, a Link to a missing network (the core's
-        refusal); PUT is 405, unknown paths 404."""
+        refusal), a body over the front's limit (413) or of another type (400);
+        PUT is 405, unknown paths 404."""
         before = await self.vm_count()
         storage_kind = f'storage; scheme="{INFRA}"; class="kind"'
         for body in [f"Category: {KIND}\nCategory: {storage_kind}\n",
@@ -415,6 +416,12 @@ class OCCIFrontTests(TestCase):
             self.assertIn(reply.code, (400, 404), (body, reply.text))
             self.assertEqual(reply.header("content-type"), ["text/plain; charset=utf-8"])
             self.assertTrue(reply.text.strip() and "Traceback" not in reply.text, reply.text)
+        big = await self.occi("POST", "/compute/", {b"Content-Type": b"text/plain"},
+                              f"Category: {KIND}\n".encode() + b"#" * (65 * 1024))
+        self.assertEqual(big.code, 413, big.text)
+        json = await self.occi("POST", "/compute/", {b"Content-Type": b"application/json"},
+                               b'{"kind": "compute"}')
+        self.assertEqual(json.code, 400, json.text)
         self.assertEqual(await self.vm_count(), before)
         self.assertEqual((await self.occi("PUT", "/compute/1")).code, 405)
         self.assertEqual((await self.occi("GET", "/nothing/")).code, 404)
