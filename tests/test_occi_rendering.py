@@ -6,8 +6,8 @@ from twisted.trial.unittest import TestCase
 from nebtwist.api.occi import build, entities, model
 from nebtwist.api.occi.rendering import (BadRendering, Category, choose_type,
                                          parse_structures, render_value)
-from nebtwist.core.objects import (ACTIVE, DONE, HOLD, PENDING, RUNNING, SUSPENDED, User,
-                                   VirtualMachine)
+from nebtwist.core.objects import (ACTIVE, DONE, HOLD, PENDING, RUNNING, SUSPENDED, UNKNOWN,
+                                   User, VirtualMachine)
 from nebtwist.template import Template
 
 INFRA = "http://schemas.ogf.org/occi/infrastructure#"
@@ -207,14 +207,14 @@ class BuildTests(TestCase):
 
 
 class StateTests(TestCase):
-    """OpenNebula 3.4 states as GFD.184 compute states and action Links."""
+    """OpenNebula 3.4 states as GFD.184 compute states, action Links and actions."""
 
     def vm(self, state, lcm=0):
         return VirtualMachine(1, "v", 0, 0, "oneadmin", "oneadmin", state=state, lcm_state=lcm)
 
     def test_states_and_actions(self):
         cases = [(PENDING, 0, "inactive", []), (HOLD, 0, "inactive", ["start"]),
-                 (ACTIVE, 1, "active", []),
+                 (ACTIVE, 1, "active", []), (ACTIVE, UNKNOWN, "active", ["restart"]),
                  (ACTIVE, RUNNING, "active", ["stop", "restart", "suspend"]),
                  (SUSPENDED, 0, "suspended", ["start"]), (DONE, 0, "inactive", [])]
         for state, lcm, occi_state, actions in cases:
@@ -222,3 +222,18 @@ class StateTests(TestCase):
             self.assertEqual((entities.compute_state(vm),
                               [a.term for a in entities.compute_actions(vm)]),
                              (occi_state, actions), (state, lcm))
+
+    def test_action_mapping(self):
+        """compute Actions and methods -> one.vm.action names (resource.py's table)."""
+        from nebtwist.api.occi.resource import _compute_action
+
+        running, hold = self.vm(ACTIVE, RUNNING), self.vm(HOLD)
+        for vm, term, method, wanted in [
+                (hold, "start", None, "release"), (self.vm(SUSPENDED), "start", None, "resume"),
+                (running, "stop", None, "shutdown"), (running, "stop", "acpioff", "shutdown"),
+                (running, "stop", "poweroff", "cancel"), (running, "restart", "cold", "reboot"),
+                (self.vm(ACTIVE, UNKNOWN), "restart", None, "restart"),
+                (running, "suspend", "hibernate", "suspend")]:
+            self.assertEqual(_compute_action(vm, term, method), wanted, (term, method))
+        for term, method in [("stop", "sideways"), ("start", "warm"), ("explode", None)]:
+            self.assertRaises(BadRendering, _compute_action, running, term, method)

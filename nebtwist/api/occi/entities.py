@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from nebtwist.api.occi import model
 from nebtwist.api.occi.rendering import render_value
-from nebtwist.core.objects import (ACTIVE, HOLD, LCM_STATES, RUNNING, STOPPED, SUSPENDED,
+from nebtwist.core.objects import (ACTIVE, BOOT, HOLD, LCM_STATES, RUNNING, STOPPED, SUSPENDED,
                                    UNKNOWN, VM_STATES)
 
 #: 3.4 image states (``include/Image.h``) -> GFD.184 storage states (Table 10).
@@ -78,12 +78,12 @@ def compute_state(vm):
 
 def compute_actions(vm):
     """The compute Actions the VM's 3.4 state allows (rendered as action
-    Links): RUNNING -> stop, restart, suspend; UNKNOWN -> stop, restart;
+    Links): RUNNING -> stop, restart, suspend; BOOT, UNKNOWN -> restart;
     HOLD, STOPPED, SUSPENDED -> start (release or resume)."""
     if vm.state == ACTIVE and vm.lcm_state == RUNNING:
         return [model.STOP, model.RESTART, model.SUSPEND]
-    if vm.state == ACTIVE and vm.lcm_state == UNKNOWN:
-        return [model.STOP, model.RESTART]
+    if vm.state == ACTIVE and vm.lcm_state in (BOOT, UNKNOWN):
+        return [model.RESTART]
     if vm.state in (HOLD, STOPPED, SUSPENDED):
         return [model.START]
     return []

@@ -22,8 +22,9 @@ occi/-/``                              Mixin and Action; request Categories filt
 Compute Actions and the OpenNebula 3.4 actions they run (``one.vm.action``):
 ``start`` -> ``release`` (HOLD) or ``resume`` (STOPPED, SUSPENDED);
 ``stop`` -> ``shutdown`` (``method`` graceful or acpioff, the default) or
-``cancel`` (``poweroff``); ``restart`` -> ``reboot`` (``warm``, ``graceful``,
-the default) or ``reboot-hard`` (``cold``: 3.4 ``restart``); ``suspend``
+``cancel`` (``poweroff``); ``restart`` (``warm``, ``cold``, ``graceful``) ->
+``reboot`` of a RUNNING VM (3.4 has no hard reset of a running guest), or
+``restart`` (3.4's redeploy) of a VM in BOOT or UNKNOWN; ``suspend``
 (``hibernate``, ``suspend``) -> ``suspend``. The core decides whether the
 state allows it (``409 Conflict`` when not).
 
@@ -54,7 +55,7 @@ from nebtwist import errors
 from nebtwist.api.occi import build, entities, model
 from nebtwist.api.occi.rendering import (TEXT_OCCI, URI_LIST, BadRendering,
                                          OCCIError, choose_type, parse_structures)
-from nebtwist.core.objects import DONE, HOLD
+from nebtwist.core.objects import BOOT, DONE, HOLD, UNKNOWN
 
 log = Logger()
 
@@ -398,7 +399,7 @@ class OCCIResource(resource.Resource):
 
 #: compute Action methods (GFD.184 Table 6) -> OpenNebula 3.4 ``one.vm.action``.
 _STOP = {None: "shutdown", "graceful": "shutdown", "acpioff": "shutdown", "poweroff": "cancel"}
-_RESTART = {None: "reboot", "graceful": "reboot", "warm": "reboot", "cold": "reboot-hard"}
+_RESTART = {None: "reboot", "graceful": "reboot", "warm": "reboot", "cold": "reboot"}
 _SUSPEND = {None: "suspend", "hibernate": "suspend", "suspend": "suspend"}
 
 
@@ -417,6 +418,8 @@ def _compute_action(vm, term, method):
     if method not in table:
         raise BadRendering(f"unknown method {method!r} of {term} "
                            f"({', '.join(k for k in table if k)})")
+    if term == "restart" and vm.lcm_state in (BOOT, UNKNOWN):
+        return "restart"  # 3.4: deploy again a VM that did not boot or was lost
     return table[method]
 
 
