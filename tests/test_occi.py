@@ -163,7 +163,8 @@ class OCCIFrontTests(TestCase):
     # -- the query interface --------------------------------------------------------------
 
     async def test_query_interface_text_plain(self):
-        """GFD.185 3.3 "Query Interface": ``GET /-/`` (no Accept: text/plain, 5.2)
+        """GFD.185 "Handling the Query Interface": ``GET /-/`` (no Accept:
+        text/plain, "Content-type and Accept headers")
         lists every Kind, Mixin and Action as ``Category:`` lines of the body,
         in the shape of pOCCI's ``text-ok-opennebula.txt``: the compute Kind
         with its location, attributes and actions; the Link Kinds; the
@@ -209,9 +210,10 @@ class OCCIFrontTests(TestCase):
         self.assertIn(f'rel="{INFRA}os_tpl"', os_tpl[0])
 
     async def test_query_text_occi_and_filter(self):
-        """GFD.185 3.3: the query interface is also at
+        """GFD.185 "Handling the Query Interface": also at
         ``/.well-known/org/ogf/occi/-/``; Categories in the request filter it.
-        5.4 text/occi: the structures are HTTP headers, the body ``OK``."""
+        "The Content-type text/occi": the structures are HTTP headers, the
+        body ``OK``."""
         reply = await self.occi("GET", "/.well-known/org/ogf/occi/-/", {
             b"Accept": b"text/occi", b"Category": KIND.encode()})
         self.assertEqual(reply.code, 200, reply.text)
@@ -221,12 +223,18 @@ class OCCIFrontTests(TestCase):
         self.assertEqual(reply.structures().categories, [("compute", INFRA, "kind")])
 
     async def test_content_negotiation(self):
-        """GFD.185 5.2: ``*/*`` is text/plain; text/uri-list only for listings
-        (400 on the query interface or an entity, 5.6); a type the front
-        cannot render is 406."""
-        self.assertEqual((await self.occi("GET", "/-/", {b"Accept": b"*/*"})).code, 200)
+        """GFD.185 "Content-type and Accept headers": ``*/*`` is text/plain;
+        text/uri-list only for listings (400 on the query interface); a type
+        the front cannot render is 406. "Versioning": every answer says
+        ``Server: ... OCCI/1.1``; a client asking for a later OCCI gets 501."""
+        anything = await self.occi("GET", "/-/", {b"Accept": b"*/*"})
+        self.assertEqual(anything.code, 200)
+        self.assertEqual(anything.header("server"), ["nebtwist OCCI/1.1"])
         self.assertEqual((await self.occi("GET", "/-/", {b"Accept": b"text/uri-list"})).code,
                          400)
+        later = await self.occi("GET", "/-/", {b"User-Agent": b"client/2 OCCI/1.2"})
+        self.assertEqual(later.code, 501, later.text)  # GFD.185 "Versioning"
+        self.assertEqual(later.header("server"), ["nebtwist OCCI/1.1"])
         refused = await self.occi("GET", "/-/", {b"Accept": b"application/json"})
         self.assertEqual(refused.code, 406)
         self.assertEqual(refused.header("content-type"), ["text/plain; charset=utf-8"])
@@ -255,9 +263,10 @@ class OCCIFrontTests(TestCase):
     # -- compute --------------------------------------------------------------------------
 
     async def test_create_show_list_text_plain(self):
-        """GFD.185 3.5.1 "Creating a resource instance" (text/plain): a
+        """GFD.185 "Operations on Resource Instances", creating (text/plain): a
         compute Kind, an os_tpl Mixin, attributes and a Link to a network ->
-        201 + Location; the collection (3.5.2.2) lists it; the entity (3.5.2.1)
+        201 + Location; the Kind's location lists it ("Operations on Mixins or
+        Kinds"); retrieving the entity
         renders its attributes, its networkinterface and storagelink Links
         (pOCCI ``text-ok-opennebula-compute.txt``'s shape) and, once RUNNING,
         the stop/restart/suspend action Links; one.vm.info shows the same VM."""
@@ -323,8 +332,9 @@ class OCCIFrontTests(TestCase):
                           ).code, 404)
 
     async def test_create_text_occi_resource_tpl(self):
-        """GFD.185 5.4 (text/occi: structures as headers, several values comma
-        separated in one header, 5.3) and GFD.184 3.5 (resource_tpl + os_tpl):
+        """GFD.185 "The Content-type text/occi" (structures as headers, several
+        values comma separated in one header) and GFD.184's templates
+        (resource_tpl + os_tpl):
         the m1.small VM type's template (CPU 0.2, MEMORY 256) with the image."""
         cats = (f'{KIND}, image_{self.image}; scheme="{OS_TPL}"; class="mixin", '
                 f'm1_small; scheme="{RES_TPL}"; class="mixin"')
@@ -347,31 +357,34 @@ class OCCIFrontTests(TestCase):
         self.assertEqual(st.attributes["occi.compute.memory"], 0.25)
 
     async def test_actions(self):
-        """GFD.185 3.5.6 "Triggering actions": ``POST /compute/N?action=suspend``
+        """GFD.185 "Operations on Resource Instances", triggering an Action:
+        ``POST /compute/N?action=suspend``
         with the Action's Category; suspend -> SUSPENDED, start -> resume,
         restart -> reboot, stop with ``method="poweroff"`` -> cancel (DONE,
-        then 410); a wrong state is 409, an unknown method or a missing
-        Action Category 400."""
+        then 410); an Action the state does not allow ("If an action is not
+        available a Bad Request should be returned"), an unknown method or a
+        missing Action Category are 400; GFD.185's own bare-token example
+        ``method=poweroff`` is read."""
         vid = await self.create_compute(f"Category: {KIND}\n".encode())
         await self.wait_attr(vid, "org.opennebula.compute.lcm_state", "RUNNING")
 
         async def act(term, method=None, category=True):
             body = f'Category: {term}; scheme="{ACTION}"; class="action"\n' if category else ""
-            if method:
-                body += f'X-OCCI-Attribute: method="{method}"\n'
+            if method:  # as given: quoted, or GFD.185's bare token
+                body += f'X-OCCI-Attribute: method={method}\n'
             return await self.occi("POST", f"/compute/{vid}?action={term}",
                                    {b"Content-Type": b"text/plain"}, body.encode())
 
         self.assertEqual((await act("stop", category=False)).code, 400)
-        self.assertEqual((await act("stop", method="sideways")).code, 400)
-        self.assertEqual((await act("start")).code, 409)  # RUNNING: nothing to resume
+        self.assertEqual((await act("stop", method='"sideways"')).code, 400)
+        self.assertEqual((await act("start")).code, 400)  # RUNNING: nothing to resume
         self.assertEqual((await act("suspend")).code, 200)
         await self.wait_attr(vid, "occi.compute.state", "suspended")
         links = (await self.occi("GET", f"/compute/{vid}")).structures().links
         self.assertEqual([link.target for link in links], [f"/compute/{vid}?action=start"])
         self.assertEqual((await act("start")).code, 200)
         await self.wait_attr(vid, "org.opennebula.compute.lcm_state", "RUNNING")
-        restarted = await act("restart", method="warm")
+        restarted = await act("restart", method='"warm"')
         self.assertEqual(restarted.code, 200, restarted.text)
         await self.wait_attr(vid, "org.opennebula.compute.lcm_state", "RUNNING")
         self.assertEqual((await act("stop", method="poweroff")).code, 200)
@@ -383,7 +396,7 @@ class OCCIFrontTests(TestCase):
         self.assertEqual((await self.vm_state(vid))[0], 6)  # DONE
 
     async def test_delete(self):
-        """GFD.185 3.5.5 "Deleting a resource instance": ``DELETE /compute/N``
+        """GFD.185 "Operations on Resource Instances", deleting: ``DELETE /compute/N``
         -> 200, the VM DONE (3.4 finalize); an unknown id is 404."""
         vid = await self.create_compute(f"Category: {KIND}\n".encode())
         reply = await self.occi("DELETE", f"/compute/{vid}")
@@ -407,7 +420,7 @@ class OCCIFrontTests(TestCase):
                      f'Category: {KIND}\nCategory: m1_small; scheme="{RES_TPL}"; '
                      f'class="mixin"\n',
                      f'Category: compute; scheme="{INFRA}; class="kind"\n',
-                     f"Category: {KIND}\nX-OCCI-Attribute: occi.core.title=bare\n",
+                     f"Category: {KIND}\nX-OCCI-Attribute: occi.core.title=two words\n",
                      f"Category: {KIND}\nHello: world\n",
                      f"Category: {KIND}\nX-OCCI-Attribute: occi.compute.cores=-1\n",
                      f'Category: {KIND}\nLink: </network/77>; rel="{INFRA}network"\n']:
@@ -430,9 +443,9 @@ class OCCIFrontTests(TestCase):
     # -- network and storage --------------------------------------------------------------
 
     async def test_network(self):
-        """GFD.184 3.2 + 3.2.1: ``POST /network/`` with the ipnetwork Mixin and
+        """GFD.184 Network + IPNetworking Mixin: ``POST /network/`` with the ipnetwork Mixin and
         ``occi.network.address`` -> a RANGED network; GET renders the address
-        as CIDR; ``down`` is refused (409); DELETE removes it. Without an
+        as CIDR; ``down`` is refused (400); DELETE removes it. Without an
         address: 400, no network."""
         ipnet = 'ipnetwork; scheme="http://schemas.ogf.org/occi/infrastructure/network#"; ' \
                 'class="mixin"'
@@ -464,12 +477,12 @@ class OCCIFrontTests(TestCase):
             "POST", f"/network/{nid}?action=down", {b"Content-Type": b"text/plain"},
             b'Category: down; scheme="http://schemas.ogf.org/occi/infrastructure/network/'
             b'action#"; class="action"\n')
-        self.assertEqual(down.code, 409)
+        self.assertEqual(down.code, 400)
         self.assertEqual((await self.occi("DELETE", f"/network/{nid}")).code, 200)
         self.assertEqual((await self.occi("GET", f"/network/{nid}")).code, 404)
 
     async def test_storage(self):
-        """GFD.184 3.3: ``POST /storage/`` with ``occi.storage.size`` (GiB) -> a
+        """GFD.184 Storage: ``POST /storage/`` with ``occi.storage.size`` (GiB) -> a
         DATABLOCK image of SIZE MB; it goes online; ``offline`` disables it
         (``online`` enables it again); DELETE removes it. Without a size: 400."""
         kind = f'storage; scheme="{INFRA}"; class="kind"'

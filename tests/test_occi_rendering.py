@@ -19,11 +19,13 @@ def parse_plain(text):
 
 
 class ParseTests(TestCase):
-    """parse_structures: GFD.185 5.3-5.6."""
+    """parse_structures (GFD.185 "Syntax and Semantics of the Rendering")."""
 
     def test_plain_body(self):
-        """GFD.185 5.5 (text/plain): one structure a line, in the shape of
-        pOCCI's ``text-ok-opennebula-compute.txt`` (no blanks after ``;``)."""
+        """GFD.185 "The Content-type text/plain": one structure a line, in the
+        shape of pOCCI's ``text-ok-opennebula-compute.txt`` (no blanks after
+        ``;``); a bare token value (GFD.185's ``occi.compute.hostname=foobar``)
+        is a string."""
         st = parse_plain(
             f'Category: compute;scheme="{INFRA}";class="kind";title="compute resource"\n'
             'Category: uuid_ttylinux_0;scheme="http://occi.example.com/occi/infrastructure/'
@@ -33,7 +35,8 @@ class ParseTests(TestCase):
             'X-OCCI-Attribute: occi.core.title="one; two, \\"three\\""\n'
             "X-OCCI-Attribute: occi.compute.cores=2\n"
             "X-OCCI-Attribute: occi.compute.memory=0.125\n"
-            "X-OCCI-Attribute: org.example.flag=true\n")
+            "X-OCCI-Attribute: org.example.flag=true\n"
+            "X-OCCI-Attribute: occi.compute.hostname=foobar\n")
         self.assertEqual(st.categories, [
             ("compute", INFRA, "kind"),
             ("uuid_ttylinux_0", "http://occi.example.com/occi/infrastructure/os_tpl#",
@@ -41,7 +44,8 @@ class ParseTests(TestCase):
         self.assertEqual(st.attributes, {"occi.core.title": 'one; two, "three"',
                                          "occi.compute.cores": 2,
                                          "occi.compute.memory": 0.125,
-                                         "org.example.flag": True})
+                                         "org.example.flag": True,
+                                         "occi.compute.hostname": "foobar"})
         [link] = st.links
         self.assertEqual((link.target, link.rel, link.self_uri, link.category,
                           link.attributes),
@@ -49,8 +53,8 @@ class ParseTests(TestCase):
                           [INFRA + "storagelink"], {"occi.storagelink.deviceid": "/dev/hda"}))
 
     def test_headers_comma_lists(self):
-        """GFD.185 5.3: several values in one header, comma separated, or in
-        repeated headers: both are read."""
+        """GFD.185 "Syntax and Semantics of the Rendering": several values in
+        one header, comma separated, or in repeated headers: both are read."""
         st = parse_structures([
             ("Category", f'{KIND}, small; scheme="http://x/tpl#"; class="mixin"'),
             ("X-OCCI-Attribute", 'occi.core.title="a,b", occi.compute.cores=1'),
@@ -91,7 +95,8 @@ class ParseTests(TestCase):
 
 
 class RenderTests(TestCase):
-    """Writing values and Categories (GFD.185 3.4.1, 3.4.3)."""
+    """Writing values and Categories (GFD.185 "Rendering of the OCCI Category,
+    Kind and Mixin types", "Rendering of OCCI Entity attributes")."""
 
     def test_values(self):
         self.assertEqual([render_value(v) for v in (True, False, 3, 0.25, 'a "b" \\ c')],
@@ -118,7 +123,8 @@ class RenderTests(TestCase):
         self.assertEqual(model.os_tpl_term(7), "image_7")
 
     def test_choose_type(self):
-        """GFD.185 5.2: text/plain by default and for wildcards; q-values
+        """GFD.185 "Content-type and Accept headers": text/plain by default and
+        for wildcards; q-values
         order the choice; q=0 refuses; nothing renderable -> None (406)."""
         for accept, wanted in [(None, "text/plain"), ("", "text/plain"),
                                ("*/*", "text/plain"), ("text/*", "text/plain"),

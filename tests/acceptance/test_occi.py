@@ -103,7 +103,7 @@ class OCCIAcceptanceTest(unittest.TestCase):
 
     def send(self, rendering, method, path, categories=(), attrs=(), accept=None):
         """``method path`` with OCCI structures as ``text/plain`` body lines or
-        ``text/occi`` headers (GFD.185 5.4, 5.5)."""
+        ``text/occi`` headers (GFD.185 "The Content-type text/plain", "... text/occi")."""
         headers = {"Accept": accept or rendering}
         body = b""
         if rendering == "text/plain":

@@ -1,7 +1,7 @@
 """OCCI create requests translated into nebtwist templates (the core decides).
 
-``POST /compute/`` (GFD.185 3.5.1 "Creating a resource instance"; GFD.184
-3.1 and 3.5) becomes a VM template for :meth:`Requests.vm_allocate
+``POST /compute/`` (GFD.185 "Operations on Resource Instances": creating;
+GFD.184 Compute and its os_tpl/resource_tpl Mixins) becomes a VM template for :meth:`Requests.vm_allocate
 <nebtwist.core.requests.Requests.vm_allocate>`:
 
 * a **resource_tpl** Mixin (an econe.conf VM type) renders that type's
@@ -19,12 +19,12 @@
   without ``/dev/``). ``occi.compute.speed`` and attributes nebtwist does not
   know are ignored (as rOCCI-server does; pOCCI's ``http-ok-ignore-unknown``).
 
-``POST /network/`` (GFD.184 3.2, ipnetwork 3.2.1): ``NAME`` from the title,
+``POST /network/`` (GFD.184 Network and its IPNetworking Mixin): ``NAME`` from the title,
 ``TYPE = RANGED``, ``NETWORK_ADDRESS`` = ``occi.network.address`` (CIDR,
 required), ``GATEWAY``, ``VLAN_ID`` (``VLAN = YES``), ``BRIDGE`` from
 ``org.opennebula.network.bridge`` (3.4 needs one).
 
-``POST /storage/`` (GFD.184 3.3): a DATABLOCK image, ``SIZE`` =
+``POST /storage/`` (GFD.184 Storage): a DATABLOCK image, ``SIZE`` =
 ``occi.storage.size`` GiB x 1024 MB (rounded up), ``FSTYPE`` =
 ``org.opennebula.storage.fstype`` (default ``raw``).
 """
@@ -56,7 +56,7 @@ def entity_id(uri, collection):
 
 def check_categories(structures, kind, mixins=()):
     """Check the request names exactly one Kind, ``kind``, and only the
-    Mixins ``mixins`` accepts (GFD.185 3.5.1: exactly one Kind).
+    Mixins ``mixins`` accepts (GFD.185 "Operations on Resource Instances": one and only one Kind).
 
     :param mixins: a callable ``(term, scheme) -> bool``, or a collection of
         acceptable Category objects.

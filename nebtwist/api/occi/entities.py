@@ -1,12 +1,12 @@
 """nebtwist's objects as OCCI entities, and OCCI requests as nebtwist templates.
 
-Renderings (GFD.185 3.4; shapes as rOCCI-server's OpenNebula backend, the
+Renderings (GFD.185 "Syntax and Semantics of the Rendering"; shapes as rOCCI-server's OpenNebula backend, the
 fixture ``CESNET/pOCCI:tests/resource/text-ok-opennebula-compute.txt``):
 
 * a VM is a **compute** (``/compute/<vid>``): ``occi.core.id`` (the id as a
   string), ``occi.core.title`` (NAME), ``occi.compute.cores`` (VCPU, else
   CPU rounded up, else 1), ``occi.compute.memory`` (MEMORY MB / 1024: GiB,
-  GFD.184 Table 5), ``occi.compute.hostname`` (CONTEXT HOSTNAME, else NAME),
+  GFD.184 Compute), ``occi.compute.hostname`` (CONTEXT HOSTNAME, else NAME),
   ``occi.compute.architecture`` (OS ARCH x86_64 -> ``x64``, i686 -> ``x86``)
   and ``occi.compute.state`` from the 3.4 state (:func:`compute_state`); the
   OpenNebula Mixin adds ``org.opennebula.compute.id``, ``.cpu``, ``.state``
@@ -34,7 +34,7 @@ from nebtwist.api.occi.rendering import render_value
 from nebtwist.core.objects import (ACTIVE, BOOT, HOLD, LCM_STATES, RUNNING, STOPPED, SUSPENDED,
                                    UNKNOWN, VM_STATES)
 
-#: 3.4 image states (``include/Image.h``) -> GFD.184 storage states (Table 10).
+#: 3.4 image states (``include/Image.h``) -> GFD.184 Storage states.
 _STORAGE_STATES = {0: "offline", 1: "online", 2: "online", 3: "offline", 4: "offline",
                    5: "degraded"}
 _IMAGE_TYPES = ("OS", "CDROM", "DATABLOCK")
@@ -61,12 +61,13 @@ def _link(target, rel, self_uri, categories, attributes):
 
 
 def action_link(location, action):
-    """``Link: <location?action=term>; rel="<action id>"`` (GFD.185 3.4.5)."""
+    """``Link: <location?action=term>; rel="<action id>"`` (GFD.185 "Rendering of
+    references to OCCI Action instances")."""
     return f'<{location}?action={action.term}>; rel="{action.identifier}"'
 
 
 def compute_state(vm):
-    """GFD.184 Table 5's state of a VM: ``active`` (ACTIVE, any LCM state),
+    """GFD.184 Compute state of a VM: ``active`` (ACTIVE, any LCM state),
     ``suspended`` (SUSPENDED), else ``inactive`` (INIT, PENDING, HOLD,
     STOPPED, DONE, FAILED)."""
     if vm.state == ACTIVE:
@@ -185,7 +186,7 @@ def compute(vm):
 
 def networkinterface(vm, link_id):
     """The :class:`Rendering` of a VM's NIC link, or None if it has none of
-    that id (GFD.185 3.4.4: a Link rendered as an entity)."""
+    that id (GFD.185 "Handling Link resource instances": retrieval)."""
     for lid, nic, n in nic_links(vm):
         if lid == link_id:
             return Rendering(categories=[model.NETWORKINTERFACE, model.IPNETWORKINTERFACE],

@@ -1,15 +1,15 @@
 """The OCCI model nebtwist offers: the Kinds, Mixins and Actions of OCCI Core
 (OGF GFD.183) and OCCI Infrastructure (GFD.184), plus nebtwist's templates.
 
-* Core Kinds ``entity``, ``resource``, ``link`` (GFD.183 section 4.5-4.7).
-* Infrastructure Kinds ``compute``, ``network``, ``storage`` (GFD.184 3.1-3.3)
-  and the Link Kinds ``networkinterface``, ``storagelink`` (3.4.1, 3.4.2);
-  the Mixins ``ipnetwork`` (3.2.1) and ``ipnetworkinterface`` (3.4.1.1);
-  the Actions of compute (start, stop, restart, suspend: Table 6), network
-  (up, down: Table 9) and storage (online, offline: Table 11; backup,
+* Core Kinds ``entity``, ``resource``, ``link`` (GFD.183 Entity, Resource, Link).
+* Infrastructure Kinds ``compute``, ``network``, ``storage`` (GFD.184)
+  and the Link Kinds ``networkinterface``, ``storagelink``;
+  the Mixins ``ipnetwork`` and ``ipnetworkinterface`` (IPNetworking);
+  the Actions of compute (start, stop, restart, suspend), network
+  (up, down) and storage (online, offline; backup,
   snapshot and resize are not offered: nebtwist 3.4's images have no such
   operation).
-* ``os_tpl`` and ``resource_tpl`` (GFD.184 3.5) as the parent Mixins of
+* ``os_tpl`` and ``resource_tpl`` (GFD.184 Infrastructure Templates) as the parent Mixins of
   nebtwist's templates: each image of type OS the user may use is an
   os_tpl Mixin ``image_<ID>`` (scheme :data:`OS_TPL_SCHEME`, title the
   image's name); each EC2 VM type of econe.conf (:mod:`nebtwist.core.vmtypes`)

@@ -1,25 +1,26 @@
 """OCCI 1.1 HTTP rendering (OGF GFD.185): parsing and writing the four
 structures -- ``Category``, ``Link``, ``X-OCCI-Attribute``, ``X-OCCI-Location``.
 
-Shapes (GFD.185 section 3.4 "Rendering of the OCCI core model"; 5 "Syntax
-and Semantics of the Rendering"):
+Shapes (GFD.185 "Syntax and Semantics of the Rendering"):
 
 * ``Category: compute; scheme="http://schemas.ogf.org/occi/infrastructure#";
   class="kind"; title="..."; rel="..."; location="/compute/";
   attributes="occi.compute.cores occi.compute.state{immutable}";
-  actions="... ..."`` (3.4.1, 5.5.1)
+  actions="... ..."`` ("Rendering of the OCCI Category, Kind and Mixin types")
 * ``Link: </network/3>; rel="...#network"; self="/link/networkinterface/x";
   category="...#networkinterface"; occi.networkinterface.mac="..."``
-  (3.4.4); an action link is ``Link: </compute/3?action=stop>;
-  rel="http://schemas.ogf.org/occi/infrastructure/compute/action#stop"`` (3.4.5)
-* ``X-OCCI-Attribute: occi.compute.cores=2`` (3.4.3: strings quoted, numbers
-  and booleans bare)
-* ``X-OCCI-Location: http://host/compute/3`` (3.4.6)
+  ("... Link instance references"); an action link is ``Link: </compute/3?action=stop>;
+  rel="http://schemas.ogf.org/occi/infrastructure/compute/action#stop"``
+  ("... references to OCCI Action instances")
+* ``X-OCCI-Attribute: occi.compute.cores=2`` ("Rendering of OCCI Entity
+  attributes": ``name=(token | quoted-string)``; nebtwist writes strings
+  quoted, numbers and booleans bare, and reads a bare token as a string)
+* ``X-OCCI-Location: http://host/compute/3`` ("Rendering of Location-URIs")
 
 Several values may come as repeated headers or lines, or comma separated in
-one (5.3: both MUST be accepted). ``text/occi`` carries them as HTTP
-headers (body ``OK``); ``text/plain`` as ``Name: value`` lines of the body
-(5.4, 5.5); ``text/uri-list`` is for listings only (5.6).
+one (both MUST be supported). ``text/occi`` carries them as HTTP headers
+(body ``OK``); ``text/plain`` as ``Name: value`` lines of the body;
+``text/uri-list`` is for listings only ("Content-type and Accept headers").
 
 Everything a client may get wrong raises :class:`BadRendering` (the front
 answers ``400 Bad Request`` with its message).
@@ -36,11 +37,13 @@ TEXT_PLAIN = "text/plain"
 TEXT_OCCI = "text/occi"
 URI_LIST = "text/uri-list"
 
-#: GFD.185 5.5.1: term = LOALPHA *( LOALPHA / DIGIT / "-" / "_" ). Upper
+#: GFD.183/GFD.185 Category term: LOALPHA *( LOALPHA / DIGIT / "-" / "_" ). Upper
 #: case is accepted on input (pOCCI's capitalisation fixtures) and folded.
 _TERM = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-#: GFD.185 5.5.3: attribute-name = attr-component *( "." attr-component ).
+#: GFD.185: attribute-name = attr-component *( "." attr-component ).
 _ATTR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$")
+#: RFC 2616 token: no separators, no blanks.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 #: The headers (lower case) that carry OCCI structures.
@@ -48,7 +51,7 @@ STRUCTURE_HEADERS = ("category", "link", "x-occi-attribute", "x-occi-location")
 
 
 class OCCIError(Exception):
-    """A request the front refuses: ``status`` (GFD.185 3.6's return codes)
+    """A request the front refuses: ``status`` (GFD.185 "Return codes")
     and a one-line ``message`` (answered as ``text/plain``)."""
 
     status = 400
@@ -66,7 +69,7 @@ class BadRendering(OCCIError, ValueError):
 
 @dataclass
 class Category:
-    """An OCCI Category: a Kind, Mixin or Action (GFD.183 section 4.4).
+    """An OCCI Category: a Kind, Mixin or Action (GFD.183 Category).
 
     :ivar term: the term (``compute``).
     :ivar scheme: the scheme, ending ``#``.
@@ -87,12 +90,12 @@ class Category:
 
     @property
     def identifier(self):
-        """``scheme + term``, the Category's identity (GFD.183 4.4.1)."""
+        """``scheme + term``, the Category's identity (GFD.183)."""
         return self.scheme + self.term
 
     def render(self, full=True):
         """The Category header value; ``full`` adds title, rel, location,
-        attributes and actions (the query interface, GFD.185 3.4.1)."""
+        attributes and actions (GFD.185 "Handling the Query Interface")."""
         parts = [self.term, f'scheme="{self.scheme}"', f'class="{self.cls}"']
         if full:
             if self.title:
@@ -138,7 +141,8 @@ def quote(text):
 
 
 def render_value(value):
-    """An attribute value as GFD.185 3.4.3 writes it: ``bool`` ``true``/
+    """An attribute value as nebtwist writes it (GFD.185 "Rendering of OCCI
+    Entity attributes"): ``bool`` ``true``/
     ``false``, numbers bare (floats without a needless exponent), anything
     else a quoted string."""
     if isinstance(value, bool):
@@ -196,10 +200,11 @@ def _unquote(value, what):
 
 
 def parse_attribute_value(raw, name="attribute"):
-    """One attribute value (GFD.185 5.5.3): a quoted string -> str, ``true``/
-    ``false`` -> bool, a number -> int or float.
+    """One attribute value (GFD.185 "Rendering of OCCI Entity attributes": token or
+    quoted-string): a quoted string -> str, ``true``/
+    ``false`` -> bool, a number -> int or float, another token -> str.
 
-    :raises BadRendering: anything else (an unquoted word).
+    :raises BadRendering: anything else (unquoted blanks or separators).
     """
     raw = raw.strip()
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
@@ -208,8 +213,10 @@ def parse_attribute_value(raw, name="attribute"):
         return raw == "true"
     if _NUMBER.match(raw):
         return float(raw) if any(c in raw for c in ".eE") else int(raw)
+    if _TOKEN.match(raw):  # GFD.185's own examples: method=poweroff
+        return raw
     raise BadRendering(f"attribute {name}: value {raw!r} is neither a quoted string, a "
-                       f"number nor a boolean")
+                       f"token, a number nor a boolean")
 
 
 def _params(parts, what):
@@ -294,9 +301,9 @@ def parse_structures(headers, body, content_type):
     :param content_type: the body's media type, lower case without
         parameters (``""`` when absent).
     :return: a :class:`Structures`. Structures in headers are read whatever
-        the type (``text/occi``, 5.4); a ``text/plain`` (or untyped) body
-        adds its ``Name: value`` lines (5.5); a ``text/uri-list`` body
-        adds locations (5.6).
+        the type (``text/occi``); a ``text/plain`` (or untyped) body
+        adds its ``Name: value`` lines; a ``text/uri-list`` body adds
+        locations (GFD.185 "Content-type and Accept headers").
     :raises BadRendering: a malformed structure, a body line that is not
         one of the four, a body that is not UTF-8, or a body of another type.
     """
@@ -344,9 +351,10 @@ def _accept_items(value):
 
 
 def choose_type(accept):
-    """The media type to answer in (GFD.185 5.2: ``text/plain`` by default,
+    """The media type to answer in (GFD.185 "Content-type and Accept
+    headers": ``text/plain`` by default,
     and for ``*/*`` or ``text/*``). Only a listing may be answered in
-    ``text/uri-list``; the caller answers 400 otherwise (5.6).
+    ``text/uri-list``; the caller answers 400 otherwise.
 
     :param accept: the ``Accept`` header (str or None).
     :return: ``text/plain``, ``text/occi`` or ``text/uri-list``, or None

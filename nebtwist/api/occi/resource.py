@@ -1,17 +1,17 @@
 """The OCCI 1.1 front's ``twisted.web`` resource (OGF GFD.185 over GFD.183/184).
 
-Paths (GFD.185 3.2 "Namespace"; 3.5 operations):
+Paths (GFD.185 "Various Operations and their Prerequisites and Behaviors"):
 
 =====================================  ==========================================
-``GET /-/``, ``/.well-known/org/ogf/   the query interface (3.3): every Kind,
+``GET /-/``, ``/.well-known/org/ogf/   the query interface: every Kind,
 occi/-/``                              Mixin and Action; request Categories filter
 ``GET /compute/``                      the user's VMs (not DONE) as locations;
-                                       ``204`` when there is none (3.5.2.2)
-``POST /compute/``                     create (3.5.1): ``201`` + ``Location``
-``GET /compute/<id>``                  the entity (3.5.2.1); a DONE VM is ``410``
-``POST /compute/<id>?action=<a>``      trigger an Action (3.5.6); ``200``
-``DELETE /compute/<id>``               delete (3.5.5): 3.4 ``finalize``; ``200``
-``GET|POST /network/``, ``GET|DELETE   virtual networks (up: 200, down: 409)
+                                       ``204`` when there is none
+``POST /compute/``                     create: ``201`` + ``Location``
+``GET /compute/<id>``                  the entity; a DONE VM is ``410``
+``POST /compute/<id>?action=<a>``      trigger an Action; ``200``
+``DELETE /compute/<id>``               delete: 3.4 ``finalize``; ``200``
+``GET|POST /network/``, ``GET|DELETE   virtual networks (up: 200, down: 400)
 /network/<id>``, ``?action=up|down``
 ``GET|POST /storage/``, ``GET|DELETE   images (online, offline: 3.4 enable,
 /storage/<id>``, ``?action=..``        disable)
@@ -26,19 +26,25 @@ Compute Actions and the OpenNebula 3.4 actions they run (``one.vm.action``):
 ``reboot`` of a RUNNING VM (3.4 has no hard reset of a running guest), or
 ``restart`` (3.4's redeploy) of a VM in BOOT or UNKNOWN; ``suspend``
 (``hibernate``, ``suspend``) -> ``suspend``. The core decides whether the
-state allows it (``409 Conflict`` when not).
+state allows it; when not, ``400`` (GFD.185 "Operations on Resource
+Instances": "If an action is not available a Bad Request should be
+returned").
 
-Representations (5.2): ``Accept`` ``text/plain`` (the default; the
+Representations (GFD.185 "Content-type and Accept headers"): ``Accept`` ``text/plain`` (the default; the
 structures in the body), ``text/occi`` (in headers; body ``OK``),
 ``text/uri-list`` (listings only; ``400`` otherwise); anything else ``406``.
 
 Authentication: HTTP Basic with a nebtwist user's name and password
 (``Requests.authenticate``); OpenNebula 3.x's OCCI clients sent the SHA1 hex
 of the password as the password (``OCCIClient.rb``), which is accepted too.
-Errors (3.6): ``400`` bad rendering or template, ``401`` no or bad
-credentials, ``403`` not authorized, ``404`` no such entity, ``405`` method
-not allowed, ``406``, ``409`` wrong state, ``410`` DONE VM, ``413`` body too
-large, ``500`` internal, ``501`` not implemented; each with a one-line
+Every answer carries ``Server: nebtwist OCCI/1.1``; a client whose
+``User-Agent`` asks for a later ``OCCI/X.Y`` gets ``501`` (GFD.185
+"Versioning"). Errors (GFD.185 "Return codes"): ``400`` bad rendering or
+template, an Action the state does not allow; ``401`` no or bad
+credentials; ``403`` not authorized; ``404`` no such entity; ``405`` method
+not allowed; ``406``; ``409`` a conflict the core reports (a name taken, a
+network with leases in use); ``410`` DONE VM; ``413`` body too large;
+``500`` internal; ``501`` not implemented; each with a one-line
 ``text/plain`` message.
 """
 
@@ -60,6 +66,9 @@ from nebtwist.core.objects import BOOT, DONE, HOLD, UNKNOWN
 log = Logger()
 
 _SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
+_OCCI_VERSION = re.compile(r"\bOCCI/(\d+)\.(\d+)")
+#: The ``Server`` header of every answer (GFD.185 "Versioning").
+SERVER = b"nebtwist OCCI/1.1"
 _QUERY_PATHS = ("/-/", "/.well-known/org/ogf/occi/-/")
 
 _STATUS = ((errors.AuthenticationError, 401), (errors.AuthorizationError, 403),
@@ -137,6 +146,7 @@ class OCCIResource(resource.Resource):
     def _finish(self, request, status, body, ctype):
         if getattr(request, "_disconnected", False) or request.finished:
             return
+        request.setHeader(b"server", SERVER)
         request.setResponseCode(status)
         request.setHeader(b"content-type", ctype)
         request.setHeader(b"content-length", b"%d" % len(body))
@@ -164,8 +174,8 @@ class OCCIResource(resource.Resource):
         lines = []  # (header name, value)
         if reply.rendering is not None:
             r = reply.rendering
-            # The query interface renders Categories whole (GFD.185 3.4.1);
-            # an entity names its Kind and Mixins only (3.4.2).
+            # The query interface renders Categories whole; an entity names
+            # its Kind and Mixins only (GFD.185 "Operations on Resource Instances").
             lines += [("Category", c.render(full=r.query)) for c in r.categories]
             lines += [("Link", v) for v in r.links]
             lines += [("X-OCCI-Attribute", f"{k}={entities.render_value(v)}")
@@ -221,6 +231,11 @@ class OCCIResource(resource.Resource):
         if mtype is None:
             raise OCCIError(f"Cannot render {accept.decode('latin-1')!r}: this front "
                             f"renders text/plain, text/occi and text/uri-list.", 406)
+        agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        asked = _OCCI_VERSION.search(agent)
+        if asked and (int(asked.group(1)), int(asked.group(2))) > (1, 1):
+            raise OCCIError(f"OCCI/{asked.group(1)}.{asked.group(2)} is not implemented: "
+                            f"this front speaks OCCI/1.1.", 501)
         actor = await self._authenticate(request)
         body = request.content.read(self.max_body + 1) if request.content else b""
         if len(body) > self.max_body:
@@ -284,7 +299,7 @@ class OCCIResource(resource.Resource):
                             "supported.", 501)
         raise OCCIError(f"{method} is not allowed on /{kind}/{oid}.", 405)
 
-    # -- the query interface (GFD.185 3.3) --------------------------------------------------
+    # -- the query interface (GFD.185 "Handling the Query Interface") ---------------------
 
     def _resource_tpl_categories(self):
         if self._resource_tpls is None:
@@ -349,7 +364,7 @@ class OCCIResource(resource.Resource):
         else:
             await _call(self.requests.image_delete, actor, oid)
 
-    # -- actions (GFD.185 3.5.6; GFD.184 Tables 6, 9, 11) -----------------------------------
+    # -- actions (GFD.185 "Operations on Resource Instances"; GFD.184's Actions) ----------
 
     async def _action(self, actor, kind, oid, term, st):
         scheme = {"compute": model.COMPUTE_ACTION, "network": model.NETWORK_ACTION,
@@ -364,18 +379,24 @@ class OCCIResource(resource.Resource):
         if kind == "compute":
             vm = await _call(self.requests.vm_get, actor, oid)
             name = _compute_action(vm, term, method)
-            await _call(self.requests.vm_action, actor, name, oid)
+            try:
+                await _call(self.requests.vm_action, actor, name, oid)
+            except errors.ActionError as e:  # "not available": Bad Request
+                raise OCCIError(e.message, 400) from None
         elif kind == "network":
             await _call(self.requests.vnet_get, actor, oid)
             if term == "down":
                 raise OCCIError("A nebtwist virtual network is always active: it cannot be "
-                                "brought down (delete it instead).", 409)
+                                "brought down (delete it instead).", 400)
             if term != "up":
                 raise BadRendering(f"unknown network Action {term!r} (up, down)")
         else:
             if term not in ("online", "offline"):
                 raise BadRendering(f"unknown storage Action {term!r} (online, offline)")
-            await _call(self.requests.image_enable, actor, oid, term == "online")
+            try:
+                await _call(self.requests.image_enable, actor, oid, term == "online")
+            except errors.ActionError as e:
+                raise OCCIError(e.message, 400) from None
 
     # -- links ------------------------------------------------------------------------------
 
