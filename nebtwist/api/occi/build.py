@@ -1,8 +1,8 @@
 """OCCI create requests translated into nebtwist templates (the core decides).
 
 ``POST /compute/`` (GFD.185 "Operations on Resource Instances": creating;
-GFD.184 Compute and its os_tpl/resource_tpl Mixins) becomes a VM template for :meth:`Requests.vm_allocate
-<nebtwist.core.requests.Requests.vm_allocate>`:
+GFD.184 Compute and its os_tpl/resource_tpl Mixins) becomes a VM template
+for :meth:`Requests.vm_allocate <nebtwist.core.requests.Requests.vm_allocate>`:
 
 * a **resource_tpl** Mixin (an econe.conf VM type) renders that type's
   template as the EC2 front does (:meth:`nebtwist.core.vmtypes.VMTypes.render`,

@@ -1,7 +1,8 @@
 """nebtwist's objects as OCCI entities, and OCCI requests as nebtwist templates.
 
-Renderings (GFD.185 "Syntax and Semantics of the Rendering"; shapes as rOCCI-server's OpenNebula backend, the
-fixture ``CESNET/pOCCI:tests/resource/text-ok-opennebula-compute.txt``):
+Renderings (GFD.185 "Syntax and Semantics of the Rendering"; shapes as
+rOCCI-server's OpenNebula backend, the fixture
+``CESNET/pOCCI:tests/resource/text-ok-opennebula-compute.txt``):
 
 * a VM is a **compute** (``/compute/<vid>``): ``occi.core.id`` (the id as a
   string), ``occi.core.title`` (NAME), ``occi.compute.cores`` (VCPU, else

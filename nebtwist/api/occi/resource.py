@@ -30,8 +30,9 @@ state allows it; when not, ``400`` (GFD.185 "Operations on Resource
 Instances": "If an action is not available a Bad Request should be
 returned").
 
-Representations (GFD.185 "Content-type and Accept headers"): ``Accept`` ``text/plain`` (the default; the
-structures in the body), ``text/occi`` (in headers; body ``OK``),
+Representations (GFD.185 "Content-type and Accept headers"): ``Accept``
+``text/plain`` (the default; the structures in the body), ``text/occi`` (in
+headers; body ``OK``),
 ``text/uri-list`` (listings only; ``400`` otherwise); anything else ``406``.
 
 Authentication: HTTP Basic with a nebtwist user's name and password
