@@ -291,6 +291,19 @@ class OCCIFrontTests(TestCase):
                          [f"http://occi.example.com/compute/{vid}"])
         uris = await self.occi("GET", "/compute/", {b"Accept": b"text/uri-list"})
         self.assertEqual((uris.code, uris.text), (200, f"http://occi.example.com/compute/{vid}\n"))
+        # "Operations on Mixins or Kinds": Categories filter a listing; a
+        # Mixin's location lists the entities that have it.
+        os_tpl = f'image_{self.image}; scheme="{OS_TPL}"; class="mixin"'.encode()
+        mine = await self.occi("GET", "/compute/", {b"Category": os_tpl})
+        self.assertEqual(mine.lines("X-OCCI-Location:"), [f"http://occi.example.com/compute/{vid}"])
+        small = f'm1_small; scheme="{RES_TPL}"; class="mixin"'.encode()
+        self.assertEqual((await self.occi("GET", "/compute/", {b"Category": small})).code, 204)
+        tagged = await self.occi("GET", f"/mixin/os_tpl/image_{self.image}/")
+        self.assertEqual(tagged.lines("X-OCCI-Location:"),
+                         [f"http://occi.example.com/compute/{vid}"])
+        self.assertEqual((await self.occi("GET", "/mixin/os_tpl/image_99/")).code, 404)
+        self.assertEqual((await self.occi("PUT", f"/mixin/os_tpl/image_{self.image}/")).code,
+                         405)
 
         await self.wait_attr(vid, "org.opennebula.compute.lcm_state", "RUNNING")
         reply = await self.occi("GET", f"/compute/{vid}")

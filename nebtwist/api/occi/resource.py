@@ -6,7 +6,8 @@ Paths (GFD.185 "Various Operations and their Prerequisites and Behaviors"):
 ``GET /-/``, ``/.well-known/org/ogf/   the query interface: every Kind,
 occi/-/``                              Mixin and Action; request Categories filter
 ``GET /compute/``                      the user's VMs (not DONE) as locations;
-                                       ``204`` when there is none
+                                       ``204`` when there is none; request
+                                       Categories filter (Mixins the VM has)
 ``POST /compute/``                     create: ``201`` + ``Location``
 ``GET /compute/<id>``                  the entity; a DONE VM is ``410``
 ``POST /compute/<id>?action=<a>``      trigger an Action; ``200``
@@ -17,6 +18,8 @@ occi/-/``                              Mixin and Action; request Categories filt
 /storage/<id>``, ``?action=..``        disable)
 ``GET /link/networkinterface/[id]``,   a VM's NICs and image DISKs as Links
 ``GET /link/storagelink/[id]``
+``GET /mixin/.../``                    a Mixin's location: the entities with it
+                                       (os_tpl ``image_<ID>``, resource_tpl, ...)
 =====================================  ==========================================
 
 Compute Actions and the OpenNebula 3.4 actions they run (``one.vm.action``):
@@ -60,8 +63,8 @@ from twisted.web import resource, server
 
 from nebtwist import errors
 from nebtwist.api.occi import build, entities, model
-from nebtwist.api.occi.rendering import (TEXT_OCCI, URI_LIST, BadRendering,
-                                         OCCIError, choose_type, parse_structures)
+from nebtwist.api.occi.rendering import (TEXT_OCCI, URI_LIST, BadRendering, OCCIError,
+                                         Structures, choose_type, parse_structures)
 from nebtwist.core.objects import BOOT, DONE, HOLD, UNKNOWN
 
 log = Logger()
@@ -270,8 +273,11 @@ class OCCIResource(resource.Resource):
                                 f"their compute.", 405)
             return await self._link(actor, parts[1], parts[2] if len(parts) == 3 else None,
                                     path)
-        if parts[0] == "mixin":
-            raise OCCIError("Collections of Mixins are not offered.", 501)
+        if parts[0] == "mixin" and path.endswith("/"):
+            if method not in ("GET", "HEAD"):
+                raise OCCIError(f"{method} is not allowed on a Mixin's location: nebtwist's "
+                                f"Mixins are set when an entity is created.", 405)
+            return await self._mixin_collection(actor, path, st)
         raise OCCIError(f"No OCCI entity or collection at {path}.", 404)
 
     async def _resource(self, actor, method, parts, path, st, query):
@@ -280,7 +286,7 @@ class OCCIResource(resource.Resource):
             if not path.endswith("/"):
                 raise OCCIError(f"No OCCI entity at {path}; the collection is {path}/.", 404)
             if method in ("GET", "HEAD"):
-                return await self._collection(actor, kind)
+                return await self._collection(actor, kind, st)
             if method == "POST":
                 return await self._create(actor, kind, st)
             raise OCCIError(f"{method} is not allowed on /{kind}/.", 405)
@@ -323,16 +329,51 @@ class OCCIResource(resource.Resource):
 
     # -- collections, entities, creation ----------------------------------------------------
 
-    async def _collection(self, actor, kind):
+    async def _renderings(self, actor, kind):
+        """``[(location, Rendering)]`` of the user's entities of ``kind``."""
+        render = {"compute": entities.compute, "network": entities.network,
+                  "storage": entities.storage}[kind]
+        return [(f"/{kind}/{o.oid}", render(o)) for o in await self._objects(actor, kind)]
+
+    @staticmethod
+    def _listing(found, wanted):
+        """A listing of the locations whose rendering has every Category of
+        ``wanted`` (``(term, scheme)`` pairs; GFD.185 "Operations on Mixins or
+        Kinds": a Category in the request filters); ``204`` when empty."""
+        locations = [loc for loc, r in found
+                     if not wanted or wanted <= {(c.term, c.scheme) for c in r.categories}]
+        return _Reply(204 if not locations else 200, locations=locations, listing=True)
+
+    async def _collection(self, actor, kind, st):
+        wanted = {(t, s) for t, s, c in st.categories if c != "action"}
+        if not wanted:  # no rendering needed: ids only
+            return self._listing(
+                [(f"/{kind}/{o.oid}", None) for o in await self._objects(actor, kind)], set())
+        return self._listing(await self._renderings(actor, kind), wanted)
+
+    async def _objects(self, actor, kind):
         if kind == "compute":
-            objs = await _call(self.requests.vm_list, actor)
-            objs = [o for o in objs if o.state != DONE]
+            objs = [o for o in await _call(self.requests.vm_list, actor) if o.state != DONE]
         elif kind == "network":
             objs = await _call(self.requests.vnet_list, actor)
         else:
             objs = await _call(self.requests.image_list, actor)
-        locations = [f"/{kind}/{o.oid}" for o in sorted(objs, key=lambda o: o.oid)]
-        return _Reply(204 if not locations else 200, locations=locations, listing=True)
+        return sorted(objs, key=lambda o: o.oid)
+
+    async def _mixin_collection(self, actor, path, st):
+        """``GET`` a Mixin's location: the entities that have it (GFD.185
+        "Operations on Mixins or Kinds")."""
+        query = await self._query(actor, Structures())
+        mixin = next((c for c in query.rendering.categories
+                      if c.cls == "mixin" and c.location == path), None)
+        if mixin is None:
+            raise OCCIError(f"No OCCI Mixin at {path}.", 404)
+        found = []
+        for kind in ("compute", "network", "storage"):
+            found += await self._renderings(actor, kind)
+        wanted = {(mixin.term, mixin.scheme)}
+        wanted |= {(t, s) for t, s, c in st.categories if c != "action"}
+        return self._listing(found, wanted)
 
     async def _entity(self, actor, kind, oid):
         if kind == "compute":
