@@ -332,6 +332,17 @@ class OCCIFrontTests(TestCase):
         for line in reply.lines("Link:"):  # the rendering's own spelling
             self.assertTrue(line.startswith("</"), line)
 
+        core = await self.occi("GET", "/resource/", {b"Accept": b"text/uri-list"})
+        self.assertEqual(core.text.split(), [
+            f"http://occi.example.com/compute/{vid}",
+            f"http://occi.example.com/network/{self.vnet}",
+            f"http://occi.example.com/storage/{self.image}"])
+        links = await self.occi("GET", "/link/", {b"Accept": b"text/uri-list"})
+        self.assertEqual(links.text.split(), [
+            f"http://occi.example.com/link/networkinterface/compute_{vid}_nic_0",
+            f"http://occi.example.com/link/storagelink/compute_{vid}_disk_0"])
+        everything = await self.occi("GET", "/entity/", {b"Accept": b"text/uri-list"})
+        self.assertEqual(everything.text.split(), core.text.split() + links.text.split())
         nics = await self.occi("GET", "/link/networkinterface/")
         self.assertEqual(nics.lines("X-OCCI-Location:"), [
             f"http://occi.example.com/link/networkinterface/compute_{vid}_nic_0"])

@@ -18,6 +18,8 @@ occi/-/``                              Mixin and Action; request Categories filt
 /storage/<id>``, ``?action=..``        disable)
 ``GET /link/networkinterface/[id]``,   a VM's NICs and image DISKs as Links
 ``GET /link/storagelink/[id]``
+``GET /entity/``, ``/resource/``,      OCCI Core's Kinds: every resource, every
+``/link/``                             link, or both
 ``GET /mixin/.../``                    a Mixin's location: the entities with it
                                        (os_tpl ``image_<ID>``, resource_tpl, ...)
 =====================================  ==========================================
@@ -263,6 +265,10 @@ class OCCIResource(resource.Resource):
             if method in ("POST", "DELETE"):
                 raise OCCIError("User-defined Mixins are not supported.", 501)
             raise OCCIError(f"{method} is not allowed on the query interface.", 405)
+        if path in ("/entity/", "/resource/", "/link/"):
+            if method not in ("GET", "HEAD"):
+                raise OCCIError(f"{method} is not allowed on {path}.", 405)
+            return await self._core_collection(actor, path)
         parts = path.strip("/").split("/")
         if parts[0] in ("compute", "network", "storage") and len(parts) <= 2:
             return await self._resource(actor, method, parts, path, st, query)
@@ -359,6 +365,19 @@ class OCCIResource(resource.Resource):
         else:
             objs = await _call(self.requests.image_list, actor)
         return sorted(objs, key=lambda o: o.oid)
+
+    async def _core_collection(self, actor, path):
+        """The locations of OCCI Core's Kinds: ``/resource/`` (computes,
+        networks, storages), ``/link/`` (networkinterfaces, storagelinks),
+        ``/entity/`` (both)."""
+        locations = []
+        if path in ("/entity/", "/resource/"):
+            for kind in ("compute", "network", "storage"):
+                locations += [f"/{kind}/{o.oid}" for o in await self._objects(actor, kind)]
+        if path in ("/entity/", "/link/"):
+            for kind in ("networkinterface", "storagelink"):
+                locations += (await self._link(actor, kind, None, path)).locations
+        return _Reply(204 if not locations else 200, locations=locations, listing=True)
 
     async def _mixin_collection(self, actor, path, st):
         """``GET`` a Mixin's location: the entities that have it (GFD.185
