@@ -13,6 +13,7 @@ import hashlib
 import os
 from xml.etree import ElementTree
 
+import treq
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -25,6 +26,7 @@ from nebtwist.api.occi.front import OCCIFront
 from nebtwist.api.occi.rendering import parse_structures
 from nebtwist.api.plugin import FrontContext, find_fronts
 from nebtwist.interfaces import IAPIFront
+from nebtwist.tap import StartupError
 from nebtwist.testing import start_nebula
 from tests.test_xmlrpc_api import ok, wait_for, wait_host_monitored
 
@@ -73,6 +75,34 @@ class PluginTests(TestCase):
         self.assertIsInstance(found, OCCIFront)
         self.assertEqual((found.name, found.default_endpoints),
                          ("occi", ("tcp:4567:interface=127.0.0.1",)))
+
+
+    async def test_served_by_the_daemon(self):
+        """oned.conf ``API_FRONT = [ NAME = "occi", ENDPOINT = ... ]``: the
+        daemon serves the front (oned.log names it); the query interface
+        answers over TCP."""
+        neb = await start_nebula(self, [
+            'API_FRONT=[NAME="xmlrpc"]',
+            'API_FRONT=[NAME="occi",ENDPOINT="tcp:0:interface=127.0.0.1"]'])
+        self.assertEqual([p.getHost().host for p in neb.service.fronts["occi"].ports],
+                         ["127.0.0.1"])
+        response = await treq.get(neb.front_url("occi") + "-/", persistent=False,
+                                  headers={b"Authorization": basic("oneadmin", "onecloud")})
+        body = (await treq.content(response)).decode()
+        self.assertEqual(response.code, 200, body)
+        self.assertIn(f"Category: {KIND}", body)
+        with open(os.path.join(neb.var_dir, "oned.log"), encoding="utf-8") as f:
+            self.assertIn("occi front listening on", f.read())
+
+    async def test_bad_econe_conf_stops_start_up(self):
+        """The VM types cannot load (ECONE_CONF names no file): the daemon
+        does not start, and says why in one line."""
+        with self.assertRaises(StartupError) as raised:
+            await start_nebula(self, ['ECONE_CONF="/nonexistent/econe.conf"',
+                                      'API_FRONT=[NAME="xmlrpc"]', 'API_FRONT=[NAME="occi",'
+                                      'ENDPOINT="tcp:0:interface=127.0.0.1"]'])
+        self.assertIn("occi front: econe.conf: cannot read /nonexistent/econe.conf",
+                      str(raised.exception))
 
 
 class OCCIFrontTests(TestCase):
