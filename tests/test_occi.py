@@ -238,6 +238,9 @@ class OCCIFrontTests(TestCase):
         os_tpl = [line for line in lines if f"image_{self.image};" in line]
         self.assertIn('title="ttylinux"', os_tpl[0])
         self.assertIn(f'rel="{INFRA}os_tpl"', os_tpl[0])
+        small = [line for line in lines if line.startswith("Category: m1_small;")]
+        self.assertIn('title="m1.small: CPU 0.2, 256 MB memory"', small[0])
+        self.assertIn(f'rel="{INFRA}resource_tpl"', small[0])
 
     async def test_query_text_occi_and_filter(self):
         """GFD.185 "Handling the Query Interface": also at

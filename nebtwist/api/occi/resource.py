@@ -92,15 +92,14 @@ async def _call(fn, *args):
 
 
 class _Reply:
-    """What a handler answers: a status, a rendering or locations, headers."""
+    """What a handler answers: a status, and a rendering or locations
+    (``listing``: an answer ``text/uri-list`` may render)."""
 
-    def __init__(self, status=200, rendering=None, locations=None, listing=False,
-                 headers=()):
+    def __init__(self, status=200, rendering=None, locations=None, listing=False):
         self.status = status
         self.rendering = rendering
         self.locations = locations
         self.listing = listing
-        self.headers = list(headers)
 
 
 class OCCIResource(resource.Resource):
@@ -175,8 +174,6 @@ class OCCIResource(resource.Resource):
         return (scheme + b"://" + host).decode("latin-1")
 
     def _write(self, request, reply, mtype):
-        for name, value in reply.headers:
-            request.setHeader(name, value)
         lines = []  # (header name, value)
         if reply.rendering is not None:
             r = reply.rendering
@@ -251,7 +248,7 @@ class OCCIResource(resource.Resource):
         headers = [(k.decode("latin-1"), v.decode("utf-8", "replace"))
                    for k, vs in request.requestHeaders.getAllRawHeaders() for v in vs]
         structures = parse_structures(headers, body, ctype)
-        query = {k.decode(): v[0].decode("utf-8", "replace")
+        query = {k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
                  for k, v in parse_qs(request.uri.partition(b"?")[2]).items()}
         reply = await self._route(actor, method, path, structures, query)
         if mtype == URI_LIST and not reply.listing:
@@ -262,7 +259,7 @@ class OCCIResource(resource.Resource):
         if path in _QUERY_PATHS:
             if method in ("GET", "HEAD"):
                 return await self._query(actor, st)
-            if method in ("POST", "DELETE"):
+            if method in ("PUT", "POST", "DELETE"):
                 raise OCCIError("User-defined Mixins are not supported.", 501)
             raise OCCIError(f"{method} is not allowed on the query interface.", 405)
         if path in ("/entity/", "/resource/", "/link/"):
@@ -315,10 +312,20 @@ class OCCIResource(resource.Resource):
     # -- the query interface (GFD.185 "Handling the Query Interface") ---------------------
 
     def _resource_tpl_categories(self):
+        """The resource_tpl Mixins, titled with the CPU and MEMORY (MB) each
+        VM type's template renders (as the EC2 front's DescribeInstanceTypes)."""
         if self._resource_tpls is None:
+            from nebtwist.core.vmtypes import VMTypeError
+            from nebtwist.template import Template
+
             out = []
             for name in (self.vmtypes.names() if self.vmtypes else ()):
-                out.append(model.resource_tpl(name))
+                try:
+                    t = Template.parse(self.vmtypes.render(name, image_id=0, user="oneadmin"))
+                    cpu, memory = float(t.get_str("CPU")), float(t.get_str("MEMORY"))
+                except (VMTypeError, TypeError, ValueError):
+                    cpu = memory = None
+                out.append(model.resource_tpl(name, cpu, memory))
             self._resource_tpls = out
         return self._resource_tpls
 
