@@ -22,6 +22,7 @@ from nebtwist.core.requests_access import AccessRequests
 from nebtwist.core.requests_keypairs import KeyPairRequests
 from nebtwist.core.requests_addresses import AddressRequests
 from nebtwist.core.requests_tags import TagRequests
+from nebtwist.core.requests_occi import OCCIRequests
 from nebtwist.core.vnet import build_vnet
 from nebtwist.errors import ActionError, APIError, AuthorizationError
 
@@ -43,7 +44,7 @@ def _name_ok(name, what):
 
 class Requests(ImageRequests, TemplateRequests, PermissionRequests, ObjectRequests,
                DriveRequests, SaveDiskRequests, AccessRequests, KeyPairRequests,
-               AddressRequests, TagRequests):
+               AddressRequests, TagRequests, OCCIRequests):
     """The operations behind the API.
 
     :param nebula: the :class:`~nebtwist.core.nebula.Nebula`.
