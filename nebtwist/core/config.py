@@ -181,6 +181,24 @@ def default_path(one_location):
     return local if os.path.exists(local) else shipped("conf", "oned.conf")
 
 
+def read_template(path):
+    """Read and parse a configuration file in OpenNebula's template syntax
+    (oned.conf, econe.conf, a front's own file).
+
+    :return: ``(Template, text)``.
+    :raises ConfigError: unreadable file, or a syntax error (with line and column).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return Template.parse(text), text
+    except TemplateSyntaxError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
 def load(path, overrides=()):
     """Read oned.conf and apply ``--set`` overrides.
 
@@ -191,15 +209,7 @@ def load(path, overrides=()):
     :raises ConfigError: unreadable file, syntax error (with line and
         column), or a malformed override.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        template = Template.parse(text)
-    except TemplateSyntaxError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    template, text = read_template(path)
     apply_overrides(template, [o for o in overrides if not o.lower().startswith("econe.")])
     config = Config(template, path)
     config.text = text
@@ -284,15 +294,7 @@ def load_econe(path, overrides=()):
     :return: an :class:`EconeConfig`.
     :raises ConfigError: unreadable file, syntax error, or a malformed override.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        template = Template.parse(text)
-    except TemplateSyntaxError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    template, text = read_template(path)
     apply_overrides(template, [o[len("econe."):] for o in overrides
                                if o.lower().startswith("econe.")])
     econe = EconeConfig(template, path)

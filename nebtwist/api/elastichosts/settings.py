@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from nebtwist.template import Template, TemplateSyntaxError
+from nebtwist.core.config import ConfigError, read_template
 
 _PREFIX = "4e656274"
 KINDS = {"drive": "6472", "server": "7376", "user": "7573"}
@@ -152,14 +152,9 @@ def load(path):
     :raises ConfError: an unreadable file, a syntax error, a bad value.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        template = Template.parse(text)
-    except TemplateSyntaxError as e:
-        raise ConfError(f"{path}: {e}") from None
+        template, _text = read_template(path)
+    except ConfigError as e:
+        raise ConfError(str(e)) from None
     settings = Settings(cpu_mhz=_number(template, "CPU_MHZ", 1000.0, path),
                         stop_timeout=_number(template, "STOP_TIMEOUT", 120.0, path))
     network = (template.get_str("NETWORK") or "").strip()

@@ -3,8 +3,7 @@
 
 import os
 
-from nebtwist.core.config import Config, ConfigError, econe_templates_dirs
-from nebtwist.template import Template, TemplateSyntaxError
+from nebtwist.core.config import Config, ConfigError, econe_templates_dirs, read_template
 
 #: Built-in values of openstack.conf's keys.
 DEFAULTS = {"REGION": "RegionOne", "TOKEN_LIFETIME": "3600", "MAX_BODY": "1048576"}
@@ -31,15 +30,7 @@ def load(path):
         bad value (TOKEN_LIFETIME and MAX_BODY positive integers;
         PUBLIC_URL an http(s) URL).
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        template = Template.parse(text)
-    except TemplateSyntaxError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    template, text = read_template(path)
     config = OpenStackConfig(template, path)
     config.text = text
     unknown = [name for name in template.names() if name.upper() not in KEYS]
