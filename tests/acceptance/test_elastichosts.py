@@ -22,10 +22,9 @@ import os
 
 from twisted.trial import unittest
 
-from tests.acceptance.test_seed000 import ADMIN_SESSION, FAST, NebulaDaemon, free_port
+from tests.acceptance.cloud import FrontDaemonTestCase
 
 try:
-    import pyone
     from libcloud.compute.drivers.cloudsigma import CloudSigmaNodeDriver
     from libcloud.compute.drivers.elastichosts import ElasticHostsNodeDriver
     from libcloud.compute.types import NodeState
@@ -45,7 +44,7 @@ NETWORK_SIZE = C
 """
 
 
-class LibcloudTestCase(unittest.TestCase):
+class LibcloudTestCase(FrontDaemonTestCase):
     """A daemon with the elastichosts front on a free port (its conf written
     here: ``PERSISTENT``), a user, a dummy host, a network and the image the
     standard drive maps to (public)."""
@@ -53,30 +52,16 @@ class LibcloudTestCase(unittest.TestCase):
     PERSISTENT = "false"
     JSON_REPLIES = "true"
 
+    FRONT, USER, PASSWORD, NET = "elastichosts", USER, PASSWORD, NET
+
     def setUp(self):
         if ElasticHostsNodeDriver is None:
             raise unittest.SkipTest("apache-libcloud 3.7.0 is not installed")
-        self.port = free_port()
-        location = os.path.abspath(self.mktemp())
-        os.makedirs(location)
-        conf = os.path.join(location, "elastichosts.conf")
-        with open(conf, "w", encoding="utf-8") as f:
-            f.write(f'PERSISTENT = "{self.PERSISTENT}"\nSTOP_TIMEOUT = 60\n'
-                    f'JSON_REPLIES = "{self.JSON_REPLIES}"\n'
-                    f'STANDARD_DRIVE = [ UUID = "{CENTOS}", IMAGE = "centos-5.5" ]\n')
-        self.daemon = NebulaDaemon(location, list(FAST) + [
-            'API_FRONT=[NAME="xmlrpc"]',
-            f'API_FRONT=[NAME="elastichosts",ENDPOINT="tcp:{self.port}:interface=127.0.0.1",'
-            f'CONF="{conf}"]'])
-        self.addCleanup(self.daemon.stop)
-        self.daemon.start()
-        self.one = pyone.OneServer(self.daemon.endpoint, session=ADMIN_SESSION)
-        rc, _, err = self.daemon.cli("oneuser", "create", USER, PASSWORD)
-        self.assertEqual((rc, err), (0, ""))
-        hid = self.one.host.allocate("host01", "im_dummy", "vmm_dummy", "tm_dummy")
-        self.wait_for(lambda: self.one.host.info(hid).STATE == 2, "host01 MONITORED")
-        nid = self.one.vn.allocate(NET, -1)
-        self.one.vn.chmod(nid, 1, 1, 0, 0, 0, 0, 1, 0, 0)
+        self.start_front("elastichosts.conf",
+                         f'PERSISTENT = "{self.PERSISTENT}"\nSTOP_TIMEOUT = 60\n'
+                         f'JSON_REPLIES = "{self.JSON_REPLIES}"\n'
+                         f'STANDARD_DRIVE = [ UUID = "{CENTOS}", IMAGE = "centos-5.5" ]\n')
+        location = self.location
         self.content = os.urandom(1024) * 512  # 512 KiB, stored gzipped
         image_file = os.path.join(location, "centos.img.gz")
         with open(image_file, "wb") as f:
@@ -85,11 +70,6 @@ class LibcloudTestCase(unittest.TestCase):
                                       1)
         self.one.image.chmod(iid, 1, 1, 0, 0, 0, 0, 1, 0, 0)
         self.wait_for(lambda: self.one.image.info(iid).STATE == 1, "the image READY")
-
-    def wait_for(self, predicate, message, timeout=90):
-        return self.daemon.wait_for(
-            predicate, timeout=timeout,
-            message=lambda: f"{message}\n{self.daemon.diagnostics(25)}")
 
     def vm_of(self, node):
         """The VM id a server UUID encodes (its last group)."""

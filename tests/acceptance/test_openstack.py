@@ -18,11 +18,10 @@ import subprocess
 
 from twisted.trial import unittest
 
-from tests.acceptance.test_seed000 import ADMIN_SESSION, FAST, NebulaDaemon, free_port
+from tests.acceptance.cloud import FrontDaemonTestCase
 
 try:
     import openstack
-    import pyone
 except ImportError:  # pragma: no cover - the test extra installs python-openstackclient
     openstack = None
 
@@ -37,34 +36,20 @@ NETWORK_SIZE = C
 """
 
 
-class OpenStackTestCase(unittest.TestCase):
+class OpenStackTestCase(FrontDaemonTestCase):
     """A daemon with the openstack front on a free port."""
+
+    FRONT, USER, PASSWORD, NET = "openstack", USER, PASSWORD, NET
 
     def setUp(self):
         self.cli_path = shutil.which("openstack")
         if openstack is None or self.cli_path is None:
             raise unittest.SkipTest("python-openstackclient is not installed")
-        self.port = free_port()
-        self.location = location = os.path.abspath(self.mktemp())
-        os.makedirs(location)
-        conf = os.path.join(location, "openstack.conf")
-        with open(conf, "w", encoding="utf-8") as f:
-            f.write('REGION = "RegionOne"\nNETWORK = "public"\n'
-                    'VM_TYPE = [ NAME = "m1.small", TEMPLATE = "m1.small.mako" ]\n'
-                    'VM_TYPE = [ NAME = "m1.large", TEMPLATE = "m1.large.mako" ]\n')
-        self.daemon = NebulaDaemon(location, list(FAST) + [
-            'API_FRONT=[NAME="xmlrpc"]',
-            f'API_FRONT=[NAME="openstack",ENDPOINT="tcp:{self.port}:interface=127.0.0.1",'
-            f'CONF="{conf}"]'])
-        self.addCleanup(self.daemon.stop)
-        self.daemon.start()
-        self.one = pyone.OneServer(self.daemon.endpoint, session=ADMIN_SESSION)
-        rc, _, err = self.daemon.cli("oneuser", "create", USER, PASSWORD)
-        self.assertEqual((rc, err), (0, ""))
-        hid = self.one.host.allocate("host01", "im_dummy", "vmm_dummy", "tm_dummy")
-        self.wait_for(lambda: self.one.host.info(hid).STATE == 2, "host01 MONITORED")
-        nid = self.one.vn.allocate(NET, -1)
-        self.one.vn.chmod(nid, 1, 1, 0, 0, 0, 0, 1, 0, 0)
+        self.start_front("openstack.conf",
+                         'REGION = "RegionOne"\nNETWORK = "public"\n'
+                         'VM_TYPE = [ NAME = "m1.small", TEMPLATE = "m1.small.mako" ]\n'
+                         'VM_TYPE = [ NAME = "m1.large", TEMPLATE = "m1.large.mako" ]\n')
+        location = self.location
         image_file = os.path.join(location, "cirros.img")
         with open(image_file, "wb") as f:
             f.write(b"\0" * 65536)
@@ -73,11 +58,6 @@ class OpenStackTestCase(unittest.TestCase):
         self.one.image.chmod(self.image_id, 1, 1, 0, 0, 0, 0, 1, 0, 0)
         self.wait_for(lambda: self.one.image.info(self.image_id).STATE == 1, "the image READY")
         self.auth_url = f"http://127.0.0.1:{self.port}/identity"
-
-    def wait_for(self, predicate, message, timeout=90):
-        return self.daemon.wait_for(
-            predicate, timeout=timeout,
-            message=lambda: f"{message}\n{self.daemon.diagnostics(25)}")
 
     def vm_of(self, server_id):
         """The VM id a server UUID encodes (the decimal digits of its last group)."""
