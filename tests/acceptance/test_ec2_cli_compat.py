@@ -10,26 +10,16 @@ import json
 import os
 import subprocess
 
-import pyone
 from twisted.trial import unittest
 
 from tests.acceptance import test_ec2
-from tests.acceptance.test_seed000 import ADMIN_SESSION, FAST, NebulaDaemon, free_port
 
 HOST_MONITORED = 2
 
 
 class AwsCliCompatTest(unittest.TestCase):
 
-    def setUp(self):
-        self.ec2_port = free_port()
-        self.daemon = NebulaDaemon(self.mktemp(), list(FAST) + [f"econe.PORT={self.ec2_port}"])
-        self.addCleanup(self.daemon.stop)
-        self.daemon.start()
-        self.wait_for(self.ec2_listens, "the EC2 front listening")
-        self.one = pyone.OneServer(self.daemon.endpoint, session=ADMIN_SESSION)
-        self.url = f"http://127.0.0.1:{self.ec2_port}/"
-
+    setUp = test_ec2.EC2Test.setUp  # a daemon, its EC2 front on a free port, pyone
     ec2_listens = test_ec2.EC2Test.ec2_listens
     wait_for = test_ec2.EC2Test.wait_for
 

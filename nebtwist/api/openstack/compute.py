@@ -232,28 +232,27 @@ def _flavor(call, ref):
     return flavor
 
 
-async def _image(call, ref):
-    if isinstance(ref, str):
-        ref = ref.rstrip("/").rsplit("/", 1)[-1]
-    iid = from_uuid("image", ref)
-    missing = bad_request(f"Image {ref} could not be found.")
-    if iid is None:
+async def _referred(call, kind, ref, get):
+    """The object a request body names by UUID (or plain id), read with
+    ``get(actor, id)``; unknown or not usable: 400 "<Kind> <ref> could not be found."."""
+    oid = from_uuid(kind, ref)
+    missing = bad_request(f"{kind.capitalize()} {ref} could not be found.")
+    if oid is None:
         raise missing
     try:
-        return await maybe_await(call.requests.image_get(call.actor, iid))
+        return await maybe_await(get(call.actor, oid))
     except (NoSuchObject, AuthorizationError):
         raise missing from None
+
+
+async def _image(call, ref):
+    if isinstance(ref, str):  # an image link's last path segment
+        ref = ref.rstrip("/").rsplit("/", 1)[-1]
+    return await _referred(call, "image", ref, call.requests.image_get)
 
 
 async def _network(call, ref):
-    nid = from_uuid("network", ref)
-    missing = bad_request(f"Network {ref} could not be found.")
-    if nid is None:
-        raise missing
-    try:
-        return await maybe_await(call.requests.vnet_get(call.actor, nid))
-    except (NoSuchObject, AuthorizationError):
-        raise missing from None
+    return await _referred(call, "network", ref, call.requests.vnet_get)
 
 
 # -- routes ---------------------------------------------------------------------------------
