@@ -28,7 +28,6 @@ import weakref
 from urllib.parse import parse_qsl
 
 from lxml import etree
-from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
@@ -39,6 +38,7 @@ from zope.interface import implementer
 from nebtwist.api import awsauth, s3
 from nebtwist.api.ec2 import EC2Resource
 from nebtwist.api.limits import ConnectionLimit, HTTPLimits, LimitedRequest
+from nebtwist.api.plugin import FrontService, FrontStartupError
 from nebtwist.core.vmtypes import VMTypeError
 from nebtwist.interfaces import IAPIFront
 
@@ -491,37 +491,19 @@ async def install(reactor, nebula, requests, config, one_location, overrides=(),
 
 # -- the front plug-in (nebtwist.api.plugin) --------------------------------------------------
 
-class _EC2FrontService(service.Service):
+class _EC2FrontService(FrontService):
     """The EC2 Query + S3 front as a child service: :func:`install` on start."""
 
-    def __init__(self, front, ctx):
-        self.name = front.name
-        self.ctx = ctx
-        self.ports = []
-        self.listening = None
-
-    def startService(self):
-        super().startService()
-        self.listening = defer.ensureDeferred(self._listen())
-
-    async def _listen(self):
-        from nebtwist.api.plugin import FrontStartupError
-
+    async def listen(self):
         ctx = self.ctx
         conf = ctx.vector.get("CONF")
         try:
-            self.ports = await install(
+            return await install(
                 ctx.reactor, ctx.requests.nebula, ctx.requests, ctx.config, ctx.one_location,
                 ctx.overrides, conf_path=ctx.conf_path(conf) if conf else None,
                 descriptions=ctx.endpoints)
         except EC2StartupError as e:
             raise FrontStartupError(str(e)) from None
-        return self.ports
-
-    def stopService(self):
-        super().stopService()
-        ports, self.ports = self.ports, []
-        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
 
 
 @implementer(IPlugin, IAPIFront)

@@ -162,8 +162,9 @@ class _Site(ConnectionLimit, server.Site):
         pass
 
 
-class HTTPFrontService(service.Service):
-    """Serves one front's resource on its endpoints.
+class FrontService(service.Service):
+    """A front's child service: :meth:`listen` (a coroutine returning the
+    listening ports) runs on start; stopping stops listening.
 
     :ivar ports: the listening ports (``IListeningPort``), once listening.
     :ivar listening: Deferred firing (with the ports) once every endpoint
@@ -175,14 +176,32 @@ class HTTPFrontService(service.Service):
         self.ctx = ctx
         self.name = front.name
         self.ports = []
-        self.site = None
         self.listening = None
 
     def startService(self):
         super().startService()
-        self.listening = defer.ensureDeferred(self._listen())
+        self.listening = defer.ensureDeferred(self._start())
 
-    async def _listen(self):
+    async def _start(self):
+        self.ports = await self.listen()
+        return self.ports
+
+    async def listen(self):
+        """Listen on ``self.ctx.endpoints``; returns the ports."""
+        raise NotImplementedError
+
+    def stopService(self):
+        super().stopService()
+        ports, self.ports = self.ports, []
+        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
+
+
+class HTTPFrontService(FrontService):
+    """Serves one :class:`HTTPFront`'s resource on its endpoints."""
+
+    site = None
+
+    async def listen(self):
         ctx = self.ctx
         await self.front.prepare(ctx)
         site = self.site = _Site(self.front.resource(ctx),
@@ -203,13 +222,7 @@ class HTTPFrontService(service.Service):
             site.listening(port)
             log.info("{n} listening on {d} ({a})", n=self.front.label, d=desc,
                      a=port.getHost())
-        self.ports = ports
         return ports
-
-    def stopService(self):
-        super().stopService()
-        ports, self.ports = self.ports, []
-        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
 
 
 class HTTPFront:
