@@ -1448,7 +1448,8 @@ class ErrorTests(SynchronousTestCase):
 
 
 class SecretLookupTests(TestCase):
-    """:func:`nebula_secret_lookup` over a real daemon's users."""
+    """The requests layer's ``user_secret`` (the one secret lookup the EC2 and
+    S3 fronts use) over a real daemon's users."""
 
     async def test_users(self):
         """core and public users have their SHA1 as secret; others, unknown
@@ -1458,7 +1459,7 @@ class SecretLookupTests(TestCase):
         await neb.call("one.user.allocate", "alice", "alice-pw")
         await neb.call("one.user.allocate", "carol", "carol-pw", "public")
         await neb.call("one.user.allocate", "xavier", "x-pw", "x509")
-        secret_of = A.nebula_secret_lookup(neb.nebula)
+        secret_of = neb.service.requests.user_secret
         self.assertEqual(secret_of("alice"), A.ec2_secret("alice-pw"))
         self.assertEqual(secret_of("carol"), A.ec2_secret("carol-pw"))
         self.assertIsNone(secret_of("xavier"))

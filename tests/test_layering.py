@@ -50,6 +50,18 @@ KNOWN_CYCLES = frozenset()
 REQUESTS_LAYER = ("nebtwist.core.requests", "nebtwist.core.requests_")
 
 
+#: Modules of ``nebtwist.core`` below the requests layer: no front imports them.
+CORE_INTERNALS = frozenset(
+    "pool db dm lcm vmm tm im scheduler nebula imagem disks recovery vnm hm acl files "
+    "sessions context deployment".split())
+
+#: Attributes that reach below the requests layer (the core, its pools, its
+#: database, its managers): no front reads them.
+CORE_ATTRIBUTES = frozenset(
+    "nebula vmpool hostpool imagepool vnpool userpool grouppool tplpool db lcm dm vmm tm im "
+    "scheduler".split())
+
+
 def package_modules(root=ROOT, package="nebtwist"):
     """``{module name: file path}`` for every ``.py`` file of ``package``
     under ``root`` (a package's ``__init__.py`` is named as the package)."""
@@ -261,6 +273,38 @@ class LayeringTests(unittest.TestCase):
                 if target.startswith(REQUESTS_LAYER):
                     wrong.append(f"{os.path.relpath(self.modules[module], ROOT)}:{line}: "
                                  f"{module} imports {target}")
+        self.assertEqual(wrong, [])
+
+    def test_fronts_use_only_the_requests_layer(self):
+        """No module of ``nebtwist.api`` (the fronts) imports the core's
+        pools, database or managers, nor reaches for the core's ``nebula``,
+        a pool, the database or a manager by attribute: a front calls the
+        requests layer it is given (DESIGN: fronts translate, the core
+        decides). The one value type a front may import from below is
+        :class:`nebtwist.core.pool.PoolXML`, the XML-RPC listing reply."""
+        wrong = []
+        for module, path in sorted(self.modules.items()):
+            if not module.startswith("nebtwist.api."):
+                continue
+            rel = os.path.relpath(path, ROOT)
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), path)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                        "nebtwist.core."):
+                    below = node.module.split(".")[2]
+                    names = {alias.name for alias in node.names}
+                    if below in CORE_INTERNALS and not (below == "pool"
+                                                        and names == {"PoolXML"}):
+                        wrong.append(f"{rel}:{node.lineno}: imports {node.module}")
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        parts = alias.name.split(".")
+                        if parts[:2] == ["nebtwist", "core"] and len(parts) > 2 \
+                                and parts[2] in CORE_INTERNALS:
+                            wrong.append(f"{rel}:{node.lineno}: imports {alias.name}")
+                elif isinstance(node, ast.Attribute) and node.attr in CORE_ATTRIBUTES:
+                    wrong.append(f"{rel}:{node.lineno}: .{node.attr}")
         self.assertEqual(wrong, [])
 
     def test_module_size(self):

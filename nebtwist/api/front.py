@@ -304,7 +304,7 @@ class FrontRoot(resource.Resource):
         return self.front.ec2.render(request)
 
 
-def build_site(nebula, requests, vmtypes, econe_config=None, repository=None):
+def build_site(requests, vmtypes, econe_config=None, repository=None):
     """The public cloud :class:`twisted.web.server.Site`.
 
     :param econe_config: econe.conf: ``SERVER`` and ``SSL_SERVER`` are host
@@ -327,13 +327,13 @@ def build_site(nebula, requests, vmtypes, econe_config=None, repository=None):
     hosts = [h for h in (get("SERVER"), get("SSL_SERVER")) if h]
     max_object = _size(get("MAX_OBJECT_SIZE"), DEFAULT_MAX_OBJECT_SIZE, "MAX_OBJECT_SIZE")
     max_query = _size(get("MAX_QUERY_BODY"), DEFAULT_MAX_QUERY_BODY, "MAX_QUERY_BODY")
-    ec2 = EC2Resource(nebula, requests, vmtypes, region=region, zone=zone, hosts=hosts,
+    ec2 = EC2Resource(requests, vmtypes, region=region, zone=zone, hosts=hosts,
                       econe=econe_config)  # ELASTIC_IP_NETWORK, *_SCRIPT (ec2/)
     ec2.repository = repository  # RegisterImage reads objects (Repository.object_file)
     ec2.max_upload = max_object  # the largest UploadImage body
     s3_resource = None
     if repository is not None:
-        s3_resource = s3.S3Resource(nebula, repository, max_object_size=max_object,
+        s3_resource = s3.S3Resource(requests, repository, max_object_size=max_object,
                                     max_body=max_query)
     front = Front(ec2, s3_resource, max_object, max_query)
     site = _Site(FrontRoot(front), requestFactory=FrontRequest, parsePOSTFormSubmission=False)
@@ -422,7 +422,7 @@ def image_dir(econe, one_location):
     return value if os.path.isabs(value) else os.path.join(var, value)
 
 
-async def install(reactor, nebula, requests, config, one_location, overrides=(),
+async def install(reactor, requests, config, one_location, overrides=(),
                   conf_path=None, descriptions=None):
     """Start the public cloud front: read econe.conf, compile its VM types,
     load the S3 repository (``IMAGE_DIR``, :func:`image_dir`) and listen.
@@ -473,7 +473,7 @@ async def install(reactor, nebula, requests, config, one_location, overrides=(),
     except OSError as e:
         raise EC2StartupError(f"econe.conf IMAGE_DIR {root}: {e.strerror or e}") from None
     try:
-        site = build_site(nebula, requests, vmtypes, econe, repository)
+        site = build_site(requests, vmtypes, econe, repository)
     except ValueError as e:
         raise EC2StartupError(f"econe.conf: {e}") from None
     try:
@@ -499,7 +499,7 @@ class _EC2FrontService(FrontService):
         conf = ctx.vector.get("CONF")
         try:
             return await install(
-                ctx.reactor, ctx.requests.nebula, ctx.requests, ctx.config, ctx.one_location,
+                ctx.reactor, ctx.requests, ctx.config, ctx.one_location,
                 ctx.overrides, conf_path=ctx.conf_path(conf) if conf else None,
                 descriptions=ctx.endpoints)
         except EC2StartupError as e:

@@ -6,7 +6,8 @@ learn who signed a request; it never looks at what the request asks for.
 **Credentials** (OpenNebula 3.4, ``src/cloud/common/CloudAuth/EC2CloudAuth.rb``):
 the access key is the OpenNebula user name and the secret key is the stored
 ``PASSWORD`` field, i.e. the SHA1 hex of the user's password, for users of
-the ``core`` and ``public`` auth drivers (:func:`nebula_secret_lookup`,
+the ``core`` and ``public`` auth drivers (the requests layer's
+:meth:`~nebtwist.core.requests_access.AccessRequests.user_secret`,
 :func:`ec2_secret`).
 
 **Schemes verified**
@@ -62,12 +63,12 @@ server (:meth:`AuthRequest.from_twisted` builds one from a
 
 In a front (``now`` is the reactor's ``seconds()``)::
 
-    lookup = nebula_secret_lookup(nebula)
+    lookup = requests.user_secret  # nebtwist.core.requests_access
     # EC2 Query: the form body is read first, its parameters join the query's.
     req = AuthRequest.from_twisted(request, body=body)
     found = verify_request(req, lookup, now, params=req.query_pairs() + form_pairs,
                            services=("ec2",))
-    user = nebula.userpool.find(found.access_key)
+    user = requests.user_by_name(found.access_key)
     # S3: the body streams through the decoder, to disk.
     req = AuthRequest.from_twisted(request)
     found = verify_request(req, lookup, now, schemes=S3_SCHEMES, services=("s3",))
@@ -97,7 +98,7 @@ from nebtwist.api.awsauth.request import (ALGORITHM, DEFAULT_MAX_SKEW, EMPTY_SHA
                                           STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER,
                                           STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD,
                                           AuthRequest, canonical_query, canonical_uri,
-                                          ec2_secret, hmac_sha256, nebula_secret_lookup,
+                                          ec2_secret, hmac_sha256,
                                           normalize_path, signing_key, string_to_sign,
                                           uri_encode)
 from nebtwist.api.awsauth.sigv2 import (S3_SUBRESOURCES, s3v2_string_to_sign,
@@ -117,7 +118,7 @@ __all__ = ["ALGORITHM", "CHECKSUM_ALGORITHMS", "DEFAULT_MAX_SKEW", "EC2_SCHEMES"
            "RequestExpired", "SigV4Result", "SignatureDoesNotMatch",
            "XAmzContentSHA256Mismatch", "body_decoder", "canonical_headers", "canonical_query",
            "canonical_request", "canonical_uri", "chunk_signature", "detect_scheme",
-           "ec2_secret", "hmac_sha256", "nebula_secret_lookup", "new_checksum",
+           "ec2_secret", "hmac_sha256", "new_checksum",
            "normalize_path", "s3v2_string_to_sign", "signing_key", "sigv1_string_to_sign",
            "sigv2_string_to_sign", "stored_content_encoding", "string_to_sign",
            "trailer_signature", "uri_encode", "verify_request", "verify_s3_sigv2",

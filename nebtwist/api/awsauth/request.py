@@ -6,9 +6,8 @@ request); text taken from bytes is UTF-8 with ``surrogateescape``, so the
 bytes signed are exactly the bytes received. The encoding helpers follow
 AWS's "Create a canonical request for Signature Version 4" (URI encoding,
 canonical query and path, the signing key and string to sign) and are
-shared by SigV2 and SigV4; :func:`nebula_secret_lookup` and
-:func:`ec2_secret` give a user's secret key as OpenNebula 3.4's
-``EC2CloudAuth.rb`` did (the SHA1 hex of the password).
+shared by SigV2 and SigV4; :func:`ec2_secret` gives a user's secret key as
+OpenNebula 3.4's ``EC2CloudAuth.rb`` did (the SHA1 hex of the password).
 """
 
 import functools
@@ -287,21 +286,6 @@ def _parse_amz_date(text, malformed):
 def ec2_secret(password):
     """The EC2 secret key of an OpenNebula password: its SHA1 hex (3.4)."""
     return hashlib.sha1(password.encode("utf-8")).hexdigest()
-
-
-def nebula_secret_lookup(nebula):
-    """A ``secret_lookup`` over the users of a :class:`~nebtwist.core.nebula.Nebula`.
-
-    The secret of user ``name`` is its stored ``PASSWORD`` (the SHA1 hex of
-    the password) if the user exists, is enabled and uses the ``core`` or
-    ``public`` auth driver (3.4 ``EC2CloudAuth``); otherwise None.
-    """
-    def lookup(name):
-        user = nebula.userpool.find(name)
-        if user is None or not user.enabled or user.auth_driver not in ("core", "public"):
-            return None
-        return user.password
-    return lookup
 
 
 def _lookup(secret_lookup, access_key):

@@ -44,11 +44,10 @@ class EC2Resource(QueryActions, InstanceActions, ImageActions, KeyPairActions,
                   AddressActions, TagActions, resource.Resource):
     """The EC2 Query API on ``/``.
 
-    :param nebula: unused (kept for the callers; None is fine): everything
-        goes through ``requests``, the signature secrets
+    :param requests: the core :class:`~nebtwist.core.requests.Requests`:
+        everything goes through it, the signature secrets
         (:meth:`~nebtwist.core.requests_access.AccessRequests.user_secret`)
         and "now" for signature checks (``requests.now()``) included.
-    :param requests: the core :class:`~nebtwist.core.requests.Requests`.
     :param vmtypes: the :class:`~nebtwist.core.vmtypes.VMTypes` of econe.conf.
     :param region: the region name answered by DescribeRegions.
     :param econe: econe.conf (:class:`nebtwist.core.config.EconeConfig`).
@@ -65,7 +64,7 @@ class EC2Resource(QueryActions, InstanceActions, ImageActions, KeyPairActions,
 
     isLeaf = True
 
-    def __init__(self, nebula, requests, vmtypes, region="default", zone="default",
+    def __init__(self, requests, vmtypes, region="default", zone="default",
                  hosts=(), econe=None):
         super().__init__()
         #: econe.conf (an EconeConfig, or None): ELASTIC_IP_NETWORK,

@@ -51,7 +51,8 @@ MAX_BUCKETS_LIST = 10000
 class S3Resource(ObjectOperations, resource.Resource):
     """Path-style S3 over a :class:`Repository` (see the module docstring).
 
-    :param nebula: the core (users, ``clock``).
+    :param requests: the core's requests layer (signature secrets, users, the
+        clock: :class:`nebtwist.core.requests_access.AccessRequests`).
     :param repository: the :class:`Repository`.
     :param max_object_size: largest PutObject / UploadPart body, in bytes
         (econe.conf ``MAX_OBJECT_SIZE``).
@@ -62,14 +63,14 @@ class S3Resource(ObjectOperations, resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, nebula, repository, max_object_size=DEFAULT_MAX_OBJECT_SIZE,
+    def __init__(self, requests, repository, max_object_size=DEFAULT_MAX_OBJECT_SIZE,
                  max_body=1024 * 1024):
         super().__init__()
-        self.nebula = nebula
+        self.requests = requests
         self.repository = repository
         self.max_object_size = max_object_size
         self.max_body = max_body
-        self.secret_lookup = awsauth.nebula_secret_lookup(nebula)
+        self.secret_lookup = requests.user_secret
         subresource_names()  # read botocore's model at start-up, not on a request
 
     # -- before the body ---------------------------------------------------------------
@@ -82,9 +83,9 @@ class S3Resource(ObjectOperations, resource.Resource):
 
     def _authenticate(self, request, body=None):
         auth = awsauth.AuthRequest.from_twisted(request, body=body)
-        found = awsauth.verify_request(auth, self.secret_lookup, self.nebula.clock.seconds(),
+        found = awsauth.verify_request(auth, self.secret_lookup, self.requests.now(),
                                        schemes=awsauth.S3_SCHEMES, services=("s3",))
-        user = self.nebula.userpool.find(found.access_key)
+        user = self.requests.user_by_name(found.access_key)
         if user is None:  # removed meanwhile
             raise AccessDenied()
         return user, auth, found
